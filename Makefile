@@ -1,0 +1,84 @@
+# bucketwire developer loop. `make test` is what CI runs (.ci/run); `make demo` shows the operator.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+CARGO ?= cargo
+GO ?= go
+
+TESTBED := target/testbed
+VENV := $(TESTBED)/venv
+CONTROLPLANE := $(TESTBED)/bin/controlplane
+CONTROLPLANE_SOURCES := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
+CRD := crds/bucketintegration.yaml
+
+.PHONY: help build test unit integration lint fmt crds testbed testbed-up testbed-down testbed-status testbed-lock demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## build the operator
+	$(CARGO) build --locked
+
+test: lint unit integration ## everything CI runs: format, lint, unit tests, tests on the test bed
+
+lint: ## cargo fmt --check, clippy -D warnings, gofmt and go vet of the control plane
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@test -z "$$(gofmt -l tests/controlplane)" || { echo "gofmt: run 'gofmt -w tests/controlplane'"; gofmt -l tests/controlplane; exit 1; }
+	cd tests/controlplane && $(GO) vet -buildvcs=false .
+
+unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up to date
+	$(CARGO) test --locked --lib --bins
+
+# One test bed for the whole run: build everything first, start it, run every integration
+# test against it, and stop it whatever the outcome.
+integration: testbed ## tests against the real kube-apiserver and moto
+	$(CARGO) test --locked --tests --no-run
+	$(VENV)/bin/python tests/testbed/testbed.py up
+	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
+	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
+
+fmt: ## format the Rust and Go sources
+	$(CARGO) fmt --all
+	gofmt -w tests/controlplane
+
+crds: ## regenerate crds/ from the Rust types
+	$(CARGO) run --locked --quiet -- crd > $(CRD)
+
+# --- the local test bed (real kube-apiserver + moto) ----------------------------------------
+
+$(VENV)/.installed: tests/testbed/requirements.txt tests/testbed/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/testbed/requirements.txt -c tests/testbed/constraints.txt
+	touch $@
+
+# kube-apiserver, etcd and kube-controller-manager from Go modules. Go's build cache
+# (outside the clone) makes every build after the first take seconds.
+$(CONTROLPLANE): $(CONTROLPLANE_SOURCES)
+	@mkdir -p $(dir $@)
+	@echo "building the control plane from Go modules (first build: several minutes)"
+	cd tests/controlplane && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
+
+testbed: $(VENV)/.installed $(CONTROLPLANE) ## install moto and build the control plane
+
+testbed-up: testbed ## start the test bed; writes target/testbed/env
+	$(VENV)/bin/python tests/testbed/testbed.py up
+
+testbed-down: ## stop exactly the processes testbed-up started
+	$(PYTHON) tests/testbed/testbed.py down
+
+testbed-status:
+	$(PYTHON) tests/testbed/testbed.py status
+
+testbed-lock: ## re-pin moto and its dependencies
+	rm -rf $(TESTBED)/lockvenv && $(PYTHON) -m venv $(TESTBED)/lockvenv
+	$(TESTBED)/lockvenv/bin/pip install --quiet -r tests/testbed/requirements.txt
+	{ echo "# Exact versions of the moto server and everything it pulls in (pip freeze of a venv built"; \
+	  echo "# from requirements.txt). Regenerate with: make testbed-lock"; \
+	  $(TESTBED)/lockvenv/bin/pip freeze; } > tests/testbed/constraints.txt
+	rm -rf $(TESTBED)/lockvenv
+
+clean: testbed-down
+	$(CARGO) clean

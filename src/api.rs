@@ -1,0 +1,382 @@
+//! The `BucketIntegration` API, `bucketwire.io/v1alpha1`.
+//!
+//! The OpenAPI schema and the CEL rules that the apiserver enforces at admission are
+//! generated from these types (`bucketwire crd`). Every rule carries a message that names
+//! what is wrong, and `maxLength`/`maxProperties` bounds keep the rules within the
+//! apiserver's CEL cost budget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every bucketwire resource.
+pub const GROUP: &str = "bucketwire.io";
+/// The finalizer that guards cleanup of AWS resources.
+pub const FINALIZER: &str = "bucketwire.io/cleanup";
+/// Field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "bucketwire";
+
+/// CEL: a region such as `us-east-2`, `cn-north-1`, `us-gov-west-1`, `us-isob-east-1`.
+const REGION_RULE: &str = r"self.matches('^[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}$')";
+
+/// CEL: the partition an SSE-KMS key ARN must be in, derived from the region.
+const KMS_KEY_PARTITION_RULE: &str = "!has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
+     self.bucket.encryption.kmsKeyArn.split(':')[1] == \
+     (self.region.startsWith('cn-') ? 'aws-cn' : self.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws')";
+
+/// CEL: S3 only uses a KMS key in the bucket's own region.
+const KMS_KEY_REGION_RULE: &str = "!has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
+     self.bucket.encryption.kmsKeyArn.split(':')[3] == self.region";
+
+/// CEL (whole object): once the operator has recorded the bucket in status, the spec can
+/// only name that same bucket. Spec-level immutability is enforced on `spec.bucket`.
+const BUCKET_NAME_RECORDED_RULE: &str = "!has(self.status) || !has(self.status.bucket) || \
+     !has(self.status.bucket.name) || self.status.bucket.name == '' || \
+     !has(self.spec.bucket.name) || self.spec.bucket.name == '' || \
+     self.spec.bucket.name == self.status.bucket.name";
+
+/// Desired state of one Milvus-to-S3 wiring.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "bucketwire.io",
+    version = "v1alpha1",
+    kind = "BucketIntegration",
+    plural = "bucketintegrations",
+    shortname = "bi",
+    namespaced,
+    status = "BucketIntegrationStatus",
+    printcolumn = r#"{"name":"Bucket","type":"string","jsonPath":".status.bucket.name"}"#,
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Validated","type":"string","jsonPath":".status.conditions[?(@.type==\"Validated\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(BUCKET_NAME_RECORDED_RULE)
+        .message("spec.bucket.name is immutable once recorded in status.bucket.name")
+        .field_path(".spec.bucket.name")
+        .reason(Reason::FieldValueForbidden)
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(KMS_KEY_REGION_RULE)
+        .message("bucket.encryption.kmsKeyArn must be a key in spec.region: S3 only uses a KMS key from the bucket's own region")
+        .field_path(".bucket.encryption.kmsKeyArn"),
+    validation = Rule::new(KMS_KEY_PARTITION_RULE)
+        .message("bucket.encryption.kmsKeyArn must be in the partition of spec.region (aws, aws-cn or aws-us-gov)")
+        .field_path(".bucket.encryption.kmsKeyArn"),
+)]
+pub struct BucketIntegrationSpec {
+    /// Free text, used as the description of the IAM role and policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[\\p{L}\\p{N}\\p{Z}_.,:/=+@()-]*$')")
+        .message("description may contain letters, digits, spaces and _.,:/=+@()- only (IAM's description rules)"))]
+    pub description: Option<String>,
+
+    /// AWS region of the bucket, e.g. `us-east-2`. Immutable. The partition follows from it:
+    /// `cn-*` is `aws-cn`, `us-gov-*` is `aws-us-gov`, everything else `aws`.
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(
+        validation = Rule::new(REGION_RULE).message("region must be an AWS region name such as us-east-2, cn-north-1 or us-gov-west-1"),
+        validation = Rule::new("self == oldSelf").message("region is immutable").reason(Reason::FieldValueForbidden),
+    )]
+    pub region: String,
+
+    /// The S3 bucket Milvus stores its data in.
+    #[serde(default)]
+    #[schemars(default = "BucketSpec::default")]
+    pub bucket: BucketSpec,
+
+    /// What Milvus may do with the objects in the bucket.
+    #[serde(default)]
+    pub access: Access,
+
+    /// How the Milvus workload authenticates to AWS.
+    #[serde(default)]
+    #[schemars(default = "IdentitySpec::default")]
+    pub identity: IdentitySpec,
+
+    /// The Kubernetes ServiceAccount Milvus runs as; always in the integration's namespace.
+    #[serde(default)]
+    #[schemars(default = "ServiceAccountSpec::default")]
+    pub service_account: ServiceAccountSpec,
+
+    /// Where the rendered Milvus Helm values go.
+    #[serde(default)]
+    #[schemars(default = "MilvusSpec::default")]
+    pub milvus: MilvusSpec,
+
+    /// Proving the wiring by acting as the Milvus ServiceAccount.
+    #[serde(default)]
+    #[schemars(default = "ValidationSpec::default")]
+    pub validation: ValidationSpec,
+}
+
+/// The bucket and how it is configured.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.name) || oldSelf.name == '' || (has(self.name) && self.name == oldSelf.name)")
+    .message("bucket.name is immutable once set")
+    .field_path(".name")
+    .reason(Reason::FieldValueForbidden))]
+pub struct BucketSpec {
+    /// Bucket name. Derived from cluster, namespace and name when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(
+        validation = Rule::new("self == '' || size(self) >= 3").message("bucket name must be between 3 and 63 characters long"),
+        validation = Rule::new("self.matches('^[a-z0-9.-]*$')").message("bucket name may contain only lowercase letters, digits, dots (.) and hyphens (-)"),
+        validation = Rule::new("self == '' || self.matches('^[a-z0-9].*[a-z0-9]$')").message("bucket name must begin and end with a lowercase letter or a digit"),
+        validation = Rule::new("!self.contains('..')").message("bucket name must not contain two adjacent periods"),
+        validation = Rule::new(r"!self.matches('^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}$')").message("bucket name must not be formatted as an IP address (for example 192.168.5.4)"),
+        validation = Rule::new("!self.startsWith('xn--')").message("bucket name must not start with the prefix 'xn--'"),
+        validation = Rule::new("!self.startsWith('sthree-')").message("bucket name must not start with the prefix 'sthree-'"),
+        validation = Rule::new("!self.startsWith('amzn-s3-demo-')").message("bucket name must not start with the prefix 'amzn-s3-demo-'"),
+        validation = Rule::new("!self.endsWith('-s3alias')").message("bucket name must not end with the suffix '-s3alias'"),
+        validation = Rule::new("!self.endsWith('--ol-s3')").message("bucket name must not end with the suffix '--ol-s3'"),
+        validation = Rule::new("!self.endsWith('.mrap')").message("bucket name must not end with the suffix '.mrap'"),
+        validation = Rule::new("!self.endsWith('--x-s3')").message("bucket name must not end with the suffix '--x-s3'"),
+    )]
+    pub name: Option<String>,
+
+    /// `true`: create the bucket (or adopt one already tagged for this integration).
+    /// `false`: use an existing bucket; see adoption in the README.
+    #[serde(default = "default_true")]
+    #[schemars(default = "default_true")]
+    pub create: bool,
+
+    /// Milvus `rootPath`: the key prefix under which Milvus stores its files.
+    #[serde(default = "default_root_path")]
+    #[schemars(default = "default_root_path", length(min = 1, max = 512))]
+    #[x_kube(
+        validation = Rule::new("!self.startsWith('/')").message("rootPath must be relative: no leading '/'"),
+        validation = Rule::new("!self.endsWith('/')").message("rootPath must not end with '/'"),
+        validation = Rule::new("!self.contains('//')").message("rootPath must not contain an empty segment ('//')"),
+        validation = Rule::new(r"!self.matches('(^|/)\\.\\.?(/|$)')").message("rootPath must not contain a '.' or '..' segment"),
+    )]
+    pub root_path: String,
+
+    /// Default encryption of the bucket.
+    #[serde(default)]
+    #[schemars(default = "Encryption::default")]
+    pub encryption: Encryption,
+
+    /// Turn on S3 versioning.
+    #[serde(default)]
+    pub versioning: bool,
+
+    /// What happens to the bucket when the integration is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Extra tags for the bucket, the role and the policy. Keys under `aws:` and
+    /// `bucketwire.io/` are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
+    #[x_kube(
+        validation = Rule::new(r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]{1,128}$'))").message("tag keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@"),
+        validation = Rule::new(r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]{0,256}$'))").message("tag values must be at most 256 characters of letters, digits, spaces and _.:/=+-@"),
+        validation = Rule::new("self.all(k, !k.startsWith('aws:'))").message("tag keys starting with 'aws:' are reserved by AWS"),
+        validation = Rule::new("self.all(k, !k.startsWith('bucketwire.io/'))").message("tag keys starting with 'bucketwire.io/' are reserved for the operator"),
+    )]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for BucketSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            create: true,
+            root_path: default_root_path(),
+            encryption: Encryption::default(),
+            versioning: false,
+            deletion_policy: DeletionPolicy::default(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// Default encryption of the bucket: `{type: SSE-S3}` or `{type: SSE-KMS, kmsKeyArn: ...}`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type != 'SSE-KMS' || has(self.kmsKeyArn)")
+        .message("kmsKeyArn is required when type is SSE-KMS")
+        .field_path(".kmsKeyArn")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.type == 'SSE-KMS' || !has(self.kmsKeyArn)")
+        .message("kmsKeyArn is only allowed when type is SSE-KMS")
+        .field_path(".kmsKeyArn")
+        .reason(Reason::FieldValueForbidden),
+)]
+pub struct Encryption {
+    #[serde(rename = "type", default)]
+    pub kind: EncryptionType,
+
+    /// ARN of the KMS key, `arn:<partition>:kms:<region>:<account>:key/<key-id>` (an alias
+    /// ARN does not work in an IAM policy's Resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^arn:aws(-cn|-us-gov)?:kms:[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$')"
+    ).message("kmsKeyArn must be a KMS key ARN: arn:<partition>:kms:<region>:<12-digit account>:key/<key id>"))]
+    pub kms_key_arn: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EncryptionType {
+    /// S3-managed keys (AES256).
+    #[default]
+    #[serde(rename = "SSE-S3")]
+    SseS3,
+    /// A customer KMS key (`kmsKeyArn`).
+    #[serde(rename = "SSE-KMS")]
+    SseKms,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// Keep the bucket and its data when the integration is deleted.
+    #[default]
+    Retain,
+    /// Delete the bucket if, and only if, it is empty and owned by this integration.
+    Delete,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Access {
+    #[default]
+    ReadWrite,
+    ReadOnly,
+}
+
+/// How Milvus gets AWS credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySpec {
+    #[serde(default)]
+    pub mode: IdentityMode,
+
+    /// EKS cluster whose IAM OIDC provider the role trusts; defaults to the operator's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[0-9A-Za-z][A-Za-z0-9_-]*$')")
+        .message("eksClusterName must be an EKS cluster name: letters, digits, '-' and '_', starting with a letter or digit"))]
+    pub eks_cluster_name: Option<String>,
+
+    /// OIDC issuer URL override, for clusters whose issuer is not found through EKS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^https://[^\\\\s/?#]+(/[^\\\\s?#]*)?$')")
+        .message("oidcIssuer must be an https:// URL without query or fragment, e.g. https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLE"))]
+    pub oidc_issuer: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdentityMode {
+    /// IAM Roles for Service Accounts: the role trusts the cluster's IAM OIDC provider.
+    #[default]
+    #[serde(rename = "IRSA")]
+    Irsa,
+}
+
+/// The ServiceAccount Milvus runs as.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSpec {
+    /// Defaults to the integration's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("serviceAccount.name must be a valid ServiceAccount name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"))]
+    pub name: Option<String>,
+
+    /// Create the ServiceAccount if it does not exist. An existing one is annotated, never replaced.
+    #[serde(default = "default_true")]
+    #[schemars(default = "default_true")]
+    pub create: bool,
+}
+
+impl Default for ServiceAccountSpec {
+    fn default() -> Self {
+        Self { name: None, create: true }
+    }
+}
+
+/// Where the Milvus Helm values are written.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MilvusSpec {
+    /// ConfigMap that receives `values.yaml`; defaults to `<name>-milvus-values`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("milvus.valuesConfigMap must be a valid ConfigMap name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"))]
+    pub values_config_map: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationSpec {
+    #[serde(default = "default_true")]
+    #[schemars(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for ValidationSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Observed state, written by the operator on every reconcile.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketIntegrationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The integration's identity in AWS tags: `metadata.uid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<BucketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_provider_arn: Option<String>,
+    /// `namespace/name` of the Milvus ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_config_map: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_validated: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_root_path() -> String {
+    "files".to_string()
+}

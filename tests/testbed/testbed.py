@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""The local test bed: a real kube-apiserver (with etcd and kube-controller-manager) and
+the moto AWS emulator, both on free loopback ports.
+
+    testbed.py up      start both, seed the emulator, write target/testbed/env
+    testbed.py down    stop exactly the processes `up` started (pid files, never by name)
+    testbed.py status  say what is running
+
+The emulator is seeded as a real EKS account would be: an EKS cluster (so the operator can
+discover its OIDC issuer through DescribeCluster) and the matching IAM OIDC provider. The
+apiserver signs ServiceAccount tokens with that same issuer, so a token from TokenRequest
+looks exactly like one from that EKS cluster.
+
+Runs with the project's virtual environment (it needs boto3, which moto brings).
+"""
+
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / "target" / "testbed"
+VENV = STATE / "venv"
+CONTROLPLANE_BIN = STATE / "bin" / "controlplane"
+CONTROLPLANE_DIR = STATE / "controlplane"
+ENV_FILE = STATE / "env"
+
+REGION = "us-east-2"
+CLUSTER_NAME = "bucketwire-testbed"
+ACCOUNT_ID = "123456789012"  # moto's default account
+# Thumbprint of the EKS OIDC root CA, as eksctl registers it.
+OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
+
+# name -> pid file; stopped in this order (the apiserver before the store it talks to is irrelevant
+# here, but the controller manager is a child of the control plane and goes with it).
+SERVICES = ["controlplane", "moto"]
+
+
+def log(msg):
+    print(f"testbed: {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_file(name):
+    return STATE / f"{name}.pid"
+
+
+def start_time(pid):
+    """Kernel start time of a process (field 22 of /proc/PID/stat), or None if it is gone.
+    Together with the pid it identifies one process, so a recycled pid is never signalled."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may contain spaces; fields after it start after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # zombie: exited, waiting to be reaped
+        return None
+    return fields[19]
+
+
+def record(name, proc):
+    pid_file(name).write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+
+
+def recorded(name):
+    """(pid, start time) of a process we started, if it is still that process."""
+    path = pid_file(name)
+    if not path.exists():
+        return None
+    pid_text, _, started = path.read_text().strip().partition(" ")
+    pid = int(pid_text)
+    if start_time(pid) is None or start_time(pid) != started:
+        return None
+    return pid
+
+
+def spawn(name, argv, logfile, env=None):
+    out = open(STATE / logfile, "wb")
+    # A new session makes the process the leader of its own process group, so `down` can
+    # signal that group, and only it.
+    proc = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, env=env, cwd=STATE,
+    )
+    record(name, proc)
+    return proc
+
+
+def wait_for(what, check, proc, timeout, logfile):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (STATE / logfile).read_text(errors="replace")[-4000:]
+            raise SystemExit(f"testbed: {what} exited with {proc.returncode}; end of {STATE / logfile}:\n{tail}")
+        if check():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"testbed: {what} not ready after {timeout}s; see {STATE / logfile}")
+
+
+def http_ok(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status < 500
+    except Exception:
+        return False
+
+
+def seed(endpoint):
+    """Create the EKS cluster and its IAM OIDC provider; return (issuer, provider ARN)."""
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    eks = session.client("eks", endpoint_url=endpoint)
+    iam = session.client("iam", endpoint_url=endpoint)
+    eks.create_cluster(
+        name=CLUSTER_NAME,
+        version="1.35",
+        roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{CLUSTER_NAME}-cluster",
+        resourcesVpcConfig={"subnetIds": ["subnet-0bucketwire0a", "subnet-0bucketwire0b"]},
+    )
+    issuer = eks.describe_cluster(name=CLUSTER_NAME)["cluster"]["identity"]["oidc"]["issuer"]
+    provider = iam.create_open_id_connect_provider(
+        Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
+    )["OpenIDConnectProviderArn"]
+    return issuer, provider
+
+
+def up(_args):
+    STATE.mkdir(parents=True, exist_ok=True)
+    running = [name for name in SERVICES if recorded(name)]
+    if running:
+        if len(running) == len(SERVICES) and ENV_FILE.exists():
+            log(f"already running; environment in {ENV_FILE}")
+            return
+        raise SystemExit(f"testbed: partly running ({', '.join(running)}); run `make testbed-down` first")
+    ENV_FILE.unlink(missing_ok=True)
+    if not CONTROLPLANE_BIN.exists():
+        raise SystemExit(f"testbed: {CONTROLPLANE_BIN} is missing; `make testbed-up` builds it")
+
+    try:
+        start_all()
+    except BaseException:
+        log("start failed; stopping what was started")
+        down(None)
+        raise
+
+
+def start_all():
+    moto_port = free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    log(f"starting moto on {endpoint}")
+    moto = spawn("moto", [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], "moto.log")
+    wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
+
+    issuer, provider_arn = seed(endpoint)
+    log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}) and its IAM OIDC provider")
+
+    log("starting kube-apiserver, etcd and kube-controller-manager")
+    ready = CONTROLPLANE_DIR / "ready"
+    ready.unlink(missing_ok=True)
+    controlplane = spawn(
+        "controlplane",
+        [str(CONTROLPLANE_BIN), "serve", "--dir", str(CONTROLPLANE_DIR), "--service-account-issuer", issuer],
+        "controlplane.log",
+    )
+    wait_for("kube-apiserver", ready.exists, controlplane, 300, "controlplane.log")
+    server = dict(line.split("=", 1) for line in ready.read_text().split())["server"]
+    log(f"kube-apiserver ready at {server}")
+
+    env = {
+        "KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig"),
+        "BUCKETWIRE_AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "BUCKETWIRE_CLUSTER_NAME": CLUSTER_NAME,
+        "BUCKETWIRE_TESTBED_OIDC_ISSUER": issuer,
+        "BUCKETWIRE_TESTBED_OIDC_PROVIDER_ARN": provider_arn,
+        "BUCKETWIRE_TESTBED_ACCOUNT_ID": ACCOUNT_ID,
+    }
+    tmp = ENV_FILE.with_suffix(".tmp")
+    tmp.write_text(
+        "# Written by `make testbed-up`; source it: . target/testbed/env\n"
+        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    )
+    tmp.rename(ENV_FILE)
+    log(f"environment written to {ENV_FILE}")
+
+
+def stop(name, grace=30.0):
+    pid = recorded(name)
+    if pid is None:
+        pid_file(name).unlink(missing_ok=True)
+        return True
+    log(f"stopping {name} (pid {pid})")
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and group_alive(pid):
+        time.sleep(0.2)
+    if group_alive(pid):
+        log(f"{name} did not stop within {grace:.0f}s; killing its process group")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        time.sleep(0.5)
+    if group_alive(pid):
+        log(f"{name}: process group {pid} is still alive")
+        return False
+    pid_file(name).unlink(missing_ok=True)
+    return True
+
+
+def group_alive(pgid):
+    """True while any process of the group we started is alive (zombies do not count)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def down(_args):
+    ok = all([stop(name) for name in SERVICES])
+    ENV_FILE.unlink(missing_ok=True)
+    if not ok:
+        raise SystemExit(1)
+    log("stopped")
+
+
+def status(_args):
+    for name in SERVICES:
+        pid = recorded(name)
+        print(f"{name}: {'running, pid ' + str(pid) if pid else 'stopped'}")
+    print(f"env: {ENV_FILE if ENV_FILE.exists() else 'absent'}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up").set_defaults(func=up)
+    sub.add_parser("down").set_defaults(func=down)
+    sub.add_parser("status").set_defaults(func=status)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
