@@ -176,8 +176,8 @@ pub struct BucketSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 40, "additionalProperties" = {"type": "string", "maxLength": 256}))]
     #[x_kube(
-        validation = Rule::new(r"self.all(k, k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]{1,128}$'))").message("tag keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@"),
-        validation = Rule::new(r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]{0,256}$'))").message("tag values must be at most 256 characters of letters, digits, spaces and _.:/=+-@"),
+        validation = Rule::new(r"self.all(k, size(k) <= 128 && k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]+$'))").message("tag keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@"),
+        validation = Rule::new(r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$'))").message("tag values must be at most 256 characters of letters, digits, spaces and _.:/=+-@"),
         validation = Rule::new("self.all(k, !k.startsWith('aws:'))").message("tag keys starting with 'aws:' are reserved by AWS"),
         validation = Rule::new("self.all(k, !k.startsWith('bucketwire.io/'))").message("tag keys starting with 'bucketwire.io/' are reserved for the operator"),
     )]
@@ -301,7 +301,10 @@ pub struct ServiceAccountSpec {
 
 impl Default for ServiceAccountSpec {
     fn default() -> Self {
-        Self { name: None, create: true }
+        Self {
+            name: None,
+            create: true,
+        }
     }
 }
 
@@ -379,4 +382,94 @@ fn default_true() -> bool {
 
 fn default_root_path() -> String {
     "files".to_string()
+}
+
+/// The CEL rules, evaluated without an apiserver (kube's `cel` feature), on the same cases
+/// the apiserver tests use.
+#[cfg(test)]
+mod cel_tests {
+    use kube::CustomResourceExt;
+    use kube::core::cel::Validator;
+    use serde_json::Value;
+
+    use super::BucketIntegration;
+
+    use crate::admission_fixture::{Layer, fixture, merge, object};
+
+    fn schema() -> Value {
+        let crd = BucketIntegration::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        serde_json::to_value(schema.expect("the CRD has a schema")).expect("schema serializes")
+    }
+
+    fn errors(object: &Value, old: Option<&Value>) -> Vec<String> {
+        match Validator::new().validate(&schema(), object, old) {
+            Ok(()) => vec![],
+            Err(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field_path, e.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn valid_specs_pass_every_rule() {
+        let f = fixture();
+        for case in &f.valid {
+            let obj = object("valid", merge(&f.base, &case.spec));
+            assert_eq!(errors(&obj, None), Vec::<String>::new(), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn each_invalid_spec_fails_its_rule_with_a_message_naming_the_problem() {
+        let f = fixture();
+        let cel_cases: Vec<_> = f.invalid.iter().filter(|c| c.layer == Layer::Cel).collect();
+        assert!(cel_cases.len() >= 25, "the fixture covers every CEL rule");
+        for case in cel_cases {
+            let obj = object("invalid", merge(&f.base, &case.spec));
+            let errors = errors(&obj, None);
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(&case.field) && e.contains(&case.message)),
+                "{}: expected {:?} and {:?}, got {:?}",
+                case.name,
+                case.field,
+                case.message,
+                errors
+            );
+        }
+    }
+
+    #[test]
+    fn immutable_fields_cannot_change() {
+        let f = fixture();
+        for case in &f.transitions {
+            let old = object("t", merge(&f.base, &case.old));
+            let new = object("t", merge(&merge(&f.base, &case.old), &case.new));
+            let errors = errors(&new, Some(&old));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains(&case.field) && e.contains(&case.message)),
+                "{}: expected {:?} and {:?}, got {:?}",
+                case.name,
+                case.field,
+                case.message,
+                errors
+            );
+        }
+    }
+
+    #[test]
+    fn a_bucket_name_may_be_set_when_it_was_empty() {
+        let f = fixture();
+        let old = object("t", merge(&f.base, &serde_json::json!({"bucket": {"name": ""}})));
+        let new = object("t", f.base.clone());
+        assert_eq!(errors(&new, Some(&old)), Vec::<String>::new());
+    }
 }

@@ -12,3 +12,16 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
         serde_yaml::to_string(&crd)?
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_crd_matches_the_rust_types() {
+        let committed = include_str!("../crds/bucketintegration.yaml");
+        let generated = super::crd_yaml().expect("CRD renders");
+        assert!(
+            committed == generated,
+            "crds/bucketintegration.yaml is out of date: run `make crds` and commit the result"
+        );
+    }
+}

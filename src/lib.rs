@@ -3,3 +3,8 @@
 
 pub mod api;
 pub mod crd;
+
+/// The admission cases shared with the apiserver tests.
+#[cfg(test)]
+#[path = "../tests/common/admission.rs"]
+mod admission_fixture;

@@ -1,0 +1,117 @@
+//! Access to the shared test bed that `make testbed-up` (or `make test`) started: a real
+//! kube-apiserver and the moto AWS emulator. Tests fail, never skip, when it is not running.
+#![allow(dead_code)] // each test binary uses a different part of these helpers
+
+pub mod admission;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+/// The environment written by `make testbed-up` (target/testbed/env).
+pub struct TestBed {
+    vars: HashMap<String, String>,
+}
+
+impl TestBed {
+    pub fn load() -> Self {
+        let path = std::env::var_os("BUCKETWIRE_TESTBED_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the test bed is not running ({}: {e}); start it with `make testbed-up`, or run `make test`",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| {
+                l.trim()
+                    .strip_prefix("export ")
+                    .unwrap_or(l.trim())
+                    .split_once('=')
+            })
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect();
+        Self { vars }
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is missing from the test bed environment"))
+    }
+
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.var("KUBECONFIG")).expect("kubeconfig reads");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is valid");
+        Client::try_from(config).expect("client builds")
+    }
+}
+
+/// Installs the committed CRD (crds/bucketintegration.yaml) by server-side apply and waits
+/// until the apiserver reports it Established.
+pub async fn install_crd(client: &Client) {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/bucketintegration.yaml"
+    ))
+    .expect("crds/bucketintegration.yaml reads");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("the committed CRD parses");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().expect("the CRD has a name");
+    api.patch(
+        &name,
+        &PatchParams::apply("bucketwire-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the apiserver accepts the CRD");
+    for _ in 0..100 {
+        let current = api.get(&name).await.expect("CRD reads");
+        let established = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("CRD {name} was not Established within 10s");
+}
+
+/// A fresh namespace, so that tests sharing the test bed never see each other's objects.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!(
+        "{prefix}-{}-{:x}{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace is created");
+    name
+}
