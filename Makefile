@@ -44,8 +44,10 @@ fmt: ## format the Rust and Go sources
 	$(CARGO) fmt --all
 	gofmt -w tests/controlplane
 
-crds: ## regenerate crds/ from the Rust types
+crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Rust types
 	$(CARGO) run --locked --quiet -- crd > $(CRD)
+	cp $(CRD) charts/bucketwire/crds/bucketintegration.yaml
+	cp $(CRD) deploy/crds/bucketintegration.yaml
 
 # --- the local test bed (real kube-apiserver + moto) ----------------------------------------
 

@@ -16,12 +16,27 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn committed_crd_matches_the_rust_types() {
-        let committed = include_str!("../crds/bucketintegration.yaml");
+    fn committed_crds_match_the_rust_types() {
         let generated = super::crd_yaml().expect("CRD renders");
-        assert!(
-            committed == generated,
-            "crds/bucketintegration.yaml is out of date: run `make crds` and commit the result"
-        );
+        let committed = [
+            (
+                "crds/bucketintegration.yaml",
+                include_str!("../crds/bucketintegration.yaml"),
+            ),
+            (
+                "charts/bucketwire/crds/bucketintegration.yaml",
+                include_str!("../charts/bucketwire/crds/bucketintegration.yaml"),
+            ),
+            (
+                "deploy/crds/bucketintegration.yaml",
+                include_str!("../deploy/crds/bucketintegration.yaml"),
+            ),
+        ];
+        for (path, text) in committed {
+            assert!(
+                text == generated,
+                "{path} is out of date: run `make crds` and commit the result"
+            );
+        }
     }
 }
