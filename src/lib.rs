@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod crd;
+pub mod documents;
+pub mod naming;
 
 /// The admission cases shared with the apiserver tests.
 #[cfg(test)]

@@ -1,0 +1,473 @@
+//! Pure documents: the IAM permission policy, the IRSA trust policy, the bucket policy, the
+//! Milvus Helm values and the ownership tags; plus semantic comparison of IAM documents, so
+//! that statement order, string-vs-list and IAM's URL encoding never cause churn.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::api::Access;
+use crate::naming::{Partition, issuer_host_path};
+
+pub const POLICY_VERSION: &str = "2012-10-17";
+/// The audience IRSA tokens carry and the trust policy requires.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The ServiceAccount annotation EKS's pod identity webhook reads.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// The least-privilege permission policy for one bucket: bucket-level actions on the bucket
+/// ARN, object actions on `bucket/*`, and the KMS key only when the bucket uses SSE-KMS.
+pub fn permission_policy(
+    partition: Partition,
+    bucket: &str,
+    access: Access,
+    kms_key_arn: Option<&str>,
+) -> Value {
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
+    let object_actions: &[&str] = match access {
+        Access::ReadWrite => &[
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "s3:GetObject",
+            "s3:ListMultipartUploadParts",
+            "s3:PutObject",
+        ],
+        Access::ReadOnly => &["s3:GetObject"],
+    };
+    let mut statements = vec![
+        json!({
+            "Sid": "BucketLevel",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+            "Resource": bucket_arn,
+        }),
+        json!({
+            "Sid": "ObjectLevel",
+            "Effect": "Allow",
+            "Action": object_actions,
+            "Resource": format!("{bucket_arn}/*"),
+        }),
+    ];
+    if let Some(key) = kms_key_arn {
+        // Reading SSE-KMS objects needs Decrypt; writing them also needs GenerateDataKey.
+        let kms_actions: &[&str] = match access {
+            Access::ReadWrite => &["kms:Decrypt", "kms:GenerateDataKey"],
+            Access::ReadOnly => &["kms:Decrypt"],
+        };
+        statements
+            .push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": kms_actions, "Resource": key}));
+    }
+    json!({"Version": POLICY_VERSION, "Statement": statements})
+}
+
+/// The IRSA trust policy: exactly one ServiceAccount, with the STS audience, through the
+/// cluster's IAM OIDC provider.
+pub fn trust_policy(provider_arn: &str, issuer: &str, namespace: &str, service_account: &str) -> Value {
+    let host_path = issuer_host_path(issuer);
+    json!({
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{host_path}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
+                format!("{host_path}:aud"): STS_AUDIENCE,
+            }},
+        }],
+    })
+}
+
+/// The bucket policy: refuse every request that does not use TLS. A Deny for every principal
+/// and action is the point here; it grants nothing.
+pub fn bucket_policy(partition: Partition, bucket: &str) -> Value {
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
+    json!({
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn.clone(), format!("{bucket_arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+}
+
+/// Tags on every AWS resource the operator creates; the uid tag is what ownership checks use.
+pub fn ownership_tags(
+    cluster: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut tags = extra.clone();
+    tags.insert(TAG_MANAGED_BY.into(), "bucketwire".into());
+    tags.insert(TAG_CLUSTER.into(), cluster.into());
+    tags.insert(TAG_NAMESPACE.into(), namespace.into());
+    tags.insert(TAG_NAME.into(), name.into());
+    tags.insert(TAG_UID.into(), uid.into());
+    tags
+}
+
+pub const TAG_MANAGED_BY: &str = "bucketwire.io/managed-by";
+pub const TAG_CLUSTER: &str = "bucketwire.io/cluster";
+pub const TAG_NAMESPACE: &str = "bucketwire.io/namespace";
+pub const TAG_NAME: &str = "bucketwire.io/name";
+pub const TAG_UID: &str = "bucketwire.io/uid";
+
+/// Milvus Helm values (chart >= 4.2.2): external S3 through IAM, no MinIO, no keys.
+#[derive(Serialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MilvusValues {
+    pub service_account: ValuesServiceAccount,
+    pub minio: ValuesMinio,
+    #[serde(rename = "externalS3")]
+    pub external_s3: ValuesExternalS3,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ValuesServiceAccount {
+    pub create: bool,
+    pub name: String,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ValuesMinio {
+    pub enabled: bool,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesExternalS3 {
+    pub enabled: bool,
+    pub host: String,
+    pub port: String,
+    #[serde(rename = "useSSL")]
+    pub use_ssl: bool,
+    pub bucket_name: String,
+    pub root_path: String,
+    #[serde(rename = "useIAM")]
+    pub use_iam: bool,
+    pub cloud_provider: String,
+    pub iam_endpoint: String,
+    pub region: String,
+    pub use_virtual_host: bool,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub fn milvus_values(service_account: &str, bucket: &str, root_path: &str, region: &str) -> MilvusValues {
+    MilvusValues {
+        service_account: ValuesServiceAccount {
+            create: false,
+            name: service_account.into(),
+        },
+        minio: ValuesMinio { enabled: false },
+        external_s3: ValuesExternalS3 {
+            enabled: true,
+            host: crate::naming::s3_host(region),
+            port: "443".into(),
+            use_ssl: true,
+            bucket_name: bucket.into(),
+            root_path: root_path.into(),
+            use_iam: true,
+            cloud_provider: "aws".into(),
+            iam_endpoint: String::new(),
+            region: region.into(),
+            use_virtual_host: false,
+            access_key: String::new(),
+            secret_key: String::new(),
+        },
+    }
+}
+
+pub fn render_values(values: &MilvusValues) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(values)
+}
+
+/// Parses an IAM document as IAM returns it: plain JSON, or URL-encoded JSON.
+pub fn parse_document(text: &str) -> Option<Value> {
+    if let Ok(v) = serde_json::from_str(text) {
+        return Some(v);
+    }
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8().ok()?;
+    serde_json::from_str(&decoded).ok()
+}
+
+/// True when two IAM documents grant the same thing: statement order, `Sid`s, string vs
+/// one-element list, and the order inside lists do not matter.
+pub fn documents_equivalent(a: &Value, b: &Value) -> bool {
+    canonical(a) == canonical(b)
+}
+
+/// A canonical form of an IAM policy document.
+pub fn canonical(doc: &Value) -> Value {
+    let version = doc.get("Version").cloned().unwrap_or(Value::Null);
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => vec![],
+    };
+    let mut canonical_statements: Vec<Value> = statements.iter().map(canonical_statement).collect();
+    canonical_statements.sort_by_key(|s| s.to_string());
+    canonical_statements.dedup();
+    json!({"Version": version, "Statement": canonical_statements})
+}
+
+fn canonical_statement(statement: &Value) -> Value {
+    let Value::Object(fields) = statement else {
+        return statement.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in fields {
+        let value = match key.as_str() {
+            "Sid" => continue,
+            "Action" | "NotAction" | "Resource" | "NotResource" => string_set(value),
+            "Principal" | "NotPrincipal" => match value {
+                Value::Object(map) => {
+                    Value::Object(map.iter().map(|(k, v)| (k.clone(), string_set(v))).collect())
+                }
+                other => other.clone(), // "*"
+            },
+            "Condition" => match value {
+                Value::Object(operators) => Value::Object(
+                    operators
+                        .iter()
+                        .map(|(op, keys)| {
+                            let keys = match keys {
+                                Value::Object(k) => Value::Object(
+                                    k.iter().map(|(ck, cv)| (ck.clone(), string_set(cv))).collect(),
+                                ),
+                                other => other.clone(),
+                            };
+                            (op.clone(), keys)
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            },
+            _ => value.clone(),
+        };
+        out.insert(key.clone(), value);
+    }
+    Value::Object(out)
+}
+
+/// A string or list of strings (or booleans/numbers, which IAM treats as strings) as a sorted,
+/// de-duplicated list of strings.
+fn string_set(value: &Value) -> Value {
+    let mut items: Vec<String> = match value {
+        Value::Array(list) => list.iter().map(scalar_string).collect(),
+        other => vec![scalar_string(other)],
+    };
+    items.sort();
+    items.dedup();
+    Value::Array(items.into_iter().map(Value::String).collect())
+}
+
+fn scalar_string(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions_on(doc: &Value, resource: &str) -> Vec<String> {
+        let mut out = vec![];
+        for s in doc["Statement"].as_array().expect("statements") {
+            let resources = string_set(&s["Resource"]);
+            if resources.as_array().expect("list").iter().any(|r| r == resource) {
+                out.extend(
+                    string_set(&s["Action"])
+                        .as_array()
+                        .expect("list")
+                        .iter()
+                        .map(|a| a.as_str().unwrap_or_default().to_string()),
+                );
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn read_write_policy_scopes_each_action_to_its_resource_type() {
+        let doc = permission_policy(Partition::Aws, "milvus-data", Access::ReadWrite, None);
+        assert_eq!(
+            actions_on(&doc, "arn:aws:s3:::milvus-data"),
+            ["s3:GetBucketLocation", "s3:ListBucket"]
+        );
+        assert_eq!(
+            actions_on(&doc, "arn:aws:s3:::milvus-data/*"),
+            [
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:ListMultipartUploadParts",
+                "s3:PutObject"
+            ]
+        );
+        assert_eq!(
+            doc["Statement"].as_array().map(Vec::len),
+            Some(2),
+            "no KMS statement without SSE-KMS"
+        );
+        let text = doc.to_string();
+        assert!(
+            !text.contains("s3:*") && !text.contains("\"*\"") && !text.contains(":::*"),
+            "no wildcards: {text}"
+        );
+    }
+
+    #[test]
+    fn read_only_policy_only_reads_objects() {
+        let doc = permission_policy(
+            Partition::Aws,
+            "b",
+            Access::ReadOnly,
+            Some("arn:aws:kms:us-east-2:123456789012:key/k"),
+        );
+        assert_eq!(actions_on(&doc, "arn:aws:s3:::b/*"), ["s3:GetObject"]);
+        assert_eq!(
+            actions_on(&doc, "arn:aws:kms:us-east-2:123456789012:key/k"),
+            ["kms:Decrypt"]
+        );
+    }
+
+    #[test]
+    fn sse_kms_adds_exactly_one_key_statement() {
+        let key = "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let doc = permission_policy(Partition::AwsCn, "b", Access::ReadWrite, Some(key));
+        assert_eq!(actions_on(&doc, key), ["kms:Decrypt", "kms:GenerateDataKey"]);
+        assert_eq!(
+            actions_on(&doc, "arn:aws-cn:s3:::b"),
+            ["s3:GetBucketLocation", "s3:ListBucket"]
+        );
+    }
+
+    #[test]
+    fn trust_policy_names_exactly_one_service_account_and_the_sts_audience() {
+        let provider = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-2.amazonaws.com/id/ABC";
+        let doc = trust_policy(
+            provider,
+            "https://oidc.eks.us-east-2.amazonaws.com/id/ABC",
+            "milvus",
+            "milvus-sa",
+        );
+        let expected: Value = serde_json::from_str(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+                "Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-2.amazonaws.com/id/ABC"},
+                "Action":"sts:AssumeRoleWithWebIdentity",
+                "Condition":{"StringEquals":{
+                  "oidc.eks.us-east-2.amazonaws.com/id/ABC:sub":"system:serviceaccount:milvus:milvus-sa",
+                  "oidc.eks.us-east-2.amazonaws.com/id/ABC:aud":"sts.amazonaws.com"}}}]}"#,
+        )
+        .expect("fixture");
+        assert_eq!(doc, expected);
+        assert!(!doc.to_string().contains('*'));
+    }
+
+    #[test]
+    fn bucket_policy_denies_plain_http() {
+        let doc = bucket_policy(Partition::AwsUsGov, "b");
+        let s = &doc["Statement"][0];
+        assert_eq!(s["Effect"], "Deny");
+        assert_eq!(s["Condition"]["Bool"]["aws:SecureTransport"], "false");
+        assert_eq!(
+            s["Resource"],
+            json!(["arn:aws-us-gov:s3:::b", "arn:aws-us-gov:s3:::b/*"])
+        );
+    }
+
+    #[test]
+    fn semantic_equality_ignores_order_sids_and_string_vs_list() {
+        let ours = permission_policy(Partition::Aws, "b", Access::ReadWrite, None);
+        let theirs: Value = serde_json::from_str(
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Resource":["arn:aws:s3:::b/*"],
+                 "Action":["s3:PutObject","s3:GetObject","s3:DeleteObject","s3:ListMultipartUploadParts","s3:AbortMultipartUpload"]},
+                {"Sid":"Other","Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":"arn:aws:s3:::b"}]}"#,
+        )
+        .expect("fixture");
+        assert!(documents_equivalent(&ours, &theirs));
+    }
+
+    #[test]
+    fn semantic_equality_notices_real_differences() {
+        let ours = permission_policy(Partition::Aws, "b", Access::ReadWrite, None);
+        let fewer = permission_policy(Partition::Aws, "b", Access::ReadOnly, None);
+        assert!(!documents_equivalent(&ours, &fewer));
+        let mut wider = ours.clone();
+        wider["Statement"][1]["Resource"] = json!("*");
+        assert!(!documents_equivalent(&ours, &wider));
+        let t1 = trust_policy("p", "https://i", "ns", "a");
+        let t2 = trust_policy("p", "https://i", "ns", "b");
+        assert!(!documents_equivalent(&t1, &t2));
+    }
+
+    #[test]
+    fn url_encoded_documents_as_iam_returns_them_are_understood() {
+        let ours = trust_policy(
+            "arn:aws:iam::1:oidc-provider/i/id/X",
+            "https://i/id/X",
+            "ns",
+            "sa",
+        );
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&ours.to_string(), percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert!(encoded.starts_with("%7B"));
+        let parsed = parse_document(&encoded).expect("decodes");
+        assert!(documents_equivalent(&ours, &parsed));
+        assert!(documents_equivalent(
+            &ours,
+            &parse_document(&ours.to_string()).expect("plain")
+        ));
+    }
+
+    #[test]
+    fn values_have_exactly_the_documented_keys() {
+        let yaml =
+            render_values(&milvus_values("milvus-sa", "bucket-1", "files", "cn-north-1")).expect("renders");
+        let expected = r#"serviceAccount:
+  create: false
+  name: milvus-sa
+minio:
+  enabled: false
+externalS3:
+  enabled: true
+  host: s3.cn-north-1.amazonaws.com.cn
+  port: '443'
+  useSSL: true
+  bucketName: bucket-1
+  rootPath: files
+  useIAM: true
+  cloudProvider: aws
+  iamEndpoint: ''
+  region: cn-north-1
+  useVirtualHost: false
+  accessKey: ''
+  secretKey: ''
+"#;
+        assert_eq!(yaml, expected);
+    }
+
+    #[test]
+    fn ownership_tags_cannot_be_overridden_by_extra_tags() {
+        let mut extra = BTreeMap::new();
+        extra.insert("team".to_string(), "search".to_string());
+        extra.insert(TAG_UID.to_string(), "forged".to_string());
+        let tags = ownership_tags("c", "ns", "n", "uid-1", &extra);
+        assert_eq!(tags[TAG_UID], "uid-1");
+        assert_eq!(tags["team"], "search");
+        assert_eq!(tags[TAG_MANAGED_BY], "bucketwire");
+    }
+}
