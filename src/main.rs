@@ -1,6 +1,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use bucketwire::settings::{LogFormat, Settings};
 
 /// bucketwire: wires Milvus to its S3 bucket through IAM, with no static keys.
 #[derive(Parser)]
@@ -14,6 +17,8 @@ struct Cli {
 enum Command {
     /// Print the BucketIntegration CustomResourceDefinition as YAML.
     Crd,
+    /// Run the operator.
+    Run(Box<Settings>),
 }
 
 fn main() -> ExitCode {
@@ -29,5 +34,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run(settings) => {
+            init_logging(settings.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("bucketwire: cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(bucketwire::controller::run(*settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    tracing::error!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,bucketwire=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
     }
 }

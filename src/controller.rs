@@ -1,0 +1,212 @@
+//! `bucketwire run`: the controller loop, the finalizer, and the metrics and health servers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Client, ResourceExt};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::api::{BucketIntegration, FINALIZER};
+use crate::aws::Aws;
+use crate::error::Error;
+use crate::metrics::{Metrics, ReconcileLabels};
+use crate::reconcile::{self, Context};
+use crate::settings::Settings;
+
+/// How long to wait before retrying an error that needs someone to change something.
+const TERMINAL_RETRY: Duration = Duration::from_secs(300);
+/// How long to wait before retrying a transient error.
+const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
+
+pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new();
+    let aws = Aws::load(settings.aws_endpoint_url.clone(), metrics.clone()).await;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "bucketwire".into(),
+            instance: None,
+        },
+    );
+
+    let (integrations, config_maps): (Api<BucketIntegration>, Api<ConfigMap>) = match &settings.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    // Fail fast with a clear message when the CRD is missing.
+    integrations.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
+        format!("cannot list BucketIntegrations ({e}); is the CRD installed? `bucketwire crd | kubectl apply -f -`")
+    })?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let servers = serve_http(
+        settings.metrics_addr,
+        settings.health_addr,
+        metrics.clone(),
+        ready.clone(),
+    )
+    .await?;
+
+    let concurrency = settings.max_concurrent_reconciles;
+    let ctx = Arc::new(Context::new(client, aws, settings, metrics, recorder));
+    info!("bucketwire controller starting");
+    ready.store(true, Ordering::Relaxed);
+    // Status writes must not trigger reconciles: only spec (generation), annotations (on-demand
+    // validation) and finalizers (deletion) do. The periodic resync covers everything else.
+    let (reader, writer) = reflector::store();
+    let triggers = watcher(integrations, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    Controller::for_stream(triggers, reader)
+        .owns(
+            config_maps,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=bucketwire"),
+        )
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                warn!(%err, "reconcile failed");
+            }
+        })
+        .await;
+    info!("bucketwire controller stopped");
+    servers.abort();
+    Ok(())
+}
+
+async fn reconcile(
+    bi: Arc<BucketIntegration>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+    let started = Instant::now();
+    let ns = bi.namespace().unwrap_or_default();
+    let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, bi, |event| async {
+        match event {
+            FinalizerEvent::Apply(bi) => match reconcile::apply(&bi, &ctx).await {
+                Ok(()) => Ok(Action::requeue(ctx.settings.resync_interval)),
+                Err(err) => Err(err),
+            },
+            FinalizerEvent::Cleanup(bi) => reconcile::cleanup(&bi, &ctx)
+                .await
+                .map(|()| Action::await_change()),
+        }
+    })
+    .await;
+    let label = match &result {
+        Ok(_) => "success".to_string(),
+        Err(
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e),
+        ) => e.reason().to_string(),
+        Err(_) => "FinalizerError".to_string(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels { result: label })
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+fn error_policy(
+    bi: Arc<BucketIntegration>,
+    err: &kube::runtime::finalizer::Error<Error>,
+    _ctx: Arc<Context>,
+) -> Action {
+    let terminal = match err {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_terminal(),
+        _ => false,
+    };
+    warn!(name = %bi.name_any(), namespace = ?bi.namespace(), %err, terminal, "reconcile error");
+    Action::requeue(if terminal { TERMINAL_RETRY } else { TRANSIENT_RETRY })
+}
+
+/// Starts the metrics server (`/metrics`) and the health server (`/healthz`, `/readyz`).
+async fn serve_http(
+    metrics_addr: SocketAddr,
+    health_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> Result<tokio::task::JoinHandle<()>, std::io::Error> {
+    let metrics_listener = TcpListener::bind(metrics_addr).await?;
+    let health_listener = TcpListener::bind(health_addr).await?;
+    info!(metrics = %metrics_listener.local_addr()?, health = %health_listener.local_addr()?, "serving");
+    Ok(tokio::spawn(async move {
+        let metrics_server = serve(metrics_listener, move |path| match path {
+            "/metrics" => (200, metrics.encode()),
+            _ => (404, "not found\n".into()),
+        });
+        let health_server = serve(health_listener, move |path| match path {
+            "/healthz" => (200, "ok\n".into()),
+            "/readyz" if ready.load(Ordering::Relaxed) => (200, "ok\n".into()),
+            "/readyz" => (503, "starting\n".into()),
+            _ => (404, "not found\n".into()),
+        });
+        tokio::join!(metrics_server, health_server);
+    }))
+}
+
+async fn serve<F>(listener: TcpListener, handler: F)
+where
+    F: Fn(&str) -> (u16, String) + Clone + Send + Sync + 'static,
+{
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                error!(%err, "accept failed");
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (status, body) = handler(req.uri().path());
+                let response = Response::builder()
+                    .status(status)
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(err) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                warn!(%err, "http connection error");
+            }
+        });
+    }
+}

@@ -1,0 +1,124 @@
+//! Typed reconcile errors. Each variant knows its condition reason (for status, Events and
+//! metrics) and whether retrying can help without someone changing something.
+
+use crate::aws::AwsFailure;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidSpec(String),
+
+    #[error(
+        "check bucket failed: bucket {bucket} does not exist (NoSuchBucket); create it, or set bucket.create: true"
+    )]
+    BucketNotFound { bucket: String },
+
+    #[error("bucket region not match, want[{want}] got[{got}]")]
+    BucketRegionMismatch { want: String, got: String },
+
+    #[error("bucket {bucket} is owned elsewhere: {detail}")]
+    BucketOwnedElsewhere { bucket: String, detail: String },
+
+    #[error(
+        "{kind} {name} exists but is not tagged for this integration ({detail}); bucketwire never takes over IAM resources it did not create"
+    )]
+    OwnedElsewhere {
+        kind: &'static str,
+        name: String,
+        detail: String,
+    },
+
+    #[error(
+        "EKS cluster {cluster} not found in {region}: set spec.identity.eksClusterName or the operator's --cluster-name, or give spec.identity.oidcIssuer"
+    )]
+    ClusterNotFound { cluster: String, region: String },
+
+    #[error(
+        "IAM OIDC provider {arn} not found: the role can only trust an existing provider. Create it with `eksctl utils associate-iam-oidc-provider --cluster <cluster> --approve` or `aws iam create-open-id-connect-provider --url {issuer} --client-id-list sts.amazonaws.com`"
+    )]
+    OidcProviderNotFound { arn: String, issuer: String },
+
+    #[error("ServiceAccount {namespace}/{name} does not exist and serviceAccount.create is false")]
+    ServiceAccountNotFound { namespace: String, name: String },
+
+    #[error(
+        "ConfigMap {namespace}/{name} exists and is not owned by this integration; choose another milvus.valuesConfigMap"
+    )]
+    ConfigMapOwnedElsewhere { namespace: String, name: String },
+
+    #[error("access denied on {operation}: {failure}")]
+    AccessDenied {
+        operation: &'static str,
+        failure: AwsFailure,
+    },
+
+    #[error("throttled on {operation}: {failure}")]
+    Throttled {
+        operation: &'static str,
+        failure: AwsFailure,
+    },
+
+    #[error("{operation} failed: {failure}")]
+    Aws {
+        operation: &'static str,
+        failure: AwsFailure,
+    },
+
+    #[error("{operation} failed: {source}")]
+    Kube {
+        operation: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error(
+        "bucket {bucket} is not empty ({detail}); deletionPolicy Delete never empties a bucket, so it is kept. Empty it yourself or set deletionPolicy: Retain"
+    )]
+    DeletionBlocked { bucket: String, detail: String },
+}
+
+impl Error {
+    /// Classifies an AWS failure of `operation`.
+    pub fn aws(operation: &'static str, failure: AwsFailure) -> Self {
+        if failure.is_access_denied() {
+            Self::AccessDenied { operation, failure }
+        } else if failure.is_throttling() {
+            Self::Throttled { operation, failure }
+        } else {
+            Self::Aws { operation, failure }
+        }
+    }
+
+    pub fn kube(operation: &'static str) -> impl FnOnce(kube::Error) -> Self {
+        move |source| Self::Kube { operation, source }
+    }
+
+    /// The condition reason (PascalCase) this error is reported with.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "InvalidSpec",
+            Self::BucketNotFound { .. } => "BucketNotFound",
+            Self::BucketRegionMismatch { .. } => "BucketRegionMismatch",
+            Self::BucketOwnedElsewhere { .. } => "BucketOwnedElsewhere",
+            Self::OwnedElsewhere { .. } => "OwnedElsewhere",
+            Self::ClusterNotFound { .. } => "ClusterNotFound",
+            Self::OidcProviderNotFound { .. } => "OIDCProviderNotFound",
+            Self::ServiceAccountNotFound { .. } => "ServiceAccountNotFound",
+            Self::ConfigMapOwnedElsewhere { .. } => "ConfigMapOwnedElsewhere",
+            Self::AccessDenied { .. } => "AccessDenied",
+            Self::Throttled { .. } => "Throttled",
+            Self::Aws { .. } => "AWSError",
+            Self::Kube { .. } => "KubernetesError",
+            Self::DeletionBlocked { .. } => "DeletionBlocked",
+        }
+    }
+
+    /// Terminal errors need a change by someone (spec, AWS account, settings); they are
+    /// retried slowly. The rest are retried with backoff.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(
+            self,
+            Self::Throttled { .. } | Self::Aws { .. } | Self::Kube { .. }
+        )
+    }
+}

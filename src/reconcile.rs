@@ -1,0 +1,725 @@
+//! One reconcile of a BucketIntegration: resolve (pure) -> apply the steps in order, each
+//! observing first and writing only differences -> status. Cleanup is the same steps backwards.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api::{
+    BucketIntegration, BucketIntegrationStatus, BucketStatus, DeletionPolicy, EncryptionType, FIELD_MANAGER,
+};
+use crate::aws::{Aws, AwsFailure};
+use crate::documents;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::naming::{self, Owner, Partition};
+use crate::settings::Settings;
+use crate::steps::bucket::DesiredBucket;
+use crate::steps::iam::{DesiredPolicy, DesiredRole};
+use crate::steps::{Outcome, bucket, iam, kubernetes};
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub aws: Aws,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Account id per partition (STS GetCallerIdentity), asked once per process.
+    accounts: Mutex<HashMap<Partition, String>>,
+    /// OIDC issuer per EKS cluster name (EKS DescribeCluster), asked once per process.
+    issuers: Mutex<HashMap<String, String>>,
+    /// IAM OIDC providers seen to exist.
+    providers: Mutex<HashSet<String>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        aws: Aws,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+    ) -> Self {
+        Self {
+            client,
+            aws,
+            settings,
+            metrics,
+            recorder,
+            accounts: Mutex::default(),
+            issuers: Mutex::default(),
+            providers: Mutex::default(),
+        }
+    }
+}
+
+/// Everything derived from the spec, the operator settings and what status recorded.
+/// Pure: no I/O, so a bad spec is reported before any AWS call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub region: String,
+    pub partition: Partition,
+    pub bucket: String,
+    /// Whether status already records this bucket name.
+    pub bucket_recorded: bool,
+    pub service_account: String,
+    pub values_config_map: String,
+    pub role_name: String,
+    pub policy_name: String,
+    pub eks_cluster: String,
+    pub issuer_override: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, Error> {
+    let namespace = bi
+        .namespace()
+        .ok_or_else(|| Error::InvalidSpec("the integration has no namespace".into()))?;
+    let name = bi.name_any();
+    let uid = bi
+        .uid()
+        .ok_or_else(|| Error::InvalidSpec("the integration has no uid yet".into()))?;
+    let spec = &bi.spec;
+    let owner = Owner {
+        cluster: &settings.cluster_name,
+        namespace: &namespace,
+        name: &name,
+    };
+    let recorded = bi
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket.as_ref())
+        .and_then(|b| b.name.clone());
+    let given = spec.bucket.name.clone().filter(|n| !n.is_empty());
+    let bucket = match (&given, &recorded) {
+        (Some(g), Some(r)) if g != r => {
+            return Err(Error::InvalidSpec(format!(
+                "spec.bucket.name {g} differs from the bucket recorded in status ({r}); the bucket of an integration cannot change"
+            )));
+        }
+        (Some(g), _) => g.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => naming::bucket_name(owner, settings.bucket_prefix.as_deref()),
+    };
+    if let Some(prefix) = settings.bucket_prefix.as_deref().filter(|p| !p.is_empty())
+        && !bucket.starts_with(prefix)
+    {
+        return Err(Error::InvalidSpec(format!(
+            "bucket name {bucket} does not start with {prefix}, the prefix this operator is allowed to use"
+        )));
+    }
+    let service_account = spec
+        .service_account
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| name.clone());
+    let values_config_map = spec
+        .milvus
+        .values_config_map
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("{name}-milvus-values"));
+    let eks_cluster = spec
+        .identity
+        .eks_cluster_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| settings.cluster_name.clone());
+    let issuer_override = spec
+        .identity
+        .oidc_issuer
+        .clone()
+        .filter(|i| !i.is_empty())
+        .or_else(|| settings.oidc_issuer.clone().filter(|i| !i.is_empty()));
+    let tags = documents::ownership_tags(&settings.cluster_name, &namespace, &name, &uid, &spec.bucket.tags);
+    Ok(Resolved {
+        partition: Partition::of_region(&spec.region),
+        region: spec.region.clone(),
+        bucket_recorded: recorded.as_deref() == Some(bucket.as_str()),
+        bucket,
+        service_account,
+        values_config_map,
+        role_name: naming::role_name(owner),
+        policy_name: naming::policy_name(owner),
+        eks_cluster,
+        issuer_override,
+        tags,
+        namespace,
+        name,
+        uid,
+    })
+}
+
+/// What the reconcile learned and did, step by step, for status and Events.
+#[derive(Default)]
+struct Report {
+    status: BucketIntegrationStatus,
+    steps: Vec<(&'static str, Result<Outcome, String>, &'static str)>,
+}
+
+const STEPS: [&str; 5] = [
+    "BucketReady",
+    "PolicyReady",
+    "RoleReady",
+    "ServiceAccountReady",
+    "ValuesReady",
+];
+
+/// Runs the pipeline and always writes status. Returns the first error, if any.
+pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    let mut report = Report::default();
+    report.status.integration_id = bi.uid();
+    let result = run_steps(bi, ctx, &mut report).await;
+    if let Err(err) = &result {
+        let step = STEPS.get(report.steps.len()).copied().unwrap_or("Ready");
+        report.steps.push((step, Err(err.to_string()), err.reason()));
+    }
+    write_status(bi, ctx, report).await?;
+    result
+}
+
+async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
+    let r = resolve(bi, &ctx.settings)?;
+    let spec = &bi.spec;
+    report.status.bucket = Some(BucketStatus {
+        name: Some(r.bucket.clone()),
+        arn: Some(naming::bucket_arn(r.partition, &r.bucket)),
+        region: Some(r.region.clone()),
+        endpoint: Some(naming::s3_host(&r.region)),
+    });
+    report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
+    report.status.values_config_map = Some(r.values_config_map.clone());
+
+    // Record the bucket name before creating it: an interrupted create is then recognisable.
+    if !r.bucket_recorded {
+        record_bucket_name(bi, ctx, &r).await?;
+    }
+
+    let account = caller_account(ctx, r.partition).await?;
+    let kms_key = match spec.bucket.encryption.kind {
+        EncryptionType::SseKms => spec.bucket.encryption.kms_key_arn.clone(),
+        EncryptionType::SseS3 => None,
+    };
+
+    // 1. Bucket
+    let desired_bucket = DesiredBucket {
+        name: r.bucket.clone(),
+        region: r.region.clone(),
+        create: spec.bucket.create,
+        kms_key_arn: kms_key.clone(),
+        versioning: spec.bucket.versioning,
+        tags: r.tags.clone(),
+        policy: documents::bucket_policy(r.partition, &r.bucket),
+        uid: r.uid.clone(),
+    };
+    let s3 = ctx.aws.s3(&r.region);
+    let outcome = bucket::reconcile(
+        &s3,
+        &desired_bucket,
+        r.bucket_recorded,
+        ctx.settings.may_adopt(&r.bucket),
+    )
+    .await?;
+    report.steps.push(("BucketReady", Ok(outcome), ""));
+
+    // 2. Policy
+    let iam_client = ctx.aws.iam(r.partition);
+    let path = ctx.settings.role_path.clone();
+    let policy_arn = format!(
+        "arn:{}:iam::{account}:policy{path}{}",
+        r.partition.id(),
+        r.policy_name
+    );
+    let description = spec
+        .description
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "Milvus access to s3://{} for {}/{}",
+                r.bucket, r.namespace, r.name
+            )
+        });
+    let desired_policy = DesiredPolicy {
+        arn: policy_arn.clone(),
+        name: r.policy_name.clone(),
+        path: path.clone(),
+        description: description.clone(),
+        document: documents::permission_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref()),
+        tags: r.tags.clone(),
+        uid: r.uid.clone(),
+    };
+    let outcome = iam::reconcile_policy(&iam_client, &desired_policy).await?;
+    report.status.policy_arn = Some(policy_arn.clone());
+    report.steps.push(("PolicyReady", Ok(outcome), ""));
+
+    // 3. Role, trusting the cluster's OIDC provider for exactly this ServiceAccount
+    let issuer = oidc_issuer(ctx, &r).await?;
+    let provider_arn = naming::oidc_provider_arn(r.partition, &account, &issuer);
+    ensure_provider(ctx, &iam_client, &provider_arn, &issuer).await?;
+    report.status.oidc_provider_arn = Some(provider_arn.clone());
+    let desired_role = DesiredRole {
+        name: r.role_name.clone(),
+        path,
+        description,
+        trust: documents::trust_policy(&provider_arn, &issuer, &r.namespace, &r.service_account),
+        permissions_boundary: ctx.settings.permissions_boundary.clone(),
+        policy_arn,
+        tags: r.tags.clone(),
+        uid: r.uid.clone(),
+    };
+    let (outcome, role_arn) = iam::reconcile_role(&iam_client, &desired_role).await?;
+    report.status.role_arn = Some(role_arn.clone());
+    report.steps.push(("RoleReady", Ok(outcome), ""));
+
+    // 4. ServiceAccount
+    let outcome = kubernetes::reconcile_service_account(
+        &ctx.client,
+        &r.namespace,
+        &r.service_account,
+        spec.service_account.create,
+        &r.name,
+        &role_arn,
+    )
+    .await?;
+    report.steps.push(("ServiceAccountReady", Ok(outcome), ""));
+
+    // 5. Milvus values
+    let values = documents::milvus_values(&r.service_account, &r.bucket, &spec.bucket.root_path, &r.region);
+    let yaml = documents::render_values(&values).map_err(|e| Error::InvalidSpec(format!("values: {e}")))?;
+    let owner = bi
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::InvalidSpec("the integration has no uid yet".into()))?;
+    let outcome = kubernetes::reconcile_values(
+        &ctx.client,
+        &r.namespace,
+        &r.values_config_map,
+        owner,
+        &r.name,
+        &yaml,
+    )
+    .await?;
+    report.steps.push(("ValuesReady", Ok(outcome), ""));
+    Ok(())
+}
+
+async fn record_bucket_name(bi: &BucketIntegration, ctx: &Context, r: &Resolved) -> Result<(), Error> {
+    let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &r.namespace);
+    let patch = json!({
+        "apiVersion": "bucketwire.io/v1alpha1",
+        "kind": "BucketIntegration",
+        "status": {"integrationId": r.uid, "bucket": {"name": r.bucket}},
+    });
+    api.patch_status(
+        &bi.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("record bucket name in status"))?;
+    Ok(())
+}
+
+async fn caller_account(ctx: &Context, partition: Partition) -> Result<String, Error> {
+    if let Some(account) = ctx
+        .accounts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&partition)
+    {
+        return Ok(account.clone());
+    }
+    let out = ctx
+        .aws
+        .sts(partition)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| Error::aws("sts:GetCallerIdentity", AwsFailure::from_sdk(&e)))?;
+    let account = out.account().unwrap_or_default().to_string();
+    ctx.accounts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(partition, account.clone());
+    Ok(account)
+}
+
+async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
+    if let Some(issuer) = &r.issuer_override {
+        return Ok(issuer.clone());
+    }
+    if let Some(issuer) = ctx
+        .issuers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&r.eks_cluster)
+    {
+        return Ok(issuer.clone());
+    }
+    let region = ctx.aws.default_region().unwrap_or_else(|| r.region.clone());
+    let answer = ctx
+        .aws
+        .eks(&region)
+        .describe_cluster()
+        .name(&r.eks_cluster)
+        .send()
+        .await;
+    let issuer = match answer {
+        Ok(out) => out
+            .cluster()
+            .and_then(|c| c.identity())
+            .and_then(|i| i.oidc())
+            .and_then(|o| o.issuer())
+            .map(str::to_string),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("ResourceNotFoundException") || failure.status == Some(404) {
+                return Err(Error::ClusterNotFound {
+                    cluster: r.eks_cluster.clone(),
+                    region,
+                });
+            }
+            return Err(Error::aws("eks:DescribeCluster", failure));
+        }
+    };
+    let issuer = issuer.ok_or_else(|| Error::ClusterNotFound {
+        cluster: r.eks_cluster.clone(),
+        region,
+    })?;
+    ctx.issuers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(r.eks_cluster.clone(), issuer.clone());
+    Ok(issuer)
+}
+
+async fn ensure_provider(
+    ctx: &Context,
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+    issuer: &str,
+) -> Result<(), Error> {
+    if ctx
+        .providers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(arn)
+    {
+        return Ok(());
+    }
+    match iam
+        .get_open_id_connect_provider()
+        .open_id_connect_provider_arn(arn)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            ctx.providers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(arn.to_string());
+            Ok(())
+        }
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("NoSuchEntity") {
+                Err(Error::OidcProviderNotFound {
+                    arn: arn.into(),
+                    issuer: issuer.into(),
+                })
+            } else {
+                Err(Error::aws("iam:GetOpenIDConnectProvider", failure))
+            }
+        }
+    }
+}
+
+/// Writes status by server-side apply, keeping lastTransitionTime of unchanged conditions,
+/// and emits an Event for every change and failure.
+async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> Result<(), Error> {
+    let generation = bi.metadata.generation;
+    let previous = bi
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    let mut conditions = vec![];
+    let mut all_ready = true;
+    let mut first_failure: Option<(String, String)> = None;
+    for step in STEPS {
+        let found = report.steps.iter().find(|(name, _, _)| *name == step);
+        let (status, reason, message) = match found {
+            Some((_, Ok(outcome), _)) => ("True", outcome.reason.to_string(), outcome.message.clone()),
+            Some((_, Err(message), reason)) => {
+                first_failure.get_or_insert((reason.to_string(), message.clone()));
+                ("False", reason.to_string(), message.clone())
+            }
+            None => (
+                "Unknown",
+                "Waiting".to_string(),
+                "waiting for the steps before it".to_string(),
+            ),
+        };
+        all_ready &= status == "True";
+        conditions.push(condition(
+            step, status, &reason, &message, generation, &previous, &now,
+        ));
+    }
+    conditions.push(condition(
+        "Validated",
+        "Unknown",
+        "NotImplemented",
+        "validation as the Milvus ServiceAccount is not implemented yet",
+        generation,
+        &previous,
+        &now,
+    ));
+    let (ready_status, ready_reason, ready_message) = match (&first_failure, all_ready) {
+        (Some((reason, message)), _) => ("False", reason.clone(), message.clone()),
+        (None, true) => (
+            "True",
+            "Ready".to_string(),
+            "bucket, policy, role, ServiceAccount and values are in place".to_string(),
+        ),
+        (None, false) => ("Unknown", "Waiting".to_string(), "reconciling".to_string()),
+    };
+    conditions.insert(
+        0,
+        condition(
+            "Ready",
+            ready_status,
+            &ready_reason,
+            &ready_message,
+            generation,
+            &previous,
+            &now,
+        ),
+    );
+
+    let mut status = report.status;
+    status.observed_generation = generation;
+    status.conditions = conditions;
+    status.last_validated = bi.status.as_ref().and_then(|s| s.last_validated.clone());
+    let patch = json!({
+        "apiVersion": "bucketwire.io/v1alpha1",
+        "kind": "BucketIntegration",
+        "status": status,
+    });
+    let api: Api<BucketIntegration> =
+        Api::namespaced(ctx.client.clone(), &bi.namespace().unwrap_or_default());
+    api.patch_status(
+        &bi.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("write status"))?;
+
+    for (step, result, reason) in &report.steps {
+        match result {
+            Ok(outcome) if outcome.changed() => {
+                info!(step, reason = outcome.reason, "{}", outcome.message);
+                publish(ctx, bi, EventType::Normal, outcome.reason, &outcome.message).await;
+            }
+            Ok(_) => {}
+            Err(message) => {
+                warn!(step, reason, "{message}");
+                publish(ctx, bi, EventType::Warning, reason, message).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+pub async fn publish(ctx: &Context, bi: &BucketIntegration, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &bi.object_ref(&())).await {
+        warn!(%err, "could not record an Event");
+    }
+}
+
+/// Cleanup on deletion: role and policy (detached first), our ServiceAccount annotation (or the
+/// ServiceAccount if we created it), and the bucket only if deletionPolicy is Delete, we
+/// created it, and it is empty. The ConfigMap goes with its owner.
+pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    let namespace = bi.namespace().unwrap_or_default();
+    let name = bi.name_any();
+    let Some(uid) = bi.uid() else { return Ok(()) };
+    let owner = Owner {
+        cluster: &ctx.settings.cluster_name,
+        namespace: &namespace,
+        name: &name,
+    };
+    let partition = Partition::of_region(&bi.spec.region);
+    let recorded_policy = bi.status.as_ref().and_then(|s| s.policy_arn.clone());
+    let mut done = vec![];
+
+    let policy_arn = match recorded_policy {
+        Some(arn) => arn,
+        None => {
+            let account = caller_account(ctx, partition).await?;
+            format!(
+                "arn:{}:iam::{account}:policy{}{}",
+                partition.id(),
+                ctx.settings.role_path,
+                naming::policy_name(owner)
+            )
+        }
+    };
+    done.extend(
+        iam::delete_role_and_policy(
+            &ctx.aws.iam(partition),
+            &naming::role_name(owner),
+            &policy_arn,
+            &uid,
+        )
+        .await?,
+    );
+
+    let service_account = bi
+        .spec
+        .service_account
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| name.clone());
+    done.extend(kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name).await?);
+
+    let recorded_bucket = bi
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket.as_ref())
+        .and_then(|b| b.name.clone());
+    if bi.spec.bucket.deletion_policy == DeletionPolicy::Delete && bi.spec.bucket.create {
+        if let Some(bucket) = recorded_bucket {
+            match bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &uid).await {
+                Ok(outcome) => done.push(outcome.message),
+                Err(err) => {
+                    publish(ctx, bi, EventType::Warning, err.reason(), &err.to_string()).await;
+                    return Err(err);
+                }
+            }
+        }
+    } else if let Some(bucket) = recorded_bucket {
+        done.push(format!(
+            "kept bucket {bucket} and its data (deletionPolicy Retain)"
+        ));
+    }
+    for message in &done {
+        info!("{message}");
+    }
+    publish(ctx, bi, EventType::Normal, "Deleted", &done.join("; ")).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BucketIntegrationSpec;
+
+    fn integration(spec: serde_json::Value, status: Option<serde_json::Value>) -> BucketIntegration {
+        let mut bi = BucketIntegration::new(
+            "milvus-prod",
+            serde_json::from_value::<BucketIntegrationSpec>(spec).expect("spec"),
+        );
+        bi.metadata.namespace = Some("milvus".into());
+        bi.metadata.uid = Some("uid-1".into());
+        bi.status = status.map(|s| serde_json::from_value(s).expect("status"));
+        bi
+    }
+
+    #[test]
+    fn defaults_resolve_to_derived_names() {
+        let settings = crate::settings::tests::settings();
+        let r = resolve(&integration(json!({"region": "us-east-2"}), None), &settings).expect("resolves");
+        let owner = Owner {
+            cluster: "test",
+            namespace: "milvus",
+            name: "milvus-prod",
+        };
+        assert_eq!(r.bucket, naming::bucket_name(owner, None));
+        assert!(!r.bucket_recorded);
+        assert_eq!(r.service_account, "milvus-prod");
+        assert_eq!(r.values_config_map, "milvus-prod-milvus-values");
+        assert_eq!(r.eks_cluster, "test");
+        assert_eq!(r.tags[documents::TAG_UID], "uid-1");
+    }
+
+    #[test]
+    fn a_recorded_bucket_name_wins_over_derivation() {
+        let settings = crate::settings::tests::settings();
+        let bi = integration(
+            json!({"region": "us-east-2"}),
+            Some(json!({"bucket": {"name": "recorded-bucket"}})),
+        );
+        let r = resolve(&bi, &settings).expect("resolves");
+        assert_eq!(r.bucket, "recorded-bucket");
+        assert!(r.bucket_recorded);
+    }
+
+    #[test]
+    fn a_bucket_outside_the_allowed_prefix_is_an_invalid_spec() {
+        let mut settings = crate::settings::tests::settings();
+        settings.bucket_prefix = Some("acme-".into());
+        let bi = integration(
+            json!({"region": "us-east-2", "bucket": {"name": "other-bucket"}}),
+            None,
+        );
+        assert!(matches!(resolve(&bi, &settings), Err(Error::InvalidSpec(m)) if m.contains("acme-")));
+        let derived =
+            resolve(&integration(json!({"region": "us-east-2"}), None), &settings).expect("resolves");
+        assert!(derived.bucket.starts_with("acme-"));
+    }
+
+    #[test]
+    fn a_spec_bucket_that_differs_from_status_is_an_invalid_spec() {
+        let settings = crate::settings::tests::settings();
+        let bi = integration(
+            json!({"region": "us-east-2", "bucket": {"name": "new-bucket"}}),
+            Some(json!({"bucket": {"name": "old-bucket"}})),
+        );
+        assert!(matches!(resolve(&bi, &settings), Err(Error::InvalidSpec(_))));
+    }
+}

@@ -1,0 +1,154 @@
+//! Operator settings: flags, each with an environment variable (the Helm chart sets those).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    /// Name of the EKS cluster the operator runs in: tags every AWS resource and, unless an
+    /// integration or --oidc-issuer says otherwise, is where the OIDC issuer is looked up.
+    #[arg(long, env = "BUCKETWIRE_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// OIDC issuer URL to trust instead of the EKS cluster's (self-managed clusters).
+    #[arg(long, env = "BUCKETWIRE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// IAM path of the roles and policies the operator creates.
+    #[arg(long, env = "BUCKETWIRE_ROLE_PATH", default_value = "/bucketwire/", value_parser = parse_iam_path)]
+    pub role_path: String,
+
+    /// Permissions boundary attached to every role the operator creates.
+    #[arg(long, env = "BUCKETWIRE_PERMISSIONS_BOUNDARY")]
+    pub permissions_boundary: Option<String>,
+
+    /// When set, bucket names (derived or given) must start with this prefix, and derived names use it.
+    #[arg(long, env = "BUCKETWIRE_BUCKET_PREFIX")]
+    pub bucket_prefix: Option<String>,
+
+    /// Existing buckets that `bucket.create: false` may adopt although they carry no
+    /// bucketwire tags: exact names, or prefixes ending in `*` (comma-separated).
+    #[arg(long, env = "BUCKETWIRE_ADOPT_BUCKETS", value_delimiter = ',')]
+    pub adopt_buckets: Vec<String>,
+
+    /// How often every integration is re-checked for drift, e.g. `1h`, `5m`, `30s`.
+    #[arg(long, env = "BUCKETWIRE_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Integrations reconciled at the same time.
+    #[arg(long, env = "BUCKETWIRE_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
+    pub max_concurrent_reconciles: u16,
+
+    /// Endpoint for every AWS service (emulators, S3-compatible stores); S3 is then path-style.
+    #[arg(long, env = "BUCKETWIRE_AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "BUCKETWIRE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Address of the /healthz and /readyz endpoints.
+    #[arg(long, env = "BUCKETWIRE_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+
+    /// Namespace to watch; all namespaces when absent.
+    #[arg(long, env = "BUCKETWIRE_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "BUCKETWIRE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Whether an existing, untagged bucket may be adopted.
+    pub fn may_adopt(&self, bucket: &str) -> bool {
+        self.adopt_buckets
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => !prefix.is_empty() && bucket.starts_with(prefix),
+                None => entry == bucket,
+            })
+    }
+}
+
+/// `1h`, `30m`, `45s`, `500ms`, or a combination such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?}: use for example 1h, 5m, 30s or 500ms");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            "h" => Duration::from_secs(value * 3600),
+            _ => return Err(err()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+fn parse_iam_path(text: &str) -> Result<String, String> {
+    let ok = text.starts_with('/')
+        && text.ends_with('/')
+        && text.len() <= 512
+        && text.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid IAM path {text:?}: it must start and end with '/'"
+        ))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_usual_units() {
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn adoption_allow_list_takes_names_and_prefixes() {
+        let mut s = crate::settings::tests::settings();
+        s.adopt_buckets = vec!["legacy-milvus".into(), "team-a-*".into(), "*".into()];
+        assert!(s.may_adopt("legacy-milvus"));
+        assert!(s.may_adopt("team-a-vectors"));
+        assert!(!s.may_adopt("legacy-milvus-2"));
+        assert!(!s.may_adopt("team-b-vectors"), "a bare * allows nothing");
+    }
+
+    pub(crate) fn settings() -> Settings {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        Cli::parse_from(["bucketwire", "--cluster-name", "test"]).settings
+    }
+}

@@ -1,0 +1,627 @@
+//! Step 1: the bucket. Observe (tags, region, settings), decide (pure), apply only the fixes.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ObjectOwnership,
+    OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
+};
+use serde_json::Value;
+
+use crate::aws::AwsFailure;
+use crate::documents::{TAG_UID, documents_equivalent, parse_document};
+use crate::error::Error;
+use crate::steps::Outcome;
+
+/// What the bucket should look like.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredBucket {
+    pub name: String,
+    pub region: String,
+    pub create: bool,
+    pub kms_key_arn: Option<String>,
+    pub versioning: bool,
+    pub tags: BTreeMap<String, String>,
+    pub policy: Value,
+    pub uid: String,
+}
+
+/// The settings of an existing bucket that the operator manages.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedSettings {
+    pub public_access_blocked: bool,
+    pub owner_enforced: bool,
+    /// (algorithm, KMS key) of the default encryption.
+    pub encryption: Option<(String, Option<String>)>,
+    pub policy: Option<Value>,
+    pub versioning: Option<String>,
+}
+
+/// A change that brings an owned bucket back to its desired settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BucketFix {
+    PublicAccessBlock,
+    OwnershipControls,
+    Encryption,
+    Policy,
+    Versioning,
+}
+
+/// Pure: which settings of an owned bucket differ from what we want.
+pub fn settings_drift(observed: &ObservedSettings, desired: &DesiredBucket) -> Vec<BucketFix> {
+    let mut fixes = vec![];
+    if !observed.public_access_blocked {
+        fixes.push(BucketFix::PublicAccessBlock);
+    }
+    if !observed.owner_enforced {
+        fixes.push(BucketFix::OwnershipControls);
+    }
+    let want_encryption = match &desired.kms_key_arn {
+        Some(key) => ("aws:kms".to_string(), Some(key.clone())),
+        None => ("AES256".to_string(), None),
+    };
+    if observed.encryption.as_ref() != Some(&want_encryption) {
+        fixes.push(BucketFix::Encryption);
+    }
+    if !observed
+        .policy
+        .as_ref()
+        .is_some_and(|p| documents_equivalent(p, &desired.policy))
+    {
+        fixes.push(BucketFix::Policy);
+    }
+    let versioning_ok = match (desired.versioning, observed.versioning.as_deref()) {
+        (true, Some("Enabled")) => true,
+        (true, _) => false,
+        (false, Some("Enabled")) => false,
+        (false, _) => true, // never enabled, or suspended
+    };
+    if !versioning_ok {
+        fixes.push(BucketFix::Versioning);
+    }
+    fixes
+}
+
+/// Who owns an existing bucket, from its tags.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Ours,
+    /// No tags at all: possibly ours after a crash between CreateBucket and tagging.
+    Untagged,
+    /// Tagged, but not for this integration.
+    Foreign(String),
+}
+
+pub fn ownership(tags: Option<&BTreeMap<String, String>>, uid: &str) -> Ownership {
+    match tags {
+        None => Ownership::Untagged,
+        Some(t) if t.is_empty() => Ownership::Untagged,
+        Some(t) => match t.get(TAG_UID) {
+            Some(v) if v == uid => Ownership::Ours,
+            Some(other) => Ownership::Foreign(format!("tagged {TAG_UID}={other}")),
+            None => Ownership::Foreign("its tags do not include bucketwire.io/uid".into()),
+        },
+    }
+}
+
+/// GetBucketLocation's answer as a region name.
+pub fn location_to_region(constraint: Option<&str>) -> String {
+    match constraint {
+        None | Some("") => "us-east-1".into(),
+        Some("EU") => "eu-west-1".into(),
+        Some(other) => other.into(),
+    }
+}
+
+/// Runs the bucket step. `recorded` says the name was recorded in status before creation
+/// (so an untagged bucket of that name in our account is our own, interrupted creation).
+pub async fn reconcile(
+    s3: &aws_sdk_s3::Client,
+    desired: &DesiredBucket,
+    recorded: bool,
+    may_adopt: bool,
+) -> Result<Outcome, Error> {
+    let bucket = desired.name.as_str();
+    let tags = match get_tags(s3, bucket).await? {
+        TagsAnswer::NoSuchBucket => {
+            if !desired.create {
+                return Err(Error::BucketNotFound {
+                    bucket: bucket.into(),
+                });
+            }
+            create(s3, desired).await?;
+            return Ok(Outcome::created(format!(
+                "created bucket {bucket} in {}",
+                desired.region
+            )));
+        }
+        TagsAnswer::Tags(tags) => tags,
+    };
+
+    let region = get_region(s3, bucket).await?;
+    if region != desired.region {
+        return Err(Error::BucketRegionMismatch {
+            want: desired.region.clone(),
+            got: region,
+        });
+    }
+
+    let mut outcome = Outcome::up_to_date(format!("bucket {bucket} in {region}"));
+    match ownership(tags.as_ref(), &desired.uid) {
+        Ownership::Ours => {}
+        Ownership::Untagged if desired.create && recorded => {
+            // Our own creation, interrupted before the tags were written.
+            put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
+            outcome = Outcome::created(format!("finished creating bucket {bucket} (tags were missing)"));
+        }
+        Ownership::Foreign(_) | Ownership::Untagged if !desired.create && may_adopt => {
+            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &desired.tags).await?;
+            return Ok(Outcome::adopted(format!("adopted existing bucket {bucket}")));
+        }
+        Ownership::Foreign(detail) => {
+            return Err(Error::BucketOwnedElsewhere {
+                bucket: bucket.into(),
+                detail: adoption_hint(&detail, desired),
+            });
+        }
+        Ownership::Untagged => {
+            return Err(Error::BucketOwnedElsewhere {
+                bucket: bucket.into(),
+                detail: adoption_hint("it exists without bucketwire tags", desired),
+            });
+        }
+    }
+
+    if !desired.create {
+        // An adopted bucket's settings are its owner's; we only use it.
+        return Ok(Outcome::adopted(format!(
+            "using adopted bucket {bucket} in {region}"
+        )));
+    }
+    let observed = observe_settings(s3, bucket).await?;
+    let fixes = settings_drift(&observed, desired);
+    if fixes.is_empty() {
+        return Ok(outcome);
+    }
+    for fix in &fixes {
+        apply_fix(s3, desired, fix).await?;
+    }
+    Ok(Outcome::drift_corrected(format!(
+        "bucket {bucket}: repaired {fixes:?}"
+    )))
+}
+
+fn adoption_hint(detail: &str, desired: &DesiredBucket) -> String {
+    if desired.create {
+        format!(
+            "{detail}; to use an existing bucket set bucket.create: false (the operator's adoption allow-list must include it)"
+        )
+    } else {
+        format!("{detail}, and the operator's adoption allow-list (--adopt-buckets) does not include it")
+    }
+}
+
+enum TagsAnswer {
+    NoSuchBucket,
+    /// `None`: the bucket has no tag set.
+    Tags(Option<BTreeMap<String, String>>),
+}
+
+async fn get_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<TagsAnswer, Error> {
+    match s3.get_bucket_tagging().bucket(bucket).send().await {
+        Ok(out) => Ok(TagsAnswer::Tags(Some(
+            out.tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        ))),
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            if failure.is_code("NoSuchBucket") || failure.status == Some(404) && failure.code.is_none() {
+                Ok(TagsAnswer::NoSuchBucket)
+            } else if failure.is_code("NoSuchTagSet") {
+                Ok(TagsAnswer::Tags(None))
+            } else if failure.is_code("PermanentRedirect") || failure.status == Some(301) {
+                Err(Error::BucketRegionMismatch {
+                    want: "(this region)".into(),
+                    got: "another region".into(),
+                })
+            } else if failure.is_access_denied() {
+                Err(Error::BucketOwnedElsewhere {
+                    bucket: bucket.into(),
+                    detail: format!(
+                        "reading its tags was denied ({failure}); it may belong to another AWS account"
+                    ),
+                })
+            } else {
+                Err(Error::aws("s3:GetBucketTagging", failure))
+            }
+        }
+    }
+}
+
+pub async fn get_region(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String, Error> {
+    let out = s3
+        .get_bucket_location()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:GetBucketLocation", AwsFailure::from_sdk(&e)))?;
+    Ok(location_to_region(out.location_constraint().map(|c| c.as_str())))
+}
+
+async fn create(s3: &aws_sdk_s3::Client, desired: &DesiredBucket) -> Result<(), Error> {
+    let bucket = desired.name.as_str();
+    let mut request = s3
+        .create_bucket()
+        .bucket(bucket)
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced);
+    if desired.region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(desired.region.as_str()))
+                .build(),
+        );
+    }
+    if let Err(err) = request.send().await {
+        let failure = AwsFailure::from_sdk(&err);
+        if failure.is_code("BucketAlreadyExists") {
+            return Err(Error::BucketOwnedElsewhere {
+                bucket: bucket.into(),
+                detail: "the name is taken by another AWS account; bucket names are global, choose another"
+                    .into(),
+            });
+        }
+        // BucketAlreadyOwnedByYou: a concurrent or interrupted create; the tags decide next time.
+        if !failure.is_code("BucketAlreadyOwnedByYou") {
+            return Err(Error::aws("s3:CreateBucket", failure));
+        }
+    }
+    // Tags first: from here on, a crash leaves a bucket we recognise as ours.
+    put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
+    for fix in [
+        BucketFix::PublicAccessBlock,
+        BucketFix::Encryption,
+        BucketFix::Policy,
+    ] {
+        apply_fix(s3, desired, &fix).await?;
+    }
+    if desired.versioning {
+        apply_fix(s3, desired, &BucketFix::Versioning).await?;
+    }
+    Ok(())
+}
+
+async fn put_tags(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    existing: &BTreeMap<String, String>,
+    ours: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    // PutBucketTagging replaces the whole set: keep the tags others put there.
+    let mut all = existing.clone();
+    all.extend(ours.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let tags: Vec<Tag> = all
+        .iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect();
+    let tagging = Tagging::builder()
+        .set_tag_set(Some(tags))
+        .build()
+        .map_err(|e| Error::InvalidSpec(format!("bucket tags: {e}")))?;
+    s3.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:PutBucketTagging", AwsFailure::from_sdk(&e)))?;
+    Ok(())
+}
+
+async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<ObservedSettings, Error> {
+    let pab = match s3.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
+            c.block_public_acls() == Some(true)
+                && c.ignore_public_acls() == Some(true)
+                && c.block_public_policy() == Some(true)
+                && c.restrict_public_buckets() == Some(true)
+        }),
+        Err(e) => not_found_or(
+            e,
+            "NoSuchPublicAccessBlockConfiguration",
+            "s3:GetPublicAccessBlock",
+        )?
+        .is_some(),
+    };
+    let owner_enforced = match s3.get_bucket_ownership_controls().bucket(bucket).send().await {
+        Ok(out) => out.ownership_controls().is_some_and(|c| {
+            c.rules()
+                .iter()
+                .any(|r| r.object_ownership() == &ObjectOwnership::BucketOwnerEnforced)
+        }),
+        Err(e) => not_found_or(
+            e,
+            "OwnershipControlsNotFoundError",
+            "s3:GetBucketOwnershipControls",
+        )?
+        .is_some(),
+    };
+    let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
+        Ok(out) => out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| {
+                (
+                    d.sse_algorithm().as_str().to_string(),
+                    d.kms_master_key_id().map(str::to_string),
+                )
+            }),
+        Err(e) => {
+            not_found_or(
+                e,
+                "ServerSideEncryptionConfigurationNotFoundError",
+                "s3:GetBucketEncryption",
+            )?;
+            None
+        }
+    };
+    let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(out) => out.policy().and_then(parse_document),
+        Err(e) => {
+            not_found_or(e, "NoSuchBucketPolicy", "s3:GetBucketPolicy")?;
+            None
+        }
+    };
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:GetBucketVersioning", AwsFailure::from_sdk(&e)))?
+        .status()
+        .map(|s| s.as_str().to_string());
+    Ok(ObservedSettings {
+        public_access_blocked: pab,
+        owner_enforced,
+        encryption,
+        policy,
+        versioning,
+    })
+}
+
+/// `Ok(None)` when the error is the "not configured" code, the classified error otherwise.
+/// (`Some` is never returned; the Option keeps call sites uniform.)
+fn not_found_or<E>(
+    err: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    code: &str,
+    operation: &'static str,
+) -> Result<Option<()>, Error>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = AwsFailure::from_sdk(&err);
+    if failure.is_code(code) || (failure.status == Some(404) && failure.code.is_none()) {
+        Ok(None)
+    } else {
+        Err(Error::aws(operation, failure))
+    }
+}
+
+async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &BucketFix) -> Result<(), Error> {
+    let bucket = desired.name.as_str();
+    let invalid = |e: aws_sdk_s3::error::BuildError| Error::InvalidSpec(format!("bucket settings: {e}"));
+    match fix {
+        BucketFix::PublicAccessBlock => s3
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::aws("s3:PutPublicAccessBlock", AwsFailure::from_sdk(&e))),
+        BucketFix::OwnershipControls => {
+            let rule = OwnershipControlsRule::builder()
+                .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                .build()
+                .map_err(invalid)?;
+            let controls = OwnershipControls::builder()
+                .rules(rule)
+                .build()
+                .map_err(invalid)?;
+            s3.put_bucket_ownership_controls()
+                .bucket(bucket)
+                .ownership_controls(controls)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws("s3:PutBucketOwnershipControls", AwsFailure::from_sdk(&e)))
+        }
+        BucketFix::Encryption => {
+            let default = match &desired.kms_key_arn {
+                Some(key) => ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::AwsKms)
+                    .kms_master_key_id(key),
+                None => ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256),
+            }
+            .build()
+            .map_err(invalid)?;
+            let rule = ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(default)
+                .bucket_key_enabled(desired.kms_key_arn.is_some())
+                .build();
+            let config = ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(invalid)?;
+            s3.put_bucket_encryption()
+                .bucket(bucket)
+                .server_side_encryption_configuration(config)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws("s3:PutBucketEncryption", AwsFailure::from_sdk(&e)))
+        }
+        BucketFix::Policy => s3
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(desired.policy.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::aws("s3:PutBucketPolicy", AwsFailure::from_sdk(&e))),
+        BucketFix::Versioning => {
+            let status = if desired.versioning {
+                BucketVersioningStatus::Enabled
+            } else {
+                BucketVersioningStatus::Suspended
+            };
+            s3.put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws("s3:PutBucketVersioning", AwsFailure::from_sdk(&e)))
+        }
+    }
+}
+
+/// Deletion with deletionPolicy Delete: only an empty bucket that this integration created.
+pub async fn delete_if_empty(s3: &aws_sdk_s3::Client, bucket: &str, uid: &str) -> Result<Outcome, Error> {
+    let tags = match get_tags(s3, bucket).await? {
+        TagsAnswer::NoSuchBucket => {
+            return Ok(Outcome::up_to_date(format!("bucket {bucket} is already gone")));
+        }
+        TagsAnswer::Tags(tags) => tags,
+    };
+    if ownership(tags.as_ref(), uid) != Ownership::Ours {
+        return Ok(Outcome::up_to_date(format!(
+            "bucket {bucket} is not owned by this integration; kept"
+        )));
+    }
+    let listing = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:ListObjectVersions", AwsFailure::from_sdk(&e)))?;
+    if !listing.versions().is_empty() || !listing.delete_markers().is_empty() {
+        return Err(Error::DeletionBlocked {
+            bucket: bucket.into(),
+            detail: "it holds objects".into(),
+        });
+    }
+    match s3.delete_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(Outcome::created(format!("deleted empty bucket {bucket}"))),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("BucketNotEmpty") {
+                Err(Error::DeletionBlocked {
+                    bucket: bucket.into(),
+                    detail: failure.to_string(),
+                })
+            } else if failure.is_code("NoSuchBucket") {
+                Ok(Outcome::up_to_date(format!("bucket {bucket} is already gone")))
+            } else {
+                Err(Error::aws("s3:DeleteBucket", failure))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::bucket_policy;
+    use crate::naming::Partition;
+
+    fn desired(kms: Option<&str>, versioning: bool) -> DesiredBucket {
+        DesiredBucket {
+            name: "b".into(),
+            region: "us-east-2".into(),
+            create: true,
+            kms_key_arn: kms.map(str::to_string),
+            versioning,
+            tags: BTreeMap::new(),
+            policy: bucket_policy(Partition::Aws, "b"),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn compliant() -> ObservedSettings {
+        ObservedSettings {
+            public_access_blocked: true,
+            owner_enforced: true,
+            encryption: Some(("AES256".into(), None)),
+            policy: Some(bucket_policy(Partition::Aws, "b")),
+            versioning: None,
+        }
+    }
+
+    #[test]
+    fn a_compliant_bucket_needs_no_fix() {
+        assert_eq!(settings_drift(&compliant(), &desired(None, false)), vec![]);
+    }
+
+    #[test]
+    fn each_drifted_setting_is_fixed() {
+        let mut observed = compliant();
+        observed.public_access_blocked = false;
+        observed.policy = None;
+        observed.versioning = Some("Enabled".into());
+        assert_eq!(
+            settings_drift(&observed, &desired(None, false)),
+            vec![
+                BucketFix::PublicAccessBlock,
+                BucketFix::Policy,
+                BucketFix::Versioning
+            ]
+        );
+        assert_eq!(
+            settings_drift(
+                &compliant(),
+                &desired(Some("arn:aws:kms:us-east-2:1:key/k"), true)
+            ),
+            vec![BucketFix::Encryption, BucketFix::Versioning]
+        );
+    }
+
+    #[test]
+    fn suspended_versioning_satisfies_versioning_false() {
+        let mut observed = compliant();
+        observed.versioning = Some("Suspended".into());
+        assert_eq!(settings_drift(&observed, &desired(None, false)), vec![]);
+    }
+
+    #[test]
+    fn ownership_is_decided_by_the_uid_tag() {
+        let mut tags = BTreeMap::new();
+        assert_eq!(ownership(None, "u"), Ownership::Untagged);
+        assert_eq!(ownership(Some(&tags), "u"), Ownership::Untagged);
+        tags.insert("team".into(), "x".into());
+        assert!(matches!(ownership(Some(&tags), "u"), Ownership::Foreign(_)));
+        tags.insert(TAG_UID.into(), "other".into());
+        assert!(matches!(ownership(Some(&tags), "u"), Ownership::Foreign(d) if d.contains("other")));
+        tags.insert(TAG_UID.into(), "u".into());
+        assert_eq!(ownership(Some(&tags), "u"), Ownership::Ours);
+    }
+
+    #[test]
+    fn bucket_locations_map_to_regions() {
+        assert_eq!(location_to_region(None), "us-east-1");
+        assert_eq!(location_to_region(Some("")), "us-east-1");
+        assert_eq!(location_to_region(Some("EU")), "eu-west-1");
+        assert_eq!(location_to_region(Some("us-west-2")), "us-west-2");
+    }
+}

@@ -1,0 +1,351 @@
+//! Steps 2 and 3: the customer-managed policy and the IRSA role. Documents are compared
+//! semantically; only differences are written.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::types::Tag;
+use serde_json::Value;
+
+use crate::aws::AwsFailure;
+use crate::documents::{TAG_UID, documents_equivalent, parse_document};
+use crate::error::Error;
+use crate::steps::Outcome;
+
+/// IAM keeps at most five versions of a managed policy.
+const MAX_POLICY_VERSIONS: usize = 5;
+
+pub struct DesiredPolicy {
+    pub arn: String,
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub document: Value,
+    pub tags: BTreeMap<String, String>,
+    pub uid: String,
+}
+
+pub struct DesiredRole {
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub trust: Value,
+    pub permissions_boundary: Option<String>,
+    pub policy_arn: String,
+    pub tags: BTreeMap<String, String>,
+    pub uid: String,
+}
+
+fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
+
+fn owned(tags: &[Tag], uid: &str) -> Result<(), String> {
+    match tags.iter().find(|t| t.key() == TAG_UID) {
+        Some(t) if t.value() == uid => Ok(()),
+        Some(t) => Err(format!("tagged {TAG_UID}={}", t.value())),
+        None => Err(format!("no {TAG_UID} tag")),
+    }
+}
+
+/// Creates the policy, or makes a new default version when its document drifted.
+pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy) -> Result<Outcome, Error> {
+    let existing = match iam.get_policy().policy_arn(&desired.arn).send().await {
+        Ok(out) => out.policy,
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if !failure.is_code("NoSuchEntity") {
+                return Err(Error::aws("iam:GetPolicy", failure));
+            }
+            None
+        }
+    };
+    let Some(policy) = existing else {
+        iam.create_policy()
+            .policy_name(&desired.name)
+            .path(&desired.path)
+            .description(&desired.description)
+            .policy_document(desired.document.to_string())
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e)))?;
+        return Ok(Outcome::created(format!("created policy {}", desired.arn)));
+    };
+    owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+        kind: "IAM policy",
+        name: desired.arn.clone(),
+        detail,
+    })?;
+
+    let version_id = policy.default_version_id().unwrap_or("v1").to_string();
+    let version = iam
+        .get_policy_version()
+        .policy_arn(&desired.arn)
+        .version_id(&version_id)
+        .send()
+        .await
+        .map_err(|e| Error::aws("iam:GetPolicyVersion", AwsFailure::from_sdk(&e)))?;
+    let current = version
+        .policy_version()
+        .and_then(|v| v.document())
+        .and_then(parse_document);
+    if current
+        .as_ref()
+        .is_some_and(|doc| documents_equivalent(doc, &desired.document))
+    {
+        return Ok(Outcome::up_to_date(format!("policy {} matches", desired.arn)));
+    }
+
+    // Make room for the new version: drop the oldest non-default one when at the limit.
+    let versions = iam
+        .list_policy_versions()
+        .policy_arn(&desired.arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("iam:ListPolicyVersions", AwsFailure::from_sdk(&e)))?;
+    let mut old: Vec<_> = versions
+        .versions()
+        .iter()
+        .filter(|v| !v.is_default_version())
+        .collect();
+    if versions.versions().len() >= MAX_POLICY_VERSIONS {
+        old.sort_by_key(|v| v.create_date().map(|d| (d.secs(), d.subsec_nanos())));
+        if let Some(oldest) = old.first().and_then(|v| v.version_id()) {
+            iam.delete_policy_version()
+                .policy_arn(&desired.arn)
+                .version_id(oldest)
+                .send()
+                .await
+                .map_err(|e| Error::aws("iam:DeletePolicyVersion", AwsFailure::from_sdk(&e)))?;
+        }
+    }
+    iam.create_policy_version()
+        .policy_arn(&desired.arn)
+        .policy_document(desired.document.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .map_err(|e| Error::aws("iam:CreatePolicyVersion", AwsFailure::from_sdk(&e)))?;
+    Ok(Outcome::drift_corrected(format!(
+        "policy {}: document restored as a new default version",
+        desired.arn
+    )))
+}
+
+/// Creates the role, or repairs its trust policy, permissions boundary and attachments.
+pub async fn reconcile_role(
+    iam: &aws_sdk_iam::Client,
+    desired: &DesiredRole,
+) -> Result<(Outcome, String), Error> {
+    let existing = match iam.get_role().role_name(&desired.name).send().await {
+        Ok(out) => out.role,
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if !failure.is_code("NoSuchEntity") {
+                return Err(Error::aws("iam:GetRole", failure));
+            }
+            None
+        }
+    };
+    let Some(role) = existing else {
+        let created = iam
+            .create_role()
+            .role_name(&desired.name)
+            .path(&desired.path)
+            .description(&desired.description)
+            .assume_role_policy_document(desired.trust.to_string())
+            .set_permissions_boundary(desired.permissions_boundary.clone())
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e)))?;
+        let arn = created.role().map(|r| r.arn().to_string()).unwrap_or_default();
+        attach(iam, &desired.name, &desired.policy_arn).await?;
+        return Ok((Outcome::created(format!("created role {arn}")), arn));
+    };
+    owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+        kind: "IAM role",
+        name: desired.name.clone(),
+        detail,
+    })?;
+    let arn = role.arn().to_string();
+    let mut repaired = vec![];
+
+    let trust = role.assume_role_policy_document().and_then(parse_document);
+    if !trust
+        .as_ref()
+        .is_some_and(|t| documents_equivalent(t, &desired.trust))
+    {
+        iam.update_assume_role_policy()
+            .role_name(&desired.name)
+            .policy_document(desired.trust.to_string())
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:UpdateAssumeRolePolicy", AwsFailure::from_sdk(&e)))?;
+        repaired.push("trust policy");
+    }
+
+    let boundary = role
+        .permissions_boundary()
+        .and_then(|b| b.permissions_boundary_arn());
+    if boundary != desired.permissions_boundary.as_deref() {
+        match &desired.permissions_boundary {
+            Some(b) => iam
+                .put_role_permissions_boundary()
+                .role_name(&desired.name)
+                .permissions_boundary(b)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws("iam:PutRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?,
+            None => iam
+                .delete_role_permissions_boundary()
+                .role_name(&desired.name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| Error::aws("iam:DeleteRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?,
+        }
+        repaired.push("permissions boundary");
+    }
+
+    let attached = attached_policies(iam, &desired.name).await?;
+    if !attached.contains(&desired.policy_arn) {
+        attach(iam, &desired.name, &desired.policy_arn).await?;
+        repaired.push("policy attachment");
+    }
+    // Anything else attached widens what Milvus can do: that is drift too.
+    for other in attached.iter().filter(|a| **a != desired.policy_arn) {
+        detach(iam, &desired.name, other).await?;
+        repaired.push("foreign policy attachment");
+    }
+
+    if repaired.is_empty() {
+        Ok((Outcome::up_to_date(format!("role {arn} matches")), arn))
+    } else {
+        Ok((
+            Outcome::drift_corrected(format!("role {arn}: repaired {}", repaired.join(", "))),
+            arn,
+        ))
+    }
+}
+
+async fn attached_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, Error> {
+    let out = iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|e| Error::aws("iam:ListAttachedRolePolicies", AwsFailure::from_sdk(&e)))?;
+    Ok(out
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect())
+}
+
+async fn attach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
+    iam.attach_role_policy()
+        .role_name(role)
+        .policy_arn(policy_arn)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::aws("iam:AttachRolePolicy", AwsFailure::from_sdk(&e)))
+}
+
+async fn detach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
+    match iam
+        .detach_role_policy()
+        .role_name(role)
+        .policy_arn(policy_arn)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("NoSuchEntity") {
+                Ok(())
+            } else {
+                Err(Error::aws("iam:DetachRolePolicy", failure))
+            }
+        }
+    }
+}
+
+/// Cleanup: detach every policy from our role, delete it, then delete our policy (all its
+/// versions). Resources that are gone, or not tagged for this integration, are left alone.
+pub async fn delete_role_and_policy(
+    iam: &aws_sdk_iam::Client,
+    role_name: &str,
+    policy_arn: &str,
+    uid: &str,
+) -> Result<Vec<String>, Error> {
+    let mut done = vec![];
+    match iam.get_role().role_name(role_name).send().await {
+        Ok(out) => {
+            if let Some(role) = out.role.filter(|r| owned(r.tags(), uid).is_ok()) {
+                for attached in attached_policies(iam, role_name).await? {
+                    detach(iam, role_name, &attached).await?;
+                }
+                match iam.delete_role().role_name(role_name).send().await {
+                    Ok(_) => done.push(format!("deleted role {}", role.arn())),
+                    Err(e) => {
+                        let failure = AwsFailure::from_sdk(&e);
+                        if !failure.is_code("NoSuchEntity") {
+                            return Err(Error::aws("iam:DeleteRole", failure));
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if !failure.is_code("NoSuchEntity") {
+                return Err(Error::aws("iam:GetRole", failure));
+            }
+        }
+    }
+
+    match iam.get_policy().policy_arn(policy_arn).send().await {
+        Ok(out) => {
+            if out.policy.as_ref().is_some_and(|p| owned(p.tags(), uid).is_ok()) {
+                let versions = iam
+                    .list_policy_versions()
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("iam:ListPolicyVersions", AwsFailure::from_sdk(&e)))?;
+                for v in versions.versions().iter().filter(|v| !v.is_default_version()) {
+                    if let Some(id) = v.version_id() {
+                        iam.delete_policy_version()
+                            .policy_arn(policy_arn)
+                            .version_id(id)
+                            .send()
+                            .await
+                            .map_err(|e| Error::aws("iam:DeletePolicyVersion", AwsFailure::from_sdk(&e)))?;
+                    }
+                }
+                match iam.delete_policy().policy_arn(policy_arn).send().await {
+                    Ok(_) => done.push(format!("deleted policy {policy_arn}")),
+                    Err(e) => {
+                        let failure = AwsFailure::from_sdk(&e);
+                        if !failure.is_code("NoSuchEntity") {
+                            return Err(Error::aws("iam:DeletePolicy", failure));
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if !failure.is_code("NoSuchEntity") {
+                return Err(Error::aws("iam:GetPolicy", failure));
+            }
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,178 @@
+//! Steps 4 and 5: the Milvus ServiceAccount and the values ConfigMap, by server-side apply
+//! with the `bucketwire` field manager, so we only ever own the fields we set.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::api::FIELD_MANAGER;
+use crate::documents::ROLE_ARN_ANNOTATION;
+use crate::error::Error;
+use crate::steps::Outcome;
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_INTEGRATION: &str = "bucketwire.io/integration";
+
+fn our_labels(integration: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_string(), "bucketwire".to_string()),
+        (LABEL_INTEGRATION.to_string(), integration.to_string()),
+    ])
+}
+
+/// Whether we created this ServiceAccount (and so may delete it).
+fn created_by_us(sa: &ServiceAccount, integration: &str) -> bool {
+    let labels = sa.labels();
+    labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some("bucketwire")
+        && labels.get(LABEL_INTEGRATION).map(String::as_str) == Some(integration)
+}
+
+/// Annotates (creating it if allowed) the ServiceAccount with the role ARN.
+pub async fn reconcile_service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    create: bool,
+    integration: &str,
+    role_arn: &str,
+) -> Result<Outcome, Error> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("get ServiceAccount"))?;
+    let labels = match &existing {
+        None if !create => {
+            return Err(Error::ServiceAccountNotFound {
+                namespace: namespace.into(),
+                name: name.into(),
+            });
+        }
+        None => Some(our_labels(integration)),
+        Some(sa) => {
+            if sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str) == Some(role_arn) {
+                return Ok(Outcome::up_to_date(format!(
+                    "ServiceAccount {namespace}/{name} is annotated"
+                )));
+            }
+            // Our labels only on a ServiceAccount we created; an existing one just gets the annotation.
+            created_by_us(sa, integration).then(|| our_labels(integration))
+        }
+    };
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {ROLE_ARN_ANNOTATION: role_arn},
+        },
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("apply ServiceAccount"))?;
+    Ok(match existing {
+        None => Outcome::created(format!("created ServiceAccount {namespace}/{name}")),
+        Some(_) => Outcome::drift_corrected(format!(
+            "annotated ServiceAccount {namespace}/{name} with {ROLE_ARN_ANNOTATION}"
+        )),
+    })
+}
+
+/// Cleanup: delete the ServiceAccount if we created it, otherwise give up our fields
+/// (the annotation) by applying an empty configuration as our field manager.
+pub async fn release_service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    integration: &str,
+) -> Result<Option<String>, Error> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let Some(sa) = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube("get ServiceAccount"))?
+    else {
+        return Ok(None);
+    };
+    if created_by_us(&sa, integration) {
+        api.delete(name, &DeleteParams::default())
+            .await
+            .map_err(Error::kube("delete ServiceAccount"))?;
+        return Ok(Some(format!("deleted ServiceAccount {namespace}/{name}")));
+    }
+    if !sa.annotations().contains_key(ROLE_ARN_ANNOTATION) {
+        return Ok(None);
+    }
+    let empty = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}});
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&empty),
+    )
+    .await
+    .map_err(Error::kube("release ServiceAccount annotation"))?;
+    Ok(Some(format!(
+        "removed {ROLE_ARN_ANNOTATION} from ServiceAccount {namespace}/{name}"
+    )))
+}
+
+/// Writes the values ConfigMap, owned by the integration so that it goes with it.
+pub async fn reconcile_values(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    owner: OwnerReference,
+    integration: &str,
+    values_yaml: &str,
+) -> Result<Outcome, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let existing = api.get_opt(name).await.map_err(Error::kube("get ConfigMap"))?;
+    if let Some(cm) = &existing {
+        if !cm.owner_references().iter().any(|r| r.uid == owner.uid) {
+            return Err(Error::ConfigMapOwnedElsewhere {
+                namespace: namespace.into(),
+                name: name.into(),
+            });
+        }
+        let current = cm.data.as_ref().and_then(|d| d.get("values.yaml"));
+        if current.map(String::as_str) == Some(values_yaml) {
+            return Ok(Outcome::up_to_date(format!(
+                "ConfigMap {namespace}/{name} is current"
+            )));
+        }
+    }
+    let patch = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": our_labels(integration),
+            "ownerReferences": [owner],
+        },
+        "data": {"values.yaml": values_yaml},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("apply ConfigMap"))?;
+    let message = format!("wrote values.yaml to ConfigMap {namespace}/{name}");
+    Ok(if existing.is_none() {
+        Outcome::created(message)
+    } else {
+        Outcome::drift_corrected(message)
+    })
+}
