@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod documents;
 pub mod error;
+pub mod failpoint;
 pub mod metrics;
 pub mod naming;
 pub mod reconcile;

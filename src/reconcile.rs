@@ -232,6 +232,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     )
     .await?;
     report.steps.push(("BucketReady", Ok(outcome), ""));
+    crate::failpoint::crash_point("after-bucket");
 
     // 2. Policy
     let iam_client = ctx.aws.iam(r.partition);
@@ -263,6 +264,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let outcome = iam::reconcile_policy(&iam_client, &desired_policy).await?;
     report.status.policy_arn = Some(policy_arn.clone());
     report.steps.push(("PolicyReady", Ok(outcome), ""));
+    crate::failpoint::crash_point("after-policy");
 
     // 3. Role, trusting the cluster's OIDC provider for exactly this ServiceAccount
     let issuer = oidc_issuer(ctx, &r).await?;
@@ -282,6 +284,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let (outcome, role_arn) = iam::reconcile_role(&iam_client, &desired_role).await?;
     report.status.role_arn = Some(role_arn.clone());
     report.steps.push(("RoleReady", Ok(outcome), ""));
+    crate::failpoint::crash_point("after-role");
 
     // 4. ServiceAccount
     let outcome = kubernetes::reconcile_service_account(
@@ -531,12 +534,12 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
         match result {
             Ok(outcome) if outcome.changed() => {
                 info!(step, reason = outcome.reason, "{}", outcome.message);
-                publish(ctx, bi, EventType::Normal, outcome.reason, &outcome.message).await;
+                publish(ctx, bi, step, EventType::Normal, outcome.reason, &outcome.message).await;
             }
             Ok(_) => {}
             Err(message) => {
                 warn!(step, reason, "{message}");
-                publish(ctx, bi, EventType::Warning, reason, message).await;
+                publish(ctx, bi, step, EventType::Warning, reason, message).await;
             }
         }
     }
@@ -567,12 +570,21 @@ fn condition(
     }
 }
 
-pub async fn publish(ctx: &Context, bi: &BucketIntegration, type_: EventType, reason: &str, note: &str) {
+/// Records an Event. `action` names the step (Events with the same action and reason are
+/// aggregated into one series by the recorder).
+pub async fn publish(
+    ctx: &Context,
+    bi: &BucketIntegration,
+    action: &str,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(err) = ctx.recorder.publish(&event, &bi.object_ref(&())).await {
@@ -637,7 +649,15 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
             match bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &uid).await {
                 Ok(outcome) => done.push(outcome.message),
                 Err(err) => {
-                    publish(ctx, bi, EventType::Warning, err.reason(), &err.to_string()).await;
+                    publish(
+                        ctx,
+                        bi,
+                        "Cleanup",
+                        EventType::Warning,
+                        err.reason(),
+                        &err.to_string(),
+                    )
+                    .await;
                     return Err(err);
                 }
             }
@@ -650,7 +670,7 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
     for message in &done {
         info!("{message}");
     }
-    publish(ctx, bi, EventType::Normal, "Deleted", &done.join("; ")).await;
+    publish(ctx, bi, "Cleanup", EventType::Normal, "Deleted", &done.join("; ")).await;
     Ok(())
 }
 

@@ -279,6 +279,7 @@ async fn create(s3: &aws_sdk_s3::Client, desired: &DesiredBucket) -> Result<(), 
             return Err(Error::aws("s3:CreateBucket", failure));
         }
     }
+    crate::failpoint::crash_point("after-create-bucket");
     // Tags first: from here on, a crash leaves a bucket we recognise as ours.
     put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
     for fix in [

@@ -3,6 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different part of these helpers
 
 pub mod admission;
+pub mod aws;
+pub mod integration;
+pub mod operator;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -114,4 +117,22 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .await
         .expect("namespace is created");
     name
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -1,0 +1,37 @@
+//! AWS SDK clients against the test bed's emulator, for checking what the operator did
+//! independently of the operator's own view.
+
+use aws_config::{BehaviorVersion, Region};
+
+use super::TestBed;
+
+async fn base(bed: &TestBed) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(bed.var("AWS_REGION").to_string()))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            bed.var("AWS_ACCESS_KEY_ID"),
+            bed.var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "testbed",
+        ))
+        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
+        .load()
+        .await
+}
+
+pub async fn s3(bed: &TestBed, region: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(&base(bed).await)
+        .region(Region::new(region.to_string()))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// IAM of the partition that `region` belongs to.
+pub async fn iam(bed: &TestBed, region: &str) -> aws_sdk_iam::Client {
+    let conf = aws_sdk_iam::config::Builder::from(&base(bed).await)
+        .region(Region::new(region.to_string()))
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}

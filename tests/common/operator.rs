@@ -1,0 +1,226 @@
+//! Runs the real `bucketwire run` binary against the test bed, one operator per test, watching
+//! only that test's namespace, with its own metrics port (so AWS call counts are the test's own).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TestBed;
+
+pub struct Operator {
+    child: Option<Child>,
+    metrics_port: u16,
+    namespace: String,
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
+    log_path: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Operator {
+    /// Starts the operator for `namespace` with a 2s resync and the given extra flags.
+    pub fn start(bed: &TestBed, namespace: &str, extra_args: &[&str]) -> Self {
+        Self::start_with_env(bed, namespace, extra_args, &[])
+    }
+
+    pub fn start_with_env(bed: &TestBed, namespace: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log_dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/operator-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let mut op = Self {
+            child: None,
+            metrics_port: 0,
+            namespace: namespace.to_string(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            log_path: log_dir.join(format!("{namespace}.log")),
+        };
+        op.spawn(bed);
+        op
+    }
+
+    fn spawn(&mut self, bed: &TestBed) {
+        self.metrics_port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketwire"));
+        cmd.arg("run")
+            .arg("--namespace")
+            .arg(&self.namespace)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
+            .arg("--health-addr")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg("--resync-interval")
+            .arg("2s")
+            .args(&self.extra_args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for var in [
+            "KUBECONFIG",
+            "BUCKETWIRE_AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "BUCKETWIRE_CLUSTER_NAME",
+        ] {
+            cmd.env(var, bed.var(var));
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("the operator starts"));
+    }
+
+    /// Restarts the operator without the extra environment (crash points).
+    pub fn restart_clean(&mut self, bed: &TestBed) {
+        self.kill();
+        self.extra_env.clear();
+        self.spawn(bed);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself (a crash point), returning whether it did.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The raw /metrics text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        for _ in 0..100 {
+            if let Ok(text) = http_get(&url).await {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "metrics endpoint {url} did not answer; operator log:\n{}",
+            self.log()
+        )
+    }
+
+    /// `bucketwire_aws_calls_total` by (service, operation, outcome).
+    pub async fn aws_calls(&self) -> BTreeMap<(String, String, String), u64> {
+        parse_calls(&self.metrics().await)
+    }
+
+    /// Calls of operations that change something (anything but Get*, List*, Head*, Describe*).
+    pub async fn mutating_calls(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((service, op, _), n) in self.aws_calls().await {
+            if !is_read(&op) {
+                *out.entry(format!("{service}:{op}")).or_default() += n;
+            }
+        }
+        out
+    }
+
+    pub async fn total_aws_calls(&self) -> u64 {
+        self.aws_calls().await.values().sum()
+    }
+
+    /// Successful reconciles so far.
+    pub async fn reconciles(&self) -> u64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("bucketwire_reconciles_total{result=\"success\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
+pub fn is_read(operation: &str) -> bool {
+    ["Get", "List", "Head", "Describe"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+fn parse_calls(text: &str) -> BTreeMap<(String, String, String), u64> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("bucketwire_aws_calls_total{"))
+    {
+        let (labels, value) = line.rsplit_once(' ').expect("sample");
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let n: u64 = value.parse().unwrap_or(0);
+        out.insert((label("service"), label("operation"), label("outcome")), n);
+    }
+    out
+}
+
+async fn http_get(url: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or("http only")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (head, body) = body.split_once("\r\n\r\n").ok_or("no body")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.to_string());
+    }
+    Ok(body.to_string())
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
