@@ -141,7 +141,7 @@ async fn reconcile(
 fn error_policy(
     bi: Arc<BucketIntegration>,
     err: &kube::runtime::finalizer::Error<Error>,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
     let terminal = match err {
         kube::runtime::finalizer::Error::ApplyFailed(e)
@@ -149,7 +149,13 @@ fn error_policy(
         _ => false,
     };
     warn!(name = %bi.name_any(), namespace = ?bi.namespace(), %err, terminal, "reconcile error");
-    Action::requeue(if terminal { TERMINAL_RETRY } else { TRANSIENT_RETRY })
+    // Terminal errors wait for someone to fix something outside (create the bucket, the OIDC
+    // provider, ...): look again at the resync interval. Transient ones retry soon.
+    Action::requeue(if terminal {
+        ctx.settings.resync_interval.min(TERMINAL_RETRY)
+    } else {
+        TRANSIENT_RETRY
+    })
 }
 
 /// Starts the metrics server (`/metrics`) and the health server (`/healthz`, `/readyz`).

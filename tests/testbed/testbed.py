@@ -165,7 +165,12 @@ def start_all():
     moto_port = free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     log(f"starting moto on {endpoint}")
-    moto = spawn("moto", [str(VENV / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], "moto.log")
+    launcher = Path(__file__).with_name("moto_launcher.py")
+    moto = spawn(
+        "moto",
+        [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
+        "moto.log",
+    )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
     issuer, provider_arn = seed(endpoint)

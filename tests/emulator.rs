@@ -1,0 +1,58 @@
+//! The test bed's AWS emulator evaluates the TLS condition of bucket policies as AWS does
+//! (see tests/testbed/moto_launcher.py): the deny-plain-HTTP statement bucketwire writes does
+//! not block SDK traffic, while a statement whose condition matches still denies.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use common::{TestBed, aws};
+use serde_json::json;
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), u16> {
+    s3.put_object()
+        .bucket(bucket)
+        .key("probe")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0))
+}
+
+#[tokio::test]
+async fn secure_transport_conditions_apply_only_when_they_match() {
+    let bed = TestBed::load();
+    let s3 = aws::s3(&bed, "us-east-1").await;
+    let bucket = format!("emulator-tls-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let policy = |secure: &str| {
+        json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": secure}}}]})
+        .to_string()
+    };
+
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy("false"))
+        .send()
+        .await
+        .expect("policy");
+    assert_eq!(
+        put(&s3, &bucket).await,
+        Ok(()),
+        "deny-plain-HTTP does not apply to SDK traffic"
+    );
+
+    s3.put_bucket_policy()
+        .bucket(&bucket)
+        .policy(policy("true"))
+        .send()
+        .await
+        .expect("policy");
+    assert_eq!(
+        put(&s3, &bucket).await,
+        Err(403),
+        "a matching condition still denies"
+    );
+}
