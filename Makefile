@@ -40,6 +40,9 @@ integration: testbed ## tests against the real kube-apiserver and moto
 	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
+demo: testbed ## start the test bed, run the operator, wire the example, show it Ready, stop
+	scripts/demo.sh
+
 fmt: ## format the Rust and Go sources
 	$(CARGO) fmt --all
 	gofmt -w tests/controlplane

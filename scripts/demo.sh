@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make demo: start the test bed (real kube-apiserver + moto), run the operator, apply the
+# example integration, show it Ready with its role ARN and Milvus values, stop what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+started_testbed=0
+operator_pid=""
+cleanup() {
+    status=$?
+    if [ -n "$operator_pid" ] && kill -0 "$operator_pid" 2>/dev/null; then
+        say "stopping the operator (pid $operator_pid)"
+        kill -TERM "$operator_pid" 2>/dev/null || true
+        wait "$operator_pid" 2>/dev/null || true
+    fi
+    if [ "$started_testbed" = 1 ]; then
+        say "stopping the test bed"
+        python3 tests/testbed/testbed.py down
+    fi
+    exit $status
+}
+trap cleanup EXIT INT TERM
+
+if [ -f target/testbed/env ] && python3 tests/testbed/testbed.py status | grep -q 'controlplane: running'; then
+    say "using the test bed that is already running (it stays up)"
+else
+    say "starting the test bed: kube-apiserver + etcd + kube-controller-manager, and moto"
+    target/testbed/venv/bin/python tests/testbed/testbed.py up
+    started_testbed=1
+fi
+# shellcheck disable=SC1091
+. target/testbed/env
+
+say "building bucketwire"
+cargo build --locked --quiet --bin bucketwire --example demo
+bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+
+say "installing the BucketIntegration CRD (bucketwire crd)"
+"$bin/examples/demo" install-crd
+
+say "starting the operator: bucketwire run --cluster-name $BUCKETWIRE_CLUSTER_NAME (log: target/testbed/demo-operator.log)"
+"$bin/bucketwire" run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 > target/testbed/demo-operator.log 2>&1 &
+operator_pid=$!
+
+say "applying examples/milvus-prod.yaml and waiting for Ready"
+"$bin/examples/demo" apply examples/milvus-prod.yaml
