@@ -415,6 +415,13 @@ mod cel_tests {
         }
     }
 
+    fn assert_rejected(errors: &[String], case: &str, field: &str, message: &str) {
+        assert!(
+            errors.iter().any(|e| e.contains(field) && e.contains(message)),
+            "{case}: expected {field:?} and {message:?}, got {errors:?}"
+        );
+    }
+
     #[test]
     fn valid_specs_pass_every_rule() {
         let f = fixture();
@@ -432,16 +439,7 @@ mod cel_tests {
         for case in cel_cases {
             let obj = object("invalid", merge(&f.base, &case.spec));
             let errors = errors(&obj, None);
-            assert!(
-                errors
-                    .iter()
-                    .any(|e| e.contains(&case.field) && e.contains(&case.message)),
-                "{}: expected {:?} and {:?}, got {:?}",
-                case.name,
-                case.field,
-                case.message,
-                errors
-            );
+            assert_rejected(&errors, &case.name, &case.field, &case.message);
         }
     }
 
@@ -452,16 +450,7 @@ mod cel_tests {
             let old = object("t", merge(&f.base, &case.old));
             let new = object("t", merge(&merge(&f.base, &case.old), &case.new));
             let errors = errors(&new, Some(&old));
-            assert!(
-                errors
-                    .iter()
-                    .any(|e| e.contains(&case.field) && e.contains(&case.message)),
-                "{}: expected {:?} and {:?}, got {:?}",
-                case.name,
-                case.field,
-                case.message,
-                errors
-            );
+            assert_rejected(&errors, &case.name, &case.field, &case.message);
         }
     }
 

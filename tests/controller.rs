@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use bucketwire::documents::{canonical, parse_document};
 use common::integration::{create, events, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, install_crd, namespace, wait_for};
+use common::{aws, setup, wait_for};
 
 fn doc(text: &str) -> Value {
     serde_json::from_str(text).expect("fixture JSON")
@@ -28,14 +28,6 @@ fn assert_same_document(actual: &Value, expected: &Value) {
         canonical(expected),
         "\nactual:   {actual}\nexpected: {expected}"
     );
-}
-
-async fn setup(prefix: &str) -> (TestBed, kube::Client, String) {
-    let bed = TestBed::load();
-    let client = bed.client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, prefix).await;
-    (bed, client, ns)
 }
 
 #[tokio::test]
@@ -170,17 +162,10 @@ async fn example_becomes_ready_with_everything_in_place() {
             .as_str(),
         "BucketOwnerEnforced"
     );
-    let enc = s3
-        .get_bucket_encryption()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("encryption");
-    let default = enc.server_side_encryption_configuration().expect("sse").rules()[0]
-        .apply_server_side_encryption_by_default()
-        .expect("default")
-        .clone();
-    assert_eq!(default.sse_algorithm().as_str(), "AES256");
+    assert_eq!(
+        aws::default_encryption(&s3, &bucket).await,
+        ("AES256".to_string(), None)
+    );
     let policy = s3
         .get_bucket_policy()
         .bucket(&bucket)
@@ -366,18 +351,10 @@ async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
         .expect("status");
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let s3 = aws::s3(&bed, "us-east-2").await;
-    let enc = s3
-        .get_bucket_encryption()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("encryption");
-    let default = enc.server_side_encryption_configuration().expect("sse").rules()[0]
-        .apply_server_side_encryption_by_default()
-        .expect("default")
-        .clone();
-    assert_eq!(default.sse_algorithm().as_str(), "aws:kms");
-    assert_eq!(default.kms_master_key_id(), Some(key));
+    assert_eq!(
+        aws::default_encryption(&s3, &bucket).await,
+        ("aws:kms".to_string(), Some(key.to_string()))
+    );
 
     let iam = aws::iam(&bed, "us-east-1").await;
     let policy_arn = status.policy_arn.expect("policy");

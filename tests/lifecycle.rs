@@ -17,15 +17,7 @@ use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
 use common::integration::{condition, create, events, wait_condition, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, install_crd, namespace, wait_for};
-
-async fn setup(prefix: &str) -> (TestBed, kube::Client, String) {
-    let bed = TestBed::load();
-    let client = bed.client().await;
-    install_crd(&client).await;
-    let ns = namespace(&client, prefix).await;
-    (bed, client, ns)
-}
+use common::{aws, setup, wait_for};
 
 async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str, tags: &[(&str, &str)]) {
     let mut req = s3.create_bucket().bucket(name);
@@ -710,31 +702,27 @@ async fn crash_case(point: &str) {
             .any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid)
     };
     let mut role_count = 0;
-    for role in iam.list_roles().send().await.expect("roles").roles() {
-        let tags = iam
-            .list_role_tags()
-            .role_name(role.role_name())
-            .send()
-            .await
-            .expect("role tags");
-        role_count += usize::from(tagged(tags.tags()));
+    let roles: Vec<_> = iam.list_roles().into_paginator().items().send().collect().await;
+    for role in roles.into_iter().map(|r| r.expect("roles")) {
+        if let Ok(tags) = iam.list_role_tags().role_name(role.role_name()).send().await {
+            role_count += usize::from(tagged(tags.tags()));
+        }
     }
     let mut policy_count = 0;
-    let policies = iam
+    let policies: Vec<_> = iam
         .list_policies()
         .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .into_paginator()
+        .items()
         .send()
-        .await
-        .expect("policies");
-    for policy in policies.policies() {
+        .collect()
+        .await;
+    for policy in policies.into_iter().map(|p| p.expect("policies")) {
         let arn = policy.arn().unwrap_or_default();
-        let tags = iam
-            .list_policy_tags()
-            .policy_arn(arn)
-            .send()
-            .await
-            .expect("policy tags");
-        policy_count += usize::from(tagged(tags.tags()));
+        // Other tests delete their policies concurrently: a vanished one is not ours.
+        if let Ok(tags) = iam.list_policy_tags().policy_arn(arn).send().await {
+            policy_count += usize::from(tagged(tags.tags()));
+        }
     }
     assert_eq!(
         (role_count, policy_count),

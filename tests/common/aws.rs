@@ -35,3 +35,19 @@ pub async fn iam(bed: &TestBed, region: &str) -> aws_sdk_iam::Client {
         .build();
     aws_sdk_iam::Client::from_conf(conf)
 }
+
+/// The bucket's default encryption: (algorithm, KMS key).
+pub async fn default_encryption(s3: &aws_sdk_s3::Client, bucket: &str) -> (String, Option<String>) {
+    let out = s3
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("encryption");
+    let rule = &out.server_side_encryption_configuration().expect("sse").rules()[0];
+    let default = rule.apply_server_side_encryption_by_default().expect("default");
+    (
+        default.sse_algorithm().as_str().to_string(),
+        default.kms_master_key_id().map(str::to_string),
+    )
+}

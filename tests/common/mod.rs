@@ -136,3 +136,12 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The usual start of a test: the test bed, a client, the CRD installed, a fresh namespace.
+pub async fn setup(prefix: &str) -> (TestBed, Client, String) {
+    let bed = TestBed::load();
+    let client = bed.client().await;
+    install_crd(&client).await;
+    let ns = namespace(&client, prefix).await;
+    (bed, client, ns)
+}
