@@ -56,3 +56,29 @@ async fn secure_transport_conditions_apply_only_when_they_match() {
         "a matching condition still denies"
     );
 }
+
+#[tokio::test]
+async fn iam_enforcement_is_on_so_unknown_credentials_are_refused() {
+    let bed = TestBed::load();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "AKIANOTAUSER0000000",
+            "nope",
+            None,
+            None,
+            "test",
+        ))
+        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
+        .force_path_style(true)
+        .build();
+    let stranger = aws_sdk_s3::Client::from_conf(conf);
+    let status = stranger
+        .list_buckets()
+        .send()
+        .await
+        .err()
+        .and_then(|e| e.raw_response().map(|r| r.status().as_u16()));
+    assert_eq!(status, Some(403));
+}

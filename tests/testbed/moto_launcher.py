@@ -1,5 +1,5 @@
-"""Starts moto's server with two corrections to its IAM policy evaluation, so that the bucket
-policy every bucketwire bucket carries (deny requests that do not use TLS) behaves as on AWS.
+"""Starts moto's server with four corrections, so that IAM enforcement behaves as on AWS, and
+one convenience for a test bed with a single administrator.
 
 1. moto 5.1/5.2 do not know the `Bool` condition operator and then ignore the condition,
    so `Deny ... Condition {"Bool": {"aws:SecureTransport": "false"}}` denies everything.
@@ -8,6 +8,20 @@ policy every bucketwire bucket carries (deny requests that do not use TLS) behav
 2. moto treats a statement whose condition is not met as an explicit Deny, whatever its
    Effect (moto/iam/access_control.py, IAMPolicyStatement.is_action_permitted). On AWS such
    a statement simply does not apply; here it is NEUTRAL.
+3. With IAM enforcement on, moto demands a signature on every request and answers the unsigned
+   sts:AssumeRoleWithWebIdentity with a 500. On AWS that call is unsigned by design (the web
+   identity token is the credential), so it is exempt here. moto does not check the token or
+   the role's trust policy; bucketwire's static check covers that.
+4. moto checks signatures against a body it rebuilds: the form re-encoded by Python for
+   form-encoded requests (its Flask request has consumed the raw body; aws-sdk-rust encodes
+   some characters of policy documents differently), and the parsed parameters for requests
+   without a body (REST GETs such as eks:DescribeCluster). Valid signatures then fail. Here the
+   signature is checked against the bytes that were sent, as AWS does.
+
+Convenience: the test bed has one administrator, created in the `aws` partition. A China or
+GovCloud account would have its own; here a user access key that is unknown in the request's
+partition is looked up in `aws`, so the same credentials work in every partition (the
+resources themselves, and their ARNs, stay in the partition of the request).
 
 Everything else is moto as released. Usage is that of `moto_server`
 (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
@@ -15,8 +29,12 @@ Everything else is moto as released. Usage is that of `moto_server`
 
 import sys
 
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.responses import BaseResponse
 from moto.iam import policy_conditions
-from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+from botocore.awsrequest import AWSRequest
+from moto.iam import access_control
+from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
 
 # Request context the emulator does not provide itself.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
@@ -53,6 +71,57 @@ def is_action_permitted(self, action, resource="*", principal=None, incoming_con
 
 
 IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+_authorize_normal_action = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+
+def authorize_normal_action(self, resource="*"):
+    if self._get_action() == "AssumeRoleWithWebIdentity":
+        return None  # correction 3: unsigned on AWS too
+    return _authorize_normal_action(self, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize_normal_action
+
+_setup_class = BaseResponse.setup_class
+
+
+def setup_class(self, request, full_url, headers, use_raw_body=False):
+    raw = None
+    if "werkzeug" in str(type(request)) and request.mimetype == "application/x-www-form-urlencoded":
+        raw = request.get_data(cache=True)  # cached, so the form is still parsed from it
+    _setup_class(self, request, full_url, headers, use_raw_body)
+    if raw:
+        self.raw_body = raw  # correction 4: only the signature check reads raw_body
+
+
+BaseResponse.setup_class = setup_class
+
+
+def create_aws_request(self):
+    signed_headers = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")
+    headers = self._create_headers_for_aws_request(signed_headers, self._headers)
+    body = self._body if self._body is not None else b""
+    request = AWSRequest(method=self._method, url=self._path, data=body, headers=headers)
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    return request
+
+
+IAMRequestBase._create_aws_request = create_aws_request
+
+_create_access_key = access_control.create_access_key
+
+
+def create_access_key(account_id, partition, access_key_id, headers):
+    try:
+        return _create_access_key(account_id, partition, access_key_id, headers)
+    except CreateAccessKeyFailure:
+        if partition == "aws" or not access_key_id.startswith("AKIA"):
+            raise
+        return _create_access_key(account_id, "aws", access_key_id, headers)
+
+
+access_control.create_access_key = create_access_key
 
 if __name__ == "__main__":
     from moto.server import main

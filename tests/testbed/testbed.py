@@ -15,6 +15,7 @@ Runs with the project's virtual environment (it needs boto3, which moto brings).
 """
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -35,6 +36,7 @@ ENV_FILE = STATE / "env"
 REGION = "us-east-2"
 CLUSTER_NAME = "bucketwire-testbed"
 ACCOUNT_ID = "123456789012"  # moto's default account
+ADMIN_USER = "bucketwire-testbed-admin"
 # Thumbprint of the EKS OIDC root CA, as eksctl registers it.
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
@@ -120,7 +122,8 @@ def http_ok(url):
 
 
 def seed(endpoint):
-    """Create the EKS cluster and its IAM OIDC provider; return (issuer, provider ARN)."""
+    """Create the EKS cluster, its IAM OIDC provider and an administrator, then turn IAM
+    enforcement on. Returns (issuer, provider ARN, admin access key id, secret)."""
     import boto3
 
     session = boto3.session.Session(
@@ -128,6 +131,17 @@ def seed(endpoint):
     )
     eks = session.client("eks", endpoint_url=endpoint)
     iam = session.client("iam", endpoint_url=endpoint)
+    # Everything the tests and the operator do is signed by this user; only what its policy
+    # allows passes once enforcement is on, exactly as in an AWS account.
+    iam.create_user(UserName=ADMIN_USER)
+    iam.put_user_policy(
+        UserName=ADMIN_USER,
+        PolicyName="testbed-admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
     eks.create_cluster(
         name=CLUSTER_NAME,
         version="1.35",
@@ -138,7 +152,14 @@ def seed(endpoint):
     provider = iam.create_open_id_connect_provider(
         Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
     )["OpenIDConnectProviderArn"]
-    return issuer, provider
+    # IAM enforcement on from the next request (see moto's /moto-api/reset-auth).
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        if resp.status != 200:
+            raise SystemExit(f"testbed: enabling IAM enforcement failed: HTTP {resp.status}")
+    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"]
 
 
 def up(_args):
@@ -173,8 +194,9 @@ def start_all():
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
-    issuer, provider_arn = seed(endpoint)
-    log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}) and its IAM OIDC provider")
+    issuer, provider_arn, access_key, secret_key = seed(endpoint)
+    log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
+    log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
 
     log("starting kube-apiserver, etcd and kube-controller-manager")
     ready = CONTROLPLANE_DIR / "ready"
@@ -192,8 +214,8 @@ def start_all():
         "KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig"),
         "BUCKETWIRE_AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
         "BUCKETWIRE_CLUSTER_NAME": CLUSTER_NAME,
         "BUCKETWIRE_TESTBED_OIDC_ISSUER": issuer,
         "BUCKETWIRE_TESTBED_OIDC_PROVIDER_ARN": provider_arn,
