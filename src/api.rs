@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "bucketwire.io";
 /// The finalizer that guards cleanup of AWS resources.
 pub const FINALIZER: &str = "bucketwire.io/cleanup";
+/// Annotation that asks for a validation now (`bucketwire.io/validate: now`); cleared when done.
+pub const VALIDATE_ANNOTATION: &str = "bucketwire.io/validate";
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "bucketwire";
 

@@ -22,6 +22,7 @@ use crate::naming::Partition;
 #[derive(Clone, Debug)]
 struct CallCounter {
     metrics: Arc<Metrics>,
+    identity: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,6 +53,7 @@ impl Intercept for CallCounter {
         self.metrics
             .aws_calls
             .get_or_create(&AwsCallLabels {
+                identity: self.identity.into(),
                 service,
                 operation,
                 outcome: outcome.into(),
@@ -66,6 +68,7 @@ pub struct Aws {
     base: SdkConfig,
     endpoint: Option<String>,
     counter: CallCounter,
+    workload_counter: CallCounter,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     iam: Mutex<HashMap<Partition, aws_sdk_iam::Client>>,
     sts: Mutex<HashMap<Partition, aws_sdk_sts::Client>>,
@@ -80,7 +83,14 @@ impl Aws {
         Self {
             base,
             endpoint,
-            counter: CallCounter { metrics },
+            counter: CallCounter {
+                metrics: metrics.clone(),
+                identity: "operator",
+            },
+            workload_counter: CallCounter {
+                metrics,
+                identity: "workload",
+            },
             s3: Mutex::default(),
             iam: Mutex::default(),
             sts: Mutex::default(),
@@ -157,6 +167,36 @@ impl Aws {
                 aws_sdk_eks::Client::from_conf(b.build())
             })
             .clone()
+    }
+}
+
+impl Aws {
+    /// STS in `region`, for AssumeRoleWithWebIdentity: that call is unsigned (the web identity
+    /// token is the credential), so the operator's own credentials play no part.
+    pub fn workload_sts(&self, region: &str) -> aws_sdk_sts::Client {
+        let mut b = aws_sdk_sts::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .interceptor(self.workload_counter.clone());
+        if let Some(url) = &self.endpoint {
+            b = b.endpoint_url(url);
+        }
+        aws_sdk_sts::Client::from_conf(b.build())
+    }
+
+    /// S3 in `region` acting with the workload's temporary credentials.
+    pub fn workload_s3(
+        &self,
+        region: &str,
+        credentials: aws_sdk_s3::config::Credentials,
+    ) -> aws_sdk_s3::Client {
+        let mut b = aws_sdk_s3::config::Builder::from(&self.base)
+            .region(Region::new(region.to_string()))
+            .credentials_provider(credentials)
+            .interceptor(self.workload_counter.clone());
+        if let Some(url) = &self.endpoint {
+            b = b.endpoint_url(url).force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(b.build())
     }
 }
 

@@ -111,7 +111,7 @@ async fn reconcile(
     let result = finalizer(&api, FINALIZER, bi, |event| async {
         match event {
             FinalizerEvent::Apply(bi) => match reconcile::apply(&bi, &ctx).await {
-                Ok(()) => Ok(Action::requeue(ctx.settings.resync_interval)),
+                Ok(retry) => Ok(Action::requeue(retry.unwrap_or(ctx.settings.resync_interval))),
                 Err(err) => Err(err),
             },
             FinalizerEvent::Cleanup(bi) => reconcile::cleanup(&bi, &ctx)

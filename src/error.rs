@@ -75,6 +75,18 @@ pub enum Error {
         "bucket {bucket} is not empty ({detail}); deletionPolicy Delete never empties a bucket, so it is kept. Empty it yourself or set deletionPolicy: Retain"
     )]
     DeletionBlocked { bucket: String, detail: String },
+
+    #[error("AssumeRoleWithWebIdentity of {role} as {subject} failed: {detail}")]
+    AssumeRoleFailed {
+        role: String,
+        subject: String,
+        detail: String,
+    },
+
+    #[error(
+        "KMS denied {operation}: {detail}; the role needs kms:GenerateDataKey and kms:Decrypt on the bucket's key, and the key policy must allow the account to delegate them"
+    )]
+    KmsAccessDenied { operation: &'static str, detail: String },
 }
 
 impl Error {
@@ -110,6 +122,8 @@ impl Error {
             Self::Aws { .. } => "AWSError",
             Self::Kube { .. } => "KubernetesError",
             Self::DeletionBlocked { .. } => "DeletionBlocked",
+            Self::AssumeRoleFailed { .. } => "AssumeRoleFailed",
+            Self::KmsAccessDenied { .. } => "KmsAccessDenied",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod naming;
 pub mod reconcile;
 pub mod settings;
 pub mod steps;
+pub mod validate;
 
 /// The admission cases shared with the apiserver tests.
 #[cfg(test)]

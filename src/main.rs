@@ -19,6 +19,14 @@ enum Command {
     Crd,
     /// Run the operator.
     Run(Box<Settings>),
+    /// Prove an integration's wiring by acting as its ServiceAccount; exit code 0 or 1.
+    Validate {
+        /// NAMESPACE/NAME of the BucketIntegration.
+        integration: String,
+        /// Endpoint for every AWS service (emulators).
+        #[arg(long, env = "BUCKETWIRE_AWS_ENDPOINT_URL")]
+        aws_endpoint_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,6 +42,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Validate {
+            integration,
+            aws_endpoint_url,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => {
+                    eprintln!("bucketwire: cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(validate(&integration, aws_endpoint_url))
+        }
         Command::Run(settings) => {
             init_logging(settings.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -60,5 +81,47 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
+    let Some((namespace, name)) = integration.split_once('/') else {
+        eprintln!("bucketwire: give the integration as NAMESPACE/NAME");
+        return ExitCode::from(2);
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("bucketwire: cannot reach Kubernetes: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let aws = bucketwire::aws::Aws::load(endpoint, bucketwire::metrics::Metrics::new()).await;
+    let (target, report) =
+        match bucketwire::validate::validate_from_status(&client, &aws, namespace, name).await {
+            Ok(r) => r,
+            Err(message) => {
+                eprintln!("bucketwire: {message}");
+                return ExitCode::FAILURE;
+            }
+        };
+    println!("Validating {namespace}/{name} as {}", target.subject());
+    for check in &report.checks {
+        println!(
+            "  {:<4} {:<12} {}",
+            if check.passed { "ok" } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    match &report.failure {
+        None => {
+            println!("Validated: True ({})", report.summary(&target));
+            ExitCode::SUCCESS
+        }
+        Some(err) => {
+            println!("Validated: False, {}: {err}", err.reason());
+            ExitCode::FAILURE
+        }
     }
 }

@@ -10,6 +10,9 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsCallLabels {
+    /// `operator` (the operator's own credentials) or `workload` (the Milvus role's, during
+    /// validation).
+    pub identity: String,
     pub service: String,
     pub operation: String,
     /// `success` or `error`.

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::{
     BucketIntegration, BucketIntegrationStatus, BucketStatus, DeletionPolicy, EncryptionType, FIELD_MANAGER,
+    VALIDATE_ANNOTATION,
 };
 use crate::aws::{Aws, AwsFailure};
 use crate::documents;
@@ -23,6 +25,7 @@ use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
 use crate::steps::{Outcome, bucket, iam, kubernetes};
+use crate::validate;
 
 /// Shared state of the controller.
 pub struct Context {
@@ -166,6 +169,21 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
 struct Report {
     status: BucketIntegrationStatus,
     steps: Vec<(&'static str, Result<Outcome, String>, &'static str)>,
+    /// The Validated condition, when validation ran (or is disabled).
+    validated: Option<Validated>,
+    /// Whether the policy or role changed in this reconcile (IAM may need to propagate).
+    iam_changed: bool,
+}
+
+/// The Validated condition and what follows from it.
+struct Validated {
+    status: &'static str,
+    reason: String,
+    message: String,
+    /// Requeue sooner than the resync interval (propagating).
+    retry: Option<Duration>,
+    /// Validation passed now: `status.lastValidated` moves.
+    passed_now: bool,
 }
 
 const STEPS: [&str; 5] = [
@@ -176,8 +194,9 @@ const STEPS: [&str; 5] = [
     "ValuesReady",
 ];
 
-/// Runs the pipeline and always writes status. Returns the first error, if any.
-pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+/// Runs the pipeline and always writes status. Returns the first error, if any, or how soon
+/// to look again when that should be sooner than the resync (validation propagating).
+pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<Option<Duration>, Error> {
     let mut report = Report::default();
     report.status.integration_id = bi.uid();
     let result = run_steps(bi, ctx, &mut report).await;
@@ -185,8 +204,23 @@ pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
         let step = STEPS.get(report.steps.len()).copied().unwrap_or("Ready");
         report.steps.push((step, Err(err.to_string()), err.reason()));
     }
+    let retry = report.validated.as_ref().and_then(|v| v.retry);
     write_status(bi, ctx, report).await?;
-    result
+    if bi.annotations().contains_key(VALIDATE_ANNOTATION) {
+        clear_validate_annotation(bi, ctx).await?;
+    }
+    result.map(|()| retry)
+}
+
+/// Removes `bucketwire.io/validate` once the validation it asked for has run.
+async fn clear_validate_annotation(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    let api: Api<BucketIntegration> =
+        Api::namespaced(ctx.client.clone(), &bi.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"annotations": {VALIDATE_ANNOTATION: null}}});
+    api.patch(&bi.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube("clear the validate annotation"))?;
+    Ok(())
 }
 
 async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
@@ -262,6 +296,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         uid: r.uid.clone(),
     };
     let outcome = iam::reconcile_policy(&iam_client, &desired_policy).await?;
+    report.iam_changed |= outcome.changed();
     report.status.policy_arn = Some(policy_arn.clone());
     report.steps.push(("PolicyReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-policy");
@@ -282,6 +317,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         uid: r.uid.clone(),
     };
     let (outcome, role_arn) = iam::reconcile_role(&iam_client, &desired_role).await?;
+    report.iam_changed |= outcome.changed();
     report.status.role_arn = Some(role_arn.clone());
     report.steps.push(("RoleReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-role");
@@ -314,7 +350,98 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     )
     .await?;
     report.steps.push(("ValuesReady", Ok(outcome), ""));
+
+    // 6. Validate, as the Milvus ServiceAccount.
+    report.validated = Some(if spec.validation.enabled {
+        let target = validate::Target {
+            namespace: r.namespace.clone(),
+            service_account: r.service_account.clone(),
+            role_arn: role_arn.clone(),
+            provider_arn: provider_arn.clone(),
+            trust: desired_role.trust.clone(),
+            bucket: r.bucket.clone(),
+            region: r.region.clone(),
+            root_path: spec.bucket.root_path.clone(),
+            access: spec.access,
+            probe_id: r.uid.clone(),
+        };
+        let outcome = validate::run(&ctx.client, &ctx.aws, &target).await;
+        judge_validation(
+            bi,
+            &target,
+            outcome,
+            report.iam_changed,
+            ctx.settings.propagation_timeout,
+        )
+    } else {
+        Validated {
+            status: "Unknown",
+            reason: "Disabled".into(),
+            message: "validation.enabled is false".into(),
+            retry: None,
+            passed_now: false,
+        }
+    });
     Ok(())
+}
+
+/// Turns a validation report into the Validated condition. A denial may be IAM propagating a
+/// change: it is reported as Propagating and retried with backoff until the propagation timeout
+/// has passed since the failures began (or since IAM last changed), then with its precise reason.
+fn judge_validation(
+    bi: &BucketIntegration,
+    target: &validate::Target,
+    report: validate::Report,
+    iam_changed: bool,
+    timeout: Duration,
+) -> Validated {
+    let Some(failure) = &report.failure else {
+        return Validated {
+            status: "True",
+            reason: "Validated".into(),
+            message: report.summary(target),
+            retry: None,
+            passed_now: true,
+        };
+    };
+    let previous = bi
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Validated"));
+    let now = jiff::Timestamp::now();
+    let started = match previous {
+        Some(c) if c.reason == "Propagating" && !iam_changed => c.last_transition_time.0,
+        Some(c) if c.status == "False" && !iam_changed => {
+            // Already reported precisely, and nothing changed since: stay precise.
+            return precise(failure);
+        }
+        _ => now,
+    };
+    let elapsed = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+    if validate::may_be_propagating(&report) && elapsed < timeout {
+        return Validated {
+            status: "False",
+            reason: "Propagating".into(),
+            message: format!(
+                "{} (retrying for up to {}s while IAM propagates)",
+                failure,
+                timeout.as_secs()
+            ),
+            retry: Some(validate::propagation_retry(elapsed)),
+            passed_now: false,
+        };
+    }
+    precise(failure)
+}
+
+fn precise(failure: &Error) -> Validated {
+    Validated {
+        status: "False",
+        reason: failure.reason().into(),
+        message: failure.to_string(),
+        retry: None,
+        passed_now: false,
+    }
 }
 
 async fn record_bucket_name(bi: &BucketIntegration, ctx: &Context, r: &Resolved) -> Result<(), Error> {
@@ -480,24 +607,39 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
             step, status, &reason, &message, generation, &previous, &now,
         ));
     }
+    let validated = report.validated.as_ref();
+    let (v_status, v_reason, v_message) = match validated {
+        Some(v) => (v.status, v.reason.clone(), v.message.clone()),
+        None => (
+            "Unknown",
+            "Waiting".to_string(),
+            "validation runs once every step is in place".to_string(),
+        ),
+    };
     conditions.push(condition(
         "Validated",
-        "Unknown",
-        "NotImplemented",
-        "validation as the Milvus ServiceAccount is not implemented yet",
+        v_status,
+        &v_reason,
+        &v_message,
         generation,
         &previous,
         &now,
     ));
-    let (ready_status, ready_reason, ready_message) = match (&first_failure, all_ready) {
-        (Some((reason, message)), _) => ("False", reason.clone(), message.clone()),
-        (None, true) => (
-            "True",
-            "Ready".to_string(),
-            "bucket, policy, role, ServiceAccount and values are in place".to_string(),
-        ),
-        (None, false) => ("Unknown", "Waiting".to_string(), "reconciling".to_string()),
-    };
+    // Ready requires Validated, unless validation is disabled.
+    let validation_failure = validated
+        .filter(|v| v.status == "False")
+        .map(|v| (v.reason.clone(), v.message.clone()));
+    let validated_ok = validated.is_some_and(|v| v.status == "True" || v.reason == "Disabled");
+    let (ready_status, ready_reason, ready_message) =
+        match (first_failure.or(validation_failure), all_ready && validated_ok) {
+            (Some((reason, message)), _) => ("False", reason, message),
+            (None, true) => (
+                "True",
+                "Ready".to_string(),
+                "bucket, policy, role, ServiceAccount and values are in place and validated".to_string(),
+            ),
+            (None, false) => ("Unknown", "Waiting".to_string(), "reconciling".to_string()),
+        };
     conditions.insert(
         0,
         condition(
@@ -511,10 +653,19 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
         ),
     );
 
+    let validated_event = report
+        .validated
+        .as_ref()
+        .filter(|v| v.status == "False")
+        .map(|v| (v.reason.clone(), v.message.clone()));
     let mut status = report.status;
     status.observed_generation = generation;
     status.conditions = conditions;
-    status.last_validated = bi.status.as_ref().and_then(|s| s.last_validated.clone());
+    status.last_validated = if report.validated.as_ref().is_some_and(|v| v.passed_now) {
+        Some(now.clone())
+    } else {
+        bi.status.as_ref().and_then(|s| s.last_validated.clone())
+    };
     let patch = json!({
         "apiVersion": "bucketwire.io/v1alpha1",
         "kind": "BucketIntegration",
@@ -530,6 +681,10 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
     .await
     .map_err(Error::kube("write status"))?;
 
+    if let Some((reason, message)) = validated_event {
+        warn!(step = "Validated", reason, "{message}");
+        publish(ctx, bi, "Validated", EventType::Warning, &reason, &message).await;
+    }
     for (step, result, reason) in &report.steps {
         match result {
             Ok(outcome) if outcome.changed() => {

@@ -35,6 +35,11 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// How long a failed validation may be IAM propagating a change (reported as Propagating and
+    /// retried with backoff) before its precise reason is reported.
+    #[arg(long, env = "BUCKETWIRE_PROPAGATION_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub propagation_timeout: Duration,
+
     /// Integrations reconciled at the same time.
     #[arg(long, env = "BUCKETWIRE_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
     pub max_concurrent_reconciles: u16,

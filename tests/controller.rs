@@ -117,6 +117,16 @@ async fn example_becomes_ready_with_everything_in_place() {
     ] {
         assert!(types.contains(&t), "condition {t} missing: {types:?}");
     }
+    let validated = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Validated")
+        .expect("Validated");
+    assert_eq!(
+        (validated.status.as_str(), validated.reason.as_str()),
+        ("True", "Validated")
+    );
+    assert!(status.last_validated.is_some(), "lastValidated is set");
     for c in &status.conditions {
         assert!(!c.reason.is_empty() && !c.message.is_empty(), "{c:?}");
         assert_eq!(c.observed_generation, bi.metadata.generation);
@@ -379,49 +389,23 @@ async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
     );
 }
 
-/// A China or GovCloud integration: ARNs and endpoints of its partition. The emulated account
-/// has an IAM OIDC provider in that partition, as a cluster there would.
+/// A China or GovCloud integration: ARNs and endpoints of its partition. The test bed's account
+/// has the cluster's IAM OIDC provider in that partition too.
 async fn partition_case(region: &str, partition: &str, host: &str) {
     let (bed, client, ns) = setup(&format!("part-{partition}")).await;
-    let issuer = format!(
-        "https://oidc.eks.{region}.{}/id/{}",
-        host.trim_start_matches(&format!("s3.{region}.")),
-        ns.to_uppercase()
-    );
-    let iam = aws::iam(&bed, region).await;
-    let provider = iam
-        .create_open_id_connect_provider()
-        .url(&issuer)
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
-        .send()
-        .await
-        .expect("provider in the partition")
-        .open_id_connect_provider_arn
-        .expect("arn");
-    assert!(
-        provider.starts_with(&format!("arn:{partition}:iam::")),
-        "{provider}"
-    );
-
     let operator = Operator::start(&bed, &ns, &[]);
-    create(
-        &client,
-        &ns,
-        "vectors",
-        json!({"region": region, "identity": {"oidcIssuer": issuer}}),
-    )
-    .await;
+    create(&client, &ns, "vectors", json!({"region": region})).await;
     let status = wait_ready(&client, &ns, "vectors", &operator)
         .await
         .status
         .expect("status");
     let bucket = status.bucket.clone().expect("bucket");
+    let provider = status.oidc_provider_arn.clone().expect("provider");
     for arn in [
         bucket.arn.clone().expect("bucket arn"),
         status.role_arn.clone().expect("role"),
         status.policy_arn.clone().expect("policy"),
-        status.oidc_provider_arn.clone().expect("provider"),
+        provider.clone(),
     ] {
         assert!(arn.starts_with(&format!("arn:{partition}:")), "{arn}");
     }
@@ -433,7 +417,8 @@ async fn partition_case(region: &str, partition: &str, host: &str) {
     let values: Value = serde_yaml::from_str(&cm.data.expect("data")["values.yaml"]).expect("yaml");
     assert_eq!(values["externalS3"]["host"], host);
     assert_eq!(values["externalS3"]["region"], region);
-    // The role trusts the partition's provider.
+    // The role, in the partition's IAM, trusts the partition's provider.
+    let iam = aws::iam(&bed, region).await;
     let role_name = status
         .role_arn
         .as_deref()

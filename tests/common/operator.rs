@@ -61,8 +61,6 @@ impl Operator {
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .arg("--health-addr")
             .arg(format!("127.0.0.1:{}", free_port()))
-            .arg("--resync-interval")
-            .arg("2s")
             .args(&self.extra_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -79,6 +77,9 @@ impl Operator {
             "BUCKETWIRE_CLUSTER_NAME",
         ] {
             cmd.env(var, bed.var(var));
+        }
+        if !self.extra_args.iter().any(|a| a == "--resync-interval") {
+            cmd.arg("--resync-interval").arg("2s");
         }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
@@ -134,9 +135,14 @@ impl Operator {
         )
     }
 
-    /// `bucketwire_aws_calls_total` by (service, operation, outcome).
+    /// `bucketwire_aws_calls_total` of the operator's own identity, by (service, operation, outcome).
     pub async fn aws_calls(&self) -> BTreeMap<(String, String, String), u64> {
-        parse_calls(&self.metrics().await)
+        parse_calls(&self.metrics().await, "operator")
+    }
+
+    /// Calls made as the workload (validation), by (service, operation, outcome).
+    pub async fn workload_calls(&self) -> BTreeMap<(String, String, String), u64> {
+        parse_calls(&self.metrics().await, "workload")
     }
 
     /// Calls of operations that change something (anything but Get*, List*, Head*, Describe*).
@@ -171,7 +177,7 @@ pub fn is_read(operation: &str) -> bool {
         .any(|p| operation.starts_with(p))
 }
 
-fn parse_calls(text: &str) -> BTreeMap<(String, String, String), u64> {
+fn parse_calls(text: &str, identity: &str) -> BTreeMap<(String, String, String), u64> {
     let mut out = BTreeMap::new();
     for line in text
         .lines()
@@ -187,6 +193,9 @@ fn parse_calls(text: &str) -> BTreeMap<(String, String, String), u64> {
                 .to_string()
         };
         let n: u64 = value.parse().unwrap_or(0);
+        if label("identity") != identity {
+            continue;
+        }
         out.insert((label("service"), label("operation"), label("outcome")), n);
     }
     out

@@ -15,19 +15,25 @@ one convenience for a test bed with a single administrator.
 4. moto checks signatures against a body it rebuilds: the form re-encoded by Python for
    form-encoded requests (its Flask request has consumed the raw body; aws-sdk-rust encodes
    some characters of policy documents differently), and the parsed parameters for requests
-   without a body (REST GETs such as eks:DescribeCluster). Valid signatures then fail. Here the
-   signature is checked against the bytes that were sent, as AWS does.
+   without a body (REST GETs such as eks:DescribeCluster), and with the query string it
+   received already percent-decoded (`prefix=files/` where the client signed `files%2F`).
+   Valid signatures then fail. Here the signature is checked against the bytes that were sent,
+   and the query is canonically re-encoded, as AWS does.
 
-Convenience: the test bed has one administrator, created in the `aws` partition. A China or
-GovCloud account would have its own; here a user access key that is unknown in the request's
-partition is looked up in `aws`, so the same credentials work in every partition (the
-resources themselves, and their ARNs, stay in the partition of the request).
+Conveniences for partitions: the test bed has one administrator, created in the `aws`
+partition. A China or GovCloud account would have its own; here a user access key that is
+unknown in the request's partition is looked up in `aws`, so the same credentials work in every
+partition (the resources themselves, and their ARNs, stay in the partition of the request).
+Likewise moto files the credentials of an unsigned AssumeRoleWithWebIdentity under `aws`, as it
+cannot tell which partition's STS endpoint was meant; temporary credentials unknown in the
+request's partition are looked up in the others and then act in the request's partition.
 
 Everything else is moto as released. Usage is that of `moto_server`
 (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
 """
 
 import sys
+from urllib.parse import parse_qsl, quote
 
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.responses import BaseResponse
@@ -102,7 +108,11 @@ def create_aws_request(self):
     signed_headers = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")
     headers = self._create_headers_for_aws_request(signed_headers, self._headers)
     body = self._body if self._body is not None else b""
-    request = AWSRequest(method=self._method, url=self._path, data=body, headers=headers)
+    path, _, query = self._path.partition("?")
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        path += "?" + "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in pairs)
+    request = AWSRequest(method=self._method, url=path, data=body, headers=headers)
     request.context["timestamp"] = headers["X-Amz-Date"]
     return request
 
@@ -112,13 +122,27 @@ IAMRequestBase._create_aws_request = create_aws_request
 _create_access_key = access_control.create_access_key
 
 
+PARTITIONS = ["aws", "aws-cn", "aws-us-gov"]
+
+
 def create_access_key(account_id, partition, access_key_id, headers):
     try:
         return _create_access_key(account_id, partition, access_key_id, headers)
     except CreateAccessKeyFailure:
-        if partition == "aws" or not access_key_id.startswith("AKIA"):
-            raise
-        return _create_access_key(account_id, "aws", access_key_id, headers)
+        if access_key_id.startswith("AKIA"):
+            if partition == "aws":
+                raise
+            return _create_access_key(account_id, "aws", access_key_id, headers)
+        for other in PARTITIONS:
+            if other == partition:
+                continue
+            try:
+                key = _create_access_key(account_id, other, access_key_id, headers)
+            except CreateAccessKeyFailure:
+                continue
+            key.partition = partition  # the role, and the request, are in this partition
+            return key
+        raise
 
 
 access_control.create_access_key = create_access_key

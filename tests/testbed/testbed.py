@@ -7,7 +7,8 @@ the moto AWS emulator, both on free loopback ports.
     testbed.py status  say what is running
 
 The emulator is seeded as a real EKS account would be: an EKS cluster (so the operator can
-discover its OIDC issuer through DescribeCluster) and the matching IAM OIDC provider. The
+discover its OIDC issuer through DescribeCluster) and the matching IAM OIDC provider (in the
+aws, aws-cn and aws-us-gov partitions). The
 apiserver signs ServiceAccount tokens with that same issuer, so a token from TokenRequest
 looks exactly like one from that EKS cluster.
 
@@ -152,6 +153,12 @@ def seed(endpoint):
     provider = iam.create_open_id_connect_provider(
         Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
     )["OpenIDConnectProviderArn"]
+    # The same cluster's provider in the China and GovCloud partitions, so that integrations
+    # there can be wired to this one test cluster.
+    for region in ["cn-north-1", "us-gov-west-1"]:
+        session.client("iam", endpoint_url=endpoint, region_name=region).create_open_id_connect_provider(
+            Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
+        )
     # IAM enforcement on from the next request (see moto's /moto-api/reset-auth).
     request = urllib.request.Request(
         f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}

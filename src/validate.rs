@@ -1,0 +1,639 @@
+//! Step 6, "Validate Integration": prove the wiring by acting as the Milvus ServiceAccount.
+//!
+//! TokenRequest (audience `sts.amazonaws.com`, 10 minutes, never logged or stored) -> a static
+//! check of the token's `iss`/`sub`/`aud` against the role's trust policy and OIDC provider
+//! (the emulator does not enforce trust policies; AWS does, and the static check catches a
+//! mismatch in both) -> AssumeRoleWithWebIdentity -> GetBucketLocation -> put, get, list and
+//! delete of a probe object under `rootPath` (ReadOnly: get and list).
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::Value;
+
+use crate::api::Access;
+use crate::aws::{Aws, AwsFailure};
+use crate::documents::STS_AUDIENCE;
+use crate::error::Error;
+use crate::naming::issuer_host_path;
+use crate::steps::bucket::location_to_region;
+
+/// Token lifetime: the minimum the apiserver issues.
+const TOKEN_SECONDS: i64 = 600;
+
+/// What is validated, and as whom.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    pub provider_arn: String,
+    /// The role's trust policy as it is in IAM.
+    pub trust: Value,
+    pub bucket: String,
+    pub region: String,
+    pub root_path: String,
+    pub access: Access,
+    /// Distinguishes concurrent probes (the integration's uid).
+    pub probe_id: String,
+}
+
+impl Target {
+    pub fn subject(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
+    }
+
+    pub fn probe_key(&self) -> String {
+        format!("{}/.bucketwire-validation/{}", self.root_path, self.probe_id)
+    }
+}
+
+/// One line of the report: what was checked and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The outcome of a validation: every check made, and the first failure if any.
+#[derive(Debug)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub failure: Option<Error>,
+}
+
+impl Report {
+    fn pass(&mut self, name: &'static str, detail: String) {
+        self.checks.push(Check {
+            name,
+            passed: true,
+            detail,
+        });
+    }
+
+    fn fail(mut self, name: &'static str, error: Error) -> Self {
+        self.checks.push(Check {
+            name,
+            passed: false,
+            detail: error.to_string(),
+        });
+        self.failure = Some(error);
+        self
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// One sentence for the Validated condition when everything passed.
+    pub fn summary(&self, target: &Target) -> String {
+        let ops = match target.access {
+            Access::ReadWrite => "put/get/list/delete",
+            Access::ReadOnly => "get/list",
+        };
+        format!(
+            "assumed {} as {}; bucket {} is in {}; {ops} under {}/ succeeded",
+            target.role_arn,
+            target.subject(),
+            target.bucket,
+            target.region,
+            target.root_path
+        )
+    }
+}
+
+/// The claims of a ServiceAccount token that the trust policy is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+}
+
+/// Reads the claims of a JWT without verifying it (it comes straight from the apiserver).
+pub fn claims(token: &str) -> Option<Claims> {
+    let payload = token.split('.').nth(1)?;
+    let json: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let aud = match &json["aud"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    };
+    Some(Claims {
+        iss: json["iss"].as_str()?.to_string(),
+        sub: json["sub"].as_str()?.to_string(),
+        aud,
+    })
+}
+
+/// Pure: would a web-identity token with these claims be allowed to assume a role with this
+/// trust policy through this provider? Mirrors IAM's evaluation of the IRSA statement shape.
+pub fn check_trust(claims: &Claims, trust: &Value, provider_arn: &str) -> Result<(), String> {
+    let host_path = issuer_host_path(&claims.iss);
+    let provider_host_path = provider_arn
+        .split_once(":oidc-provider/")
+        .map(|(_, hp)| hp)
+        .unwrap_or_default();
+    if provider_host_path != host_path {
+        return Err(format!(
+            "the token's issuer {} is not the OIDC provider {provider_arn}; the cluster's ServiceAccount issuer and the provider the role trusts differ",
+            claims.iss
+        ));
+    }
+    if !claims.aud.iter().any(|a| a == STS_AUDIENCE) {
+        return Err(format!(
+            "the token's audience {:?} does not include {STS_AUDIENCE}",
+            claims.aud
+        ));
+    }
+    let statements = match &trust["Statement"] {
+        Value::Array(list) => list.clone(),
+        single @ Value::Object(_) => vec![single.clone()],
+        _ => vec![],
+    };
+    let as_list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(list) => list
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let mut allowed_subjects = vec![];
+    for s in &statements {
+        let allows = s["Effect"] == "Allow"
+            && as_list(&s["Action"])
+                .iter()
+                .any(|a| a == "sts:AssumeRoleWithWebIdentity")
+            && as_list(&s["Principal"]["Federated"])
+                .iter()
+                .any(|p| p == provider_arn);
+        if !allows {
+            continue;
+        }
+        let equals = &s["Condition"]["StringEquals"];
+        let subs = as_list(&equals[format!("{host_path}:sub")]);
+        let auds = as_list(&equals[format!("{host_path}:aud")]);
+        allowed_subjects.extend(subs.iter().cloned());
+        if subs.contains(&claims.sub) && claims.aud.iter().any(|a| auds.contains(a)) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "the trust policy does not allow subject {} (it allows {allowed_subjects:?} through {provider_arn})",
+        claims.sub
+    ))
+}
+
+/// Classifies a failed probe call as the precise reason, naming the IAM action.
+pub fn probe_failure(action: &'static str, bucket: &str, failure: AwsFailure) -> Error {
+    let mentions_kms =
+        failure.message.contains("kms:") || failure.code.as_deref().is_some_and(|c| c.starts_with("KMS"));
+    if mentions_kms
+        && (failure.is_access_denied() || failure.code.as_deref().is_some_and(|c| c.starts_with("KMS")))
+    {
+        Error::KmsAccessDenied {
+            operation: action,
+            detail: failure.to_string(),
+        }
+    } else if failure.is_code("NoSuchBucket") {
+        Error::BucketNotFound {
+            bucket: bucket.to_string(),
+        }
+    } else {
+        Error::aws(action, failure)
+    }
+}
+
+/// Runs every check in order and stops at the first failure.
+pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
+    let mut report = Report {
+        checks: vec![],
+        failure: None,
+    };
+    let subject = target.subject();
+
+    // 1. A token for the ServiceAccount, as the pod identity webhook would project it.
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &target.namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![STS_AUDIENCE.into()],
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = match sa
+        .create_token_request(&target.service_account, &PostParams::default(), &request)
+        .await
+    {
+        Ok(answer) => match answer.status {
+            Some(status) => status.token,
+            None => {
+                return report.fail(
+                    "token",
+                    Error::InvalidSpec("TokenRequest returned no token".into()),
+                );
+            }
+        },
+        Err(err) => return report.fail("token", Error::kube("TokenRequest")(err)),
+    };
+    report.pass(
+        "token",
+        format!("TokenRequest for {subject} (audience {STS_AUDIENCE}, {TOKEN_SECONDS}s)"),
+    );
+
+    // 2. Static check of the token against the trust policy and the provider.
+    let Some(claims) = claims(&token) else {
+        return report.fail(
+            "trust",
+            Error::InvalidSpec("the ServiceAccount token is not a readable JWT".into()),
+        );
+    };
+    if let Err(detail) = check_trust(&claims, &target.trust, &target.provider_arn) {
+        let error = Error::AssumeRoleFailed {
+            role: target.role_arn.clone(),
+            subject: subject.clone(),
+            detail,
+        };
+        return report.fail("trust", error);
+    }
+    report.pass(
+        "trust",
+        format!(
+            "token iss/sub/aud match the trust policy of {} and {}",
+            target.role_arn, target.provider_arn
+        ),
+    );
+
+    // 3. AssumeRoleWithWebIdentity, exactly as the SDK in the Milvus pod does.
+    let assumed = aws
+        .workload_sts(&target.region)
+        .assume_role_with_web_identity()
+        .role_arn(&target.role_arn)
+        .role_session_name("bucketwire-validation")
+        .web_identity_token(&token)
+        .duration_seconds(900)
+        .send()
+        .await;
+    drop(token);
+    let credentials = match assumed {
+        Ok(out) => match out.credentials {
+            Some(c) => aws_sdk_s3::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "bucketwire-validation",
+            ),
+            None => {
+                let detail = "STS returned no credentials".to_string();
+                return report.fail(
+                    "assume-role",
+                    Error::AssumeRoleFailed {
+                        role: target.role_arn.clone(),
+                        subject,
+                        detail,
+                    },
+                );
+            }
+        },
+        Err(err) => {
+            let detail = AwsFailure::from_sdk(&err).to_string();
+            return report.fail(
+                "assume-role",
+                Error::AssumeRoleFailed {
+                    role: target.role_arn.clone(),
+                    subject,
+                    detail,
+                },
+            );
+        }
+    };
+    report.pass(
+        "assume-role",
+        format!("AssumeRoleWithWebIdentity {} as {subject}", target.role_arn),
+    );
+
+    // 4. The bucket is where Milvus will look for it.
+    let s3 = aws.workload_s3(&target.region, credentials);
+    match s3.get_bucket_location().bucket(&target.bucket).send().await {
+        Ok(out) => {
+            let got = location_to_region(out.location_constraint().map(|c| c.as_str()));
+            if got != target.region {
+                return report.fail(
+                    "region",
+                    Error::BucketRegionMismatch {
+                        want: target.region.clone(),
+                        got,
+                    },
+                );
+            }
+        }
+        Err(err) => {
+            return report.fail(
+                "region",
+                probe_failure("s3:GetBucketLocation", &target.bucket, AwsFailure::from_sdk(&err)),
+            );
+        }
+    }
+    report.pass(
+        "region",
+        format!("bucket {} is in {}", target.bucket, target.region),
+    );
+
+    // 5. The object operations Milvus makes, on a probe object under rootPath.
+    let key = target.probe_key();
+    if target.access == Access::ReadWrite {
+        let body = ByteStream::from(format!("bucketwire validation probe for {subject}\n").into_bytes());
+        if let Err(err) = s3
+            .put_object()
+            .bucket(&target.bucket)
+            .key(&key)
+            .body(body)
+            .send()
+            .await
+        {
+            return report.fail(
+                "put",
+                probe_failure("s3:PutObject", &target.bucket, AwsFailure::from_sdk(&err)),
+            );
+        }
+        report.pass("put", format!("PutObject s3://{}/{key}", target.bucket));
+    }
+    match s3.get_object().bucket(&target.bucket).key(&key).send().await {
+        Ok(_) => report.pass("get", format!("GetObject s3://{}/{key}", target.bucket)),
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            // ReadOnly: there is no probe object; NoSuchKey proves the read was allowed.
+            if target.access == Access::ReadOnly
+                && (failure.is_code("NoSuchKey") || failure.status == Some(404))
+            {
+                report.pass(
+                    "get",
+                    format!("GetObject s3://{}/{key} allowed (no such key)", target.bucket),
+                );
+            } else {
+                return report.fail("get", probe_failure("s3:GetObject", &target.bucket, failure));
+            }
+        }
+    }
+    let prefix = format!("{}/", target.root_path);
+    match s3
+        .list_objects_v2()
+        .bucket(&target.bucket)
+        .prefix(&prefix)
+        .max_keys(1)
+        .send()
+        .await
+    {
+        Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{}/{prefix}", target.bucket)),
+        Err(err) => {
+            return report.fail(
+                "list",
+                probe_failure("s3:ListBucket", &target.bucket, AwsFailure::from_sdk(&err)),
+            );
+        }
+    }
+    if target.access == Access::ReadWrite {
+        if let Err(err) = s3.delete_object().bucket(&target.bucket).key(&key).send().await {
+            return report.fail(
+                "delete",
+                probe_failure("s3:DeleteObject", &target.bucket, AwsFailure::from_sdk(&err)),
+            );
+        }
+        report.pass("delete", format!("DeleteObject s3://{}/{key}", target.bucket));
+    }
+    report
+}
+
+/// Whether a validation failure may be IAM still propagating a change (so it is retried for a
+/// while before being reported): denials and refused role assumptions, never a static mismatch.
+pub fn may_be_propagating(report: &Report) -> bool {
+    let static_failure = report
+        .checks
+        .last()
+        .is_some_and(|c| c.name == "trust" || c.name == "token");
+    !static_failure
+        && matches!(
+            report.failure,
+            Some(Error::AccessDenied { .. } | Error::AssumeRoleFailed { .. } | Error::KmsAccessDenied { .. })
+        )
+}
+
+/// How long to wait before retrying while propagating: roughly doubling, 2 s to 30 s.
+pub fn propagation_retry(elapsed: Duration) -> Duration {
+    (elapsed / 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
+}
+
+/// `bucketwire validate NAMESPACE/NAME`: the same checks from a terminal, against what the
+/// integration's status records and the role's trust policy as it is in IAM now.
+pub async fn validate_from_status(
+    client: &Client,
+    aws: &Aws,
+    namespace: &str,
+    name: &str,
+) -> Result<(Target, Report), String> {
+    use crate::api::BucketIntegration;
+    use crate::naming::Partition;
+    use kube::ResourceExt;
+
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), namespace);
+    let bi = api
+        .get(name)
+        .await
+        .map_err(|e| format!("cannot read BucketIntegration {namespace}/{name}: {e}"))?;
+    let status = bi.status.clone().unwrap_or_default();
+    let missing =
+        |what: &str| format!("{namespace}/{name} has no {what} in its status yet; is the operator running?");
+    let role_arn = status.role_arn.clone().ok_or_else(|| missing("roleArn"))?;
+    let provider_arn = status
+        .oidc_provider_arn
+        .clone()
+        .ok_or_else(|| missing("oidcProviderArn"))?;
+    let bucket = status
+        .bucket
+        .as_ref()
+        .and_then(|b| b.name.clone())
+        .ok_or_else(|| missing("bucket"))?;
+    let sa = status
+        .service_account
+        .clone()
+        .ok_or_else(|| missing("serviceAccount"))?;
+    let service_account = sa.rsplit('/').next().unwrap_or_default().to_string();
+    let role_name = role_arn.rsplit('/').next().unwrap_or_default();
+    let role = aws
+        .iam(Partition::of_region(&bi.spec.region))
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read role {role_arn}: {}", AwsFailure::from_sdk(&e)))?;
+    let trust = role
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .and_then(crate::documents::parse_document)
+        .ok_or_else(|| format!("role {role_arn} has no readable trust policy"))?;
+    let target = Target {
+        namespace: namespace.to_string(),
+        service_account,
+        role_arn,
+        provider_arn,
+        trust,
+        bucket,
+        region: bi.spec.region.clone(),
+        root_path: bi.spec.bucket.root_path.clone(),
+        access: bi.spec.access,
+        probe_id: bi.uid().unwrap_or_else(|| name.to_string()),
+    };
+    let report = run(client, aws, &target).await;
+    Ok((target, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::trust_policy;
+    use serde_json::json;
+
+    const ISSUER: &str = "https://oidc.eks.us-east-2.amazonaws.com/id/ABC";
+    const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-2.amazonaws.com/id/ABC";
+
+    fn token(claims: Value) -> String {
+        let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.sig", part(&json!({"alg": "RS256"})), part(&claims))
+    }
+
+    fn claims_for(sub: &str) -> Claims {
+        claims(&token(
+            json!({"iss": ISSUER, "sub": sub, "aud": ["sts.amazonaws.com"]}),
+        ))
+        .expect("claims")
+    }
+
+    #[test]
+    fn claims_are_read_from_the_token_payload() {
+        let c = claims(&token(
+            json!({"iss": ISSUER, "sub": "system:serviceaccount:ns:sa", "aud": "sts.amazonaws.com"}),
+        ));
+        assert_eq!(
+            c,
+            Some(Claims {
+                iss: ISSUER.into(),
+                sub: "system:serviceaccount:ns:sa".into(),
+                aud: vec!["sts.amazonaws.com".into()]
+            })
+        );
+        assert_eq!(claims("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn the_generated_trust_policy_admits_exactly_its_service_account() {
+        let trust = trust_policy(PROVIDER, ISSUER, "milvus", "milvus-sa");
+        assert_eq!(
+            check_trust(
+                &claims_for("system:serviceaccount:milvus:milvus-sa"),
+                &trust,
+                PROVIDER
+            ),
+            Ok(())
+        );
+        let other = check_trust(
+            &claims_for("system:serviceaccount:milvus:intruder"),
+            &trust,
+            PROVIDER,
+        );
+        assert!(
+            other.is_err_and(
+                |e| e.contains("system:serviceaccount:milvus:intruder") && e.contains("milvus-sa")
+            )
+        );
+    }
+
+    #[test]
+    fn a_token_from_another_issuer_is_caught() {
+        let trust = trust_policy(PROVIDER, ISSUER, "milvus", "milvus-sa");
+        let mut c = claims_for("system:serviceaccount:milvus:milvus-sa");
+        c.iss = "https://kubernetes.default.svc".into();
+        assert!(check_trust(&c, &trust, PROVIDER).is_err_and(|e| e.contains("issuer")));
+    }
+
+    #[test]
+    fn a_token_without_the_sts_audience_is_caught() {
+        let trust = trust_policy(PROVIDER, ISSUER, "milvus", "milvus-sa");
+        let mut c = claims_for("system:serviceaccount:milvus:milvus-sa");
+        c.aud = vec!["https://kubernetes.default.svc".into()];
+        assert!(check_trust(&c, &trust, PROVIDER).is_err_and(|e| e.contains("audience")));
+    }
+
+    #[test]
+    fn a_trust_policy_through_another_provider_is_caught() {
+        let other = "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/X";
+        let trust = trust_policy(other, "https://oidc.example.com/id/X", "milvus", "milvus-sa");
+        assert!(
+            check_trust(
+                &claims_for("system:serviceaccount:milvus:milvus-sa"),
+                &trust,
+                PROVIDER
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn probe_failures_name_the_action_and_recognise_kms() {
+        let denied = AwsFailure {
+            code: None,
+            status: Some(403),
+            message: String::new(),
+        };
+        let e = probe_failure("s3:GetBucketLocation", "b", denied);
+        assert_eq!(e.reason(), "AccessDenied");
+        assert!(e.to_string().contains("s3:GetBucketLocation"));
+        let kms = AwsFailure {
+            code: Some("AccessDenied".into()),
+            status: Some(403),
+            message: "User is not authorized to perform: kms:GenerateDataKey on resource".into(),
+        };
+        assert_eq!(
+            probe_failure("s3:PutObject", "b", kms).reason(),
+            "KmsAccessDenied"
+        );
+        let missing = AwsFailure {
+            code: Some("NoSuchBucket".into()),
+            status: Some(404),
+            message: String::new(),
+        };
+        let e = probe_failure("s3:GetBucketLocation", "b", missing);
+        assert_eq!(e.reason(), "BucketNotFound");
+        assert!(e.to_string().starts_with("check bucket failed:") && e.to_string().contains("NoSuchBucket"));
+    }
+
+    #[test]
+    fn propagation_retries_back_off_within_bounds() {
+        assert_eq!(propagation_retry(Duration::ZERO), Duration::from_secs(2));
+        assert_eq!(
+            propagation_retry(Duration::from_secs(20)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            propagation_retry(Duration::from_secs(600)),
+            Duration::from_secs(30)
+        );
+    }
+}

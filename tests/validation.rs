@@ -1,0 +1,551 @@
+//! Validate Integration on the test bed, with moto's IAM enforcement on: the role's credentials
+//! do exactly what Milvus needs, and each classic failure is reported with its reason, by the
+//! controller's Validated condition and by `bucketwire validate`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use bucketwire::api::BucketIntegration;
+use bucketwire::documents::parse_document;
+use common::integration::{condition, create, wait_condition, wait_ready};
+use common::operator::Operator;
+use common::{TestBed, aws, setup, wait_for};
+
+/// Runs `bucketwire validate NS/NAME` against the test bed: (exit code, stdout).
+fn validate_cli(bed: &TestBed, integration: &str) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketwire"));
+    cmd.arg("validate")
+        .arg(integration)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for var in [
+        "KUBECONFIG",
+        "BUCKETWIRE_AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        cmd.env(var, bed.var(var));
+    }
+    let out = cmd.output().expect("bucketwire validate runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The role's temporary credentials, obtained exactly as the Milvus pod's SDK would.
+async fn workload_s3(
+    bed: &TestBed,
+    client: &kube::Client,
+    ns: &str,
+    sa: &str,
+    role_arn: &str,
+) -> aws_sdk_s3::Client {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["sts.amazonaws.com".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .expect("token")
+        .status
+        .expect("status")
+        .token;
+    let sts_conf = aws_sdk_sts::config::Builder::new()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-2"))
+        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
+        .build();
+    let creds = aws_sdk_sts::Client::from_conf(sts_conf)
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name("test")
+        .web_identity_token(token)
+        .send()
+        .await
+        .expect("AssumeRoleWithWebIdentity")
+        .credentials
+        .expect("credentials");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-2"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key,
+            Some(creds.session_token),
+            None,
+            "test",
+        ))
+        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn status_of<T, E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    r: Result<T, aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>>,
+) -> u16 {
+    match r {
+        Ok(_) => 200, // any success
+        Err(e) => e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
+    }
+}
+
+#[tokio::test]
+async fn ready_means_validated_as_the_workload() {
+    let (bed, client, ns) = setup("validated").await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let bi = wait_ready(&client, &ns, "milvus", &operator).await;
+    let validated = condition(&bi, "Validated").expect("validated");
+    assert_eq!(
+        (validated.status.as_str(), validated.reason.as_str()),
+        ("True", "Validated")
+    );
+    let status = bi.status.clone().expect("status");
+    assert!(status.last_validated.is_some());
+    assert!(
+        validated
+            .message
+            .contains(status.role_arn.as_deref().expect("role")),
+        "{}",
+        validated.message
+    );
+
+    // The validation really acted as the workload: these calls carry the role's credentials.
+    let calls = operator.workload_calls().await;
+    for op in [
+        "AssumeRoleWithWebIdentity",
+        "GetBucketLocation",
+        "PutObject",
+        "GetObject",
+        "ListObjectsV2",
+        "DeleteObject",
+    ] {
+        assert!(
+            calls
+                .keys()
+                .any(|(_, o, outcome)| o == op && outcome == "success"),
+            "{op} missing from {calls:?}"
+        );
+    }
+    // The probe cleaned up after itself.
+    let s3 = aws::s3(&bed, "us-east-2").await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.expect("list");
+    assert_eq!(listed.key_count(), Some(0), "no probe object left behind");
+}
+
+#[tokio::test]
+async fn the_role_can_use_its_bucket_and_nothing_else() {
+    let (bed, client, ns) = setup("scope").await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = wait_ready(&client, &ns, "milvus", &operator)
+        .await
+        .status
+        .expect("status");
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let role_arn = status.role_arn.expect("role");
+    let s3 = workload_s3(&bed, &client, &ns, "milvus", &role_arn).await;
+
+    let put = s3
+        .put_object()
+        .bucket(&bucket)
+        .key("files/a")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(status_of(put), 200);
+    assert_eq!(
+        status_of(s3.get_object().bucket(&bucket).key("files/a").send().await),
+        200
+    );
+    assert_eq!(status_of(s3.list_objects_v2().bucket(&bucket).send().await), 200);
+    assert_eq!(
+        status_of(s3.get_bucket_location().bucket(&bucket).send().await),
+        200
+    );
+    assert_eq!(
+        status_of(s3.delete_object().bucket(&bucket).key("files/a").send().await),
+        200
+    );
+
+    // Another bucket is out of reach, and so is deleting its own bucket.
+    let other = format!("{ns}-other");
+    aws::s3(&bed, "us-east-2")
+        .await
+        .create_bucket()
+        .bucket(&other)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsEast2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("other bucket");
+    let put = s3
+        .put_object()
+        .bucket(&other)
+        .key("files/a")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(status_of(put), 403);
+    assert_eq!(status_of(s3.list_objects_v2().bucket(&other).send().await), 403);
+    assert_eq!(status_of(s3.delete_bucket().bucket(&bucket).send().await), 403);
+}
+
+#[tokio::test]
+async fn a_permission_removed_out_of_band_is_named_by_bucketwire_validate() {
+    let (bed, client, ns) = setup("narrowed").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = wait_ready(&client, &ns, "milvus", &operator)
+        .await
+        .status
+        .expect("status");
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Validated: True"), "{out}");
+
+    // With the operator stopped (nothing repairs), drop s3:GetBucketLocation from the policy.
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let policy_arn = status.policy_arn.expect("policy");
+    let v1 = iam
+        .get_policy_version()
+        .policy_arn(&policy_arn)
+        .version_id("v1")
+        .send()
+        .await
+        .expect("v1");
+    let mut doc = parse_document(v1.policy_version().and_then(|v| v.document()).expect("doc")).expect("json");
+    doc["Statement"][0]["Action"] = json!(["s3:ListBucket"]);
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(doc.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .expect("narrowed");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("AccessDenied") && out.contains("s3:GetBucketLocation"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_trust_policy_for_another_service_account_is_caught_by_the_static_check() {
+    let (bed, client, ns) = setup("trust").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = wait_ready(&client, &ns, "milvus", &operator)
+        .await
+        .status
+        .expect("status");
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let role_name = status
+        .role_arn
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next())
+        .expect("role")
+        .to_string();
+    let role = iam
+        .get_role()
+        .role_name(&role_name)
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role");
+    let mut trust = parse_document(role.assume_role_policy_document().expect("trust")).expect("json");
+    let equals = trust["Statement"][0]["Condition"]["StringEquals"]
+        .as_object_mut()
+        .expect("conditions");
+    let sub = equals.keys().find(|k| k.ends_with(":sub")).cloned().expect("sub");
+    equals.insert(sub, json!(format!("system:serviceaccount:{ns}:someone-else")));
+    iam.update_assume_role_policy()
+        .role_name(&role_name)
+        .policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("trust");
+
+    // moto would let AssumeRoleWithWebIdentity through; the static check does not.
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("AssumeRoleFailed"), "{out}");
+    assert!(
+        out.contains(&format!("system:serviceaccount:{ns}:milvus")) && out.contains(&role_name),
+        "{out}"
+    );
+    assert!(
+        !out.contains("ok   assume-role"),
+        "stopped before assuming the role: {out}"
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_that_is_not_the_clusters_is_caught_by_the_controller() {
+    let (bed, client, ns) = setup("issuer").await;
+    // A provider exists for this issuer, but the cluster's tokens come from another one.
+    let issuer = format!("https://oidc.example.com/id/{}", ns.to_uppercase());
+    aws::iam(&bed, "us-east-1")
+        .await
+        .create_open_id_connect_provider()
+        .url(&issuer)
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .expect("provider");
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"region": "us-east-2", "identity": {"oidcIssuer": issuer}}),
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "Validated",
+        "False",
+        Some("AssumeRoleFailed"),
+        &operator,
+    )
+    .await;
+    let message = condition(&bi, "Validated").expect("validated").message;
+    assert!(
+        message.contains("issuer") && message.contains(bed.var("BUCKETWIRE_TESTBED_OIDC_ISSUER")),
+        "{message}"
+    );
+    assert_eq!(condition(&bi, "Ready").expect("ready").status, "False");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
+    let (bed, client, ns) = setup("gone").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = wait_ready(&client, &ns, "milvus", &operator)
+        .await
+        .status
+        .expect("status");
+    operator.kill();
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let admin_east = aws::s3(&bed, "us-east-2").await;
+    admin_east
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket deleted out of band");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("BucketNotFound") && out.contains("check bucket failed") && out.contains("NoSuchBucket"),
+        "{out}"
+    );
+
+    // The same name, now in another region.
+    aws::s3(&bed, "us-west-2")
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket in us-west-2");
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("bucket region not match, want[us-east-2] got[us-west-2]"),
+        "{out}"
+    );
+}
+
+/// An adopted bucket whose own policy denies the object writes Milvus needs: the operator does
+/// not manage that policy, so validation is what notices.
+async fn adopted_bucket_denying_puts(bed: &TestBed, ns: &str) -> String {
+    let name = format!("{ns}-adopted");
+    let s3 = aws::s3(bed, "us-east-2").await;
+    s3.create_bucket()
+        .bucket(&name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsEast2)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("bucket");
+    let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+        "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{name}/*")}]});
+    s3.put_bucket_policy()
+        .bucket(&name)
+        .policy(deny.to_string())
+        .send()
+        .await
+        .expect("deny policy");
+    name
+}
+
+#[tokio::test]
+async fn a_denial_is_propagating_first_then_reported_with_the_action() {
+    let (bed, client, ns) = setup("denied").await;
+    let bucket = adopted_bucket_denying_puts(&bed, &ns).await;
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &["--adopt-buckets", &bucket, "--propagation-timeout", "4s"],
+    );
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"region": "us-east-2", "bucket": {"name": bucket, "create": false}}),
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "Validated",
+        "False",
+        Some("Propagating"),
+        &operator,
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "Validated",
+        "False",
+        Some("AccessDenied"),
+        &operator,
+    )
+    .await;
+    let message = condition(&bi, "Validated").expect("validated").message;
+    assert!(message.contains("s3:PutObject"), "{message}");
+    assert_eq!(condition(&bi, "Ready").expect("ready").reason, "AccessDenied");
+}
+
+#[tokio::test]
+async fn a_role_usable_after_a_delay_goes_propagating_then_true() {
+    let (bed, client, ns) = setup("delay").await;
+    let bucket = adopted_bucket_denying_puts(&bed, &ns).await;
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &["--adopt-buckets", &bucket, "--propagation-timeout", "60s"],
+    );
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"region": "us-east-2", "bucket": {"name": bucket, "create": false}}),
+    )
+    .await;
+    wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "Validated",
+        "False",
+        Some("Propagating"),
+        &operator,
+    )
+    .await;
+    // The denial goes away, as an IAM change does once it has propagated.
+    aws::s3(&bed, "us-east-2")
+        .await
+        .delete_bucket_policy()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("deny lifted");
+    let bi = wait_ready(&client, &ns, "milvus", &operator).await;
+    assert_eq!(
+        condition(&bi, "Validated").expect("validated").reason,
+        "Validated"
+    );
+}
+
+#[tokio::test]
+async fn the_validate_annotation_runs_a_validation_now_and_is_cleared() {
+    let (bed, client, ns) = setup("ondemand").await;
+    // A long resync: only the annotation can cause the second validation.
+    let operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let first = wait_ready(&client, &ns, "milvus", &operator).await;
+    let first_time = first
+        .status
+        .and_then(|s| s.last_validated)
+        .expect("validated once");
+    let assumed_before = operator
+        .workload_calls()
+        .await
+        .iter()
+        .filter(|((_, op, _), _)| op == "AssumeRoleWithWebIdentity")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await; // lastValidated has second precision
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    api.patch(
+        "milvus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"bucketwire.io/validate": "now"}}})),
+    )
+    .await
+    .expect("annotated");
+    let after = wait_for("the on-demand validation", Duration::from_secs(30), || async {
+        let bi = api.get("milvus").await.ok()?;
+        let t = bi.status.as_ref()?.last_validated.clone()?;
+        (t.0 > first_time.0 && !bi.annotations().contains_key("bucketwire.io/validate")).then_some(bi)
+    })
+    .await;
+    assert_eq!(condition(&after, "Validated").expect("validated").status, "True");
+    let assumed_after = operator
+        .workload_calls()
+        .await
+        .iter()
+        .filter(|((_, op, _), _)| op == "AssumeRoleWithWebIdentity")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert!(
+        assumed_after > assumed_before,
+        "a new validation ran as the workload"
+    );
+}
