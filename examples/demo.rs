@@ -131,10 +131,15 @@ async fn apply(client: &Client, file: &str) -> Result<()> {
     for c in &status.conditions {
         println!("  {:<20} {:<8} {:<16} {}", c.type_, c.status, c.reason, c.message);
     }
+    let validated = status
+        .last_validated
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
     println!(
-        "\nrole ARN:        {}",
-        status.role_arn.clone().unwrap_or_default()
+        "\nlast validated:  {validated} (TokenRequest, AssumeRoleWithWebIdentity, put/get/list/delete as the ServiceAccount)"
     );
+    println!("role ARN:        {}", status.role_arn.clone().unwrap_or_default());
     println!(
         "policy ARN:      {}",
         status.policy_arn.clone().unwrap_or_default()
