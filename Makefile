@@ -48,7 +48,7 @@ fmt: ## format the Rust and Go sources
 	gofmt -w tests/controlplane
 
 crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Rust types
-	$(CARGO) run --locked --quiet -- crd > $(CRD)
+	$(CARGO) run --locked --quiet -- crd > $(CRD).tmp && mv $(CRD).tmp $(CRD)
 	cp $(CRD) charts/bucketwire/crds/bucketintegration.yaml
 	cp $(CRD) deploy/crds/bucketintegration.yaml
 

@@ -55,6 +55,9 @@ const BUCKET_NAME_RECORDED_RULE: &str = "!has(self.status) || !has(self.status.b
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Validated","type":"string","jsonPath":".status.conditions[?(@.type==\"Validated\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.roleArn","priority":1}"#,
+    printcolumn = r#"{"name":"External ID","type":"string","jsonPath":".status.externalId","priority":1}"#,
+    printcolumn = r#"{"name":"Integration ID","type":"string","jsonPath":".status.integrationId","priority":1}"#,
     validation = Rule::new(BUCKET_NAME_RECORDED_RULE)
         .message("spec.bucket.name is immutable once recorded in status.bucket.name")
         .field_path(".spec.bucket.name")
@@ -257,6 +260,16 @@ pub enum Access {
 /// How Milvus gets AWS credentials.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.mode != 'CrossAccount' || has(self.crossAccount)")
+        .message("crossAccount is required when mode is CrossAccount")
+        .field_path(".crossAccount")
+        .reason(Reason::FieldValueRequired),
+    validation = Rule::new("self.mode == 'CrossAccount' || !has(self.crossAccount)")
+        .message("crossAccount is only allowed when mode is CrossAccount")
+        .field_path(".crossAccount")
+        .reason(Reason::FieldValueForbidden),
+)]
 pub struct IdentitySpec {
     #[serde(default)]
     pub mode: IdentityMode,
@@ -274,6 +287,10 @@ pub struct IdentitySpec {
     #[x_kube(validation = Rule::new("self == '' || self.matches('^https://[^\\\\s/?#]+(/[^\\\\s?#]*)?$')")
         .message("oidcIssuer must be an https:// URL without query or fragment, e.g. https://oidc.eks.us-east-2.amazonaws.com/id/EXAMPLE"))]
     pub oidc_issuer: Option<String>,
+
+    /// The AWS account (and external ID) trusted to assume the role, for `mode: CrossAccount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_account: Option<CrossAccountSpec>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -282,6 +299,27 @@ pub enum IdentityMode {
     #[default]
     #[serde(rename = "IRSA")]
     Irsa,
+    /// Another AWS account (for example a managed Milvus service such as Zilliz Cloud) assumes
+    /// the role with `sts:AssumeRole` and an external ID. No ServiceAccount, no Helm values.
+    CrossAccount,
+}
+
+/// The account trusted in `mode: CrossAccount`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossAccountSpec {
+    /// The 12-digit AWS account ID of the service that assumes the role.
+    #[schemars(length(max = 12))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{12}$')").message("trustedAccountId must be a 12-digit AWS account ID"))]
+    pub trusted_account_id: String,
+
+    /// The external ID the service presents (sts:ExternalId). Generated (40 characters) and
+    /// recorded in status when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9+=,.@:/_-]+$')")
+        .message("externalId may contain letters, digits and +=,.@:/_- only"))]
+    pub external_id: Option<String>,
 }
 
 /// The ServiceAccount Milvus runs as.
@@ -353,6 +391,12 @@ pub struct BucketIntegrationStatus {
     pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
+    /// CrossAccount mode: the account trusted to assume the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_account_id: Option<String>,
+    /// CrossAccount mode: the external ID the trusted account must present (given or generated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
     /// `namespace/name` of the Milvus ServiceAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,

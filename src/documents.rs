@@ -79,6 +79,68 @@ pub fn trust_policy(provider_arn: &str, issuer: &str, namespace: &str, service_a
     })
 }
 
+/// The permission policy of a cross-account role, as the managed service's documents list it:
+/// `s3:ListBucket` and `s3:GetBucketLocation` on the bucket, `s3:GetObject` and `s3:PutObject`
+/// on its objects (ReadOnly: `s3:GetObject`), and `kms:GenerateDataKey` on the key with SSE-KMS
+/// (ReadOnly: `kms:Decrypt`, which reading needs).
+pub fn cross_account_policy(
+    partition: Partition,
+    bucket: &str,
+    access: Access,
+    kms_key_arn: Option<&str>,
+) -> Value {
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
+    let object_actions: &[&str] = match access {
+        Access::ReadWrite => &["s3:GetObject", "s3:PutObject"],
+        Access::ReadOnly => &["s3:GetObject"],
+    };
+    let mut statements = vec![
+        json!({"Sid": "BucketLevel", "Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": bucket_arn}),
+        json!({"Sid": "ObjectLevel", "Effect": "Allow", "Action": object_actions, "Resource": format!("{bucket_arn}/*")}),
+    ];
+    if let Some(key) = kms_key_arn {
+        let kms_action = match access {
+            Access::ReadWrite => "kms:GenerateDataKey",
+            Access::ReadOnly => "kms:Decrypt",
+        };
+        statements
+            .push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": [kms_action], "Resource": key}));
+    }
+    json!({"Version": POLICY_VERSION, "Statement": statements})
+}
+
+/// The cross-account trust policy: exactly one account's root, `sts:AssumeRole`, and only with
+/// the external ID.
+pub fn cross_account_trust(partition: Partition, account: &str, external_id: &str) -> Value {
+    json!({
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:{}:iam::{account}:root", partition.id())},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+        }],
+    })
+}
+
+/// A random external ID: 40 characters of [A-Za-z0-9], from the operating system's generator.
+pub fn generate_external_id() -> Result<String, getrandom::Error> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(40);
+    let mut buf = [0u8; 64];
+    while out.len() < 40 {
+        getrandom::fill(&mut buf)?;
+        // 248 = 4 * 62: reject the rest so every character is equally likely.
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == 40 {
+                break;
+            }
+            out.push(ALPHABET[usize::from(*b) % ALPHABET.len()] as char);
+        }
+    }
+    Ok(out)
+}
+
 /// The bucket policy: refuse every request that does not use TLS. A Deny for every principal
 /// and action is the point here; it grants nothing.
 pub fn bucket_policy(partition: Partition, bucket: &str) -> Value {
@@ -458,6 +520,48 @@ externalS3:
   secretKey: ''
 "#;
         assert_eq!(yaml, expected);
+    }
+
+    #[test]
+    fn cross_account_policy_has_exactly_the_documented_actions() {
+        let key = "arn:aws:kms:us-east-2:123456789012:key/k";
+        let doc = cross_account_policy(Partition::Aws, "b", Access::ReadWrite, Some(key));
+        assert_eq!(
+            actions_on(&doc, "arn:aws:s3:::b"),
+            ["s3:GetBucketLocation", "s3:ListBucket"]
+        );
+        assert_eq!(
+            actions_on(&doc, "arn:aws:s3:::b/*"),
+            ["s3:GetObject", "s3:PutObject"]
+        );
+        assert_eq!(actions_on(&doc, key), ["kms:GenerateDataKey"]);
+        let plain = cross_account_policy(Partition::AwsCn, "b", Access::ReadWrite, None);
+        assert_eq!(plain["Statement"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            actions_on(&plain, "arn:aws-cn:s3:::b"),
+            ["s3:GetBucketLocation", "s3:ListBucket"]
+        );
+    }
+
+    #[test]
+    fn cross_account_trust_names_one_account_and_requires_the_external_id() {
+        let doc = cross_account_trust(Partition::AwsCn, "999988887777", "ext-1");
+        let expected: Value = serde_json::from_str(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+                "Principal":{"AWS":"arn:aws-cn:iam::999988887777:root"},"Action":"sts:AssumeRole",
+                "Condition":{"StringEquals":{"sts:ExternalId":"ext-1"}}}]}"#,
+        )
+        .expect("fixture");
+        assert_eq!(doc, expected);
+    }
+
+    #[test]
+    fn generated_external_ids_are_long_random_and_valid() {
+        let a = generate_external_id().expect("random");
+        let b = generate_external_id().expect("random");
+        assert_eq!(a.len(), 40);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
     }
 
     #[test]

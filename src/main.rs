@@ -19,6 +19,11 @@ enum Command {
     Crd,
     /// Run the operator.
     Run(Box<Settings>),
+    /// Show an integration's details, ready to paste into a managed service's console.
+    Describe {
+        /// NAMESPACE/NAME of the BucketIntegration.
+        integration: String,
+    },
     /// Prove an integration's wiring by acting as its ServiceAccount; exit code 0 or 1.
     Validate {
         /// NAMESPACE/NAME of the BucketIntegration.
@@ -39,6 +44,13 @@ fn main() -> ExitCode {
             }
             Err(err) => {
                 eprintln!("bucketwire: cannot render the CRD: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Describe { integration } => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(describe(&integration)),
+            Err(err) => {
+                eprintln!("bucketwire: cannot start the runtime: {err}");
                 ExitCode::FAILURE
             }
         },
@@ -116,7 +128,7 @@ async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
     }
     match &report.failure {
         None => {
-            println!("Validated: True ({})", report.summary(&target));
+            println!("Validated: True ({})", target.summary(&report));
             ExitCode::SUCCESS
         }
         Some(err) => {
@@ -124,4 +136,59 @@ async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn describe(integration: &str) -> ExitCode {
+    use bucketwire::api::{BucketIntegration, IdentityMode};
+    use kube::api::Api;
+
+    let Some((namespace, name)) = integration.split_once('/') else {
+        eprintln!("bucketwire: give the integration as NAMESPACE/NAME");
+        return ExitCode::from(2);
+    };
+    let bi = match kube::Client::try_default().await {
+        Ok(client) => {
+            Api::<BucketIntegration>::namespaced(client, namespace)
+                .get(name)
+                .await
+        }
+        Err(err) => {
+            eprintln!("bucketwire: cannot reach Kubernetes: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bi = match bi {
+        Ok(bi) => bi,
+        Err(err) => {
+            eprintln!("bucketwire: cannot read BucketIntegration {namespace}/{name}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = bi.status.clone().unwrap_or_default();
+    let show = |v: Option<String>| v.unwrap_or_else(|| "(not yet)".into());
+    let bucket = status.bucket.clone().unwrap_or_default();
+    println!("Integration:      {namespace}/{name}");
+    println!("Integration ID:   {}", show(status.integration_id.clone()));
+    println!(
+        "Mode:             {}",
+        match bi.spec.identity.mode {
+            IdentityMode::Irsa => "IRSA",
+            IdentityMode::CrossAccount => "CrossAccount",
+        }
+    );
+    println!("Bucket:           {}", show(bucket.name.clone()));
+    println!("Region:           {}", bi.spec.region);
+    println!("Role ARN:         {}", show(status.role_arn.clone()));
+    if bi.spec.identity.mode == IdentityMode::CrossAccount {
+        println!("External ID:      {}", show(status.external_id.clone()));
+        println!("Trusted account:  {}", show(status.trusted_account_id.clone()));
+    } else {
+        println!("ServiceAccount:   {}", show(status.service_account.clone()));
+        println!("Values ConfigMap: {}", show(status.values_config_map.clone()));
+    }
+    println!("Policy ARN:       {}", show(status.policy_arn.clone()));
+    for c in &status.conditions {
+        println!("  {:<20} {:<8} {:<16} {}", c.type_, c.status, c.reason, c.message);
+    }
+    ExitCode::SUCCESS
 }

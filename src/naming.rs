@@ -91,6 +91,15 @@ pub fn issuer_host_path(issuer: &str) -> &str {
     trimmed.trim_end_matches('/')
 }
 
+/// A KMS key as S3 reports it (key id, key ARN or alias ARN) as an ARN for an IAM policy.
+pub fn kms_key_arn(partition: Partition, region: &str, account: &str, key: &str) -> String {
+    if key.starts_with("arn:") {
+        key.to_string()
+    } else {
+        format!("arn:{}:kms:{region}:{account}:key/{key}", partition.id())
+    }
+}
+
 pub fn oidc_provider_arn(partition: Partition, account: &str, issuer: &str) -> String {
     format!(
         "arn:{}:iam::{account}:oidc-provider/{}",

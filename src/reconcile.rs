@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::api::{
     BucketIntegration, BucketIntegrationStatus, BucketStatus, DeletionPolicy, EncryptionType, FIELD_MANAGER,
-    VALIDATE_ANNOTATION,
+    IdentityMode, VALIDATE_ANNOTATION,
 };
 use crate::aws::{Aws, AwsFailure};
 use crate::documents;
@@ -186,13 +186,19 @@ struct Validated {
     passed_now: bool,
 }
 
-const STEPS: [&str; 5] = [
-    "BucketReady",
-    "PolicyReady",
-    "RoleReady",
-    "ServiceAccountReady",
-    "ValuesReady",
-];
+/// The step conditions, in order. Across accounts there is no ServiceAccount and no values.
+fn steps(bi: &BucketIntegration) -> &'static [&'static str] {
+    match bi.spec.identity.mode {
+        IdentityMode::Irsa => &[
+            "BucketReady",
+            "PolicyReady",
+            "RoleReady",
+            "ServiceAccountReady",
+            "ValuesReady",
+        ],
+        IdentityMode::CrossAccount => &["BucketReady", "PolicyReady", "RoleReady"],
+    }
+}
 
 /// Runs the pipeline and always writes status. Returns the first error, if any, or how soon
 /// to look again when that should be sooner than the resync (validation propagating).
@@ -201,7 +207,7 @@ pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<Option<Durat
     report.status.integration_id = bi.uid();
     let result = run_steps(bi, ctx, &mut report).await;
     if let Err(err) = &result {
-        let step = STEPS.get(report.steps.len()).copied().unwrap_or("Ready");
+        let step = steps(bi).get(report.steps.len()).copied().unwrap_or("Ready");
         report.steps.push((step, Err(err.to_string()), err.reason()));
     }
     let retry = report.validated.as_ref().and_then(|v| v.retry);
@@ -226,22 +232,39 @@ async fn clear_validate_annotation(bi: &BucketIntegration, ctx: &Context) -> Res
 async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
     let r = resolve(bi, &ctx.settings)?;
     let spec = &bi.spec;
+    let cross_account = spec.identity.mode == IdentityMode::CrossAccount;
     report.status.bucket = Some(BucketStatus {
         name: Some(r.bucket.clone()),
         arn: Some(naming::bucket_arn(r.partition, &r.bucket)),
         region: Some(r.region.clone()),
         endpoint: Some(naming::s3_host(&r.region)),
     });
-    report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
-    report.status.values_config_map = Some(r.values_config_map.clone());
-
-    // Record the bucket name before creating it: an interrupted create is then recognisable.
-    if !r.bucket_recorded {
-        record_bucket_name(bi, ctx, &r).await?;
+    if !cross_account {
+        report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
+        report.status.values_config_map = Some(r.values_config_map.clone());
     }
 
+    // Identity first: the bucket name (so an interrupted create is recognisable) and, across
+    // accounts, the external ID (so a generated one is never lost) are recorded before use.
+    let external_id = if cross_account {
+        Some(external_id(bi)?)
+    } else {
+        None
+    };
+    let recorded_external_id = bi.status.as_ref().and_then(|s| s.external_id.clone());
+    if !r.bucket_recorded || (external_id.is_some() && external_id != recorded_external_id) {
+        record_identity(bi, ctx, &r, external_id.as_deref()).await?;
+    }
+    report.status.external_id = external_id.clone();
+    report.status.trusted_account_id = spec
+        .identity
+        .cross_account
+        .as_ref()
+        .filter(|_| cross_account)
+        .map(|c| c.trusted_account_id.clone());
+
     let account = caller_account(ctx, r.partition).await?;
-    let kms_key = match spec.bucket.encryption.kind {
+    let spec_kms_key = match spec.bucket.encryption.kind {
         EncryptionType::SseKms => spec.bucket.encryption.kms_key_arn.clone(),
         EncryptionType::SseS3 => None,
     };
@@ -251,14 +274,14 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         name: r.bucket.clone(),
         region: r.region.clone(),
         create: spec.bucket.create,
-        kms_key_arn: kms_key.clone(),
+        kms_key_arn: spec_kms_key.clone(),
         versioning: spec.bucket.versioning,
         tags: r.tags.clone(),
         policy: documents::bucket_policy(r.partition, &r.bucket),
         uid: r.uid.clone(),
     };
     let s3 = ctx.aws.s3(&r.region);
-    let outcome = bucket::reconcile(
+    let (outcome, adopted_kms_key) = bucket::reconcile(
         &s3,
         &desired_bucket,
         r.bucket_recorded,
@@ -267,6 +290,12 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     .await?;
     report.steps.push(("BucketReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-bucket");
+    // An adopted bucket's key is whatever it actually uses; ours is the spec's.
+    let kms_key = if spec.bucket.create {
+        spec_kms_key
+    } else {
+        adopted_kms_key.map(|id| naming::kms_key_arn(r.partition, &r.region, &account, &id))
+    };
 
     // 2. Policy
     let iam_client = ctx.aws.iam(r.partition);
@@ -286,12 +315,17 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
                 r.bucket, r.namespace, r.name
             )
         });
+    let document = if cross_account {
+        documents::cross_account_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref())
+    } else {
+        documents::permission_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref())
+    };
     let desired_policy = DesiredPolicy {
         arn: policy_arn.clone(),
         name: r.policy_name.clone(),
         path: path.clone(),
         description: description.clone(),
-        document: documents::permission_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref()),
+        document,
         tags: r.tags.clone(),
         uid: r.uid.clone(),
     };
@@ -301,18 +335,29 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     report.steps.push(("PolicyReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-policy");
 
-    // 3. Role, trusting the cluster's OIDC provider for exactly this ServiceAccount
-    let issuer = oidc_issuer(ctx, &r).await?;
-    let provider_arn = naming::oidc_provider_arn(r.partition, &account, &issuer);
-    ensure_provider(ctx, &iam_client, &provider_arn, &issuer).await?;
-    report.status.oidc_provider_arn = Some(provider_arn.clone());
+    // 3. Role: trusting the cluster's OIDC provider for exactly this ServiceAccount, or exactly
+    //    one account presenting the external ID.
+    let (trust, provider_arn) = match (&spec.identity.cross_account, &external_id) {
+        (Some(cross), Some(external_id)) if cross_account => (
+            documents::cross_account_trust(r.partition, &cross.trusted_account_id, external_id),
+            None,
+        ),
+        _ => {
+            let issuer = oidc_issuer(ctx, &r).await?;
+            let provider_arn = naming::oidc_provider_arn(r.partition, &account, &issuer);
+            ensure_provider(ctx, &iam_client, &provider_arn, &issuer).await?;
+            report.status.oidc_provider_arn = Some(provider_arn.clone());
+            let trust = documents::trust_policy(&provider_arn, &issuer, &r.namespace, &r.service_account);
+            (trust, Some(provider_arn))
+        }
+    };
     let desired_role = DesiredRole {
         name: r.role_name.clone(),
         path,
         description,
-        trust: documents::trust_policy(&provider_arn, &issuer, &r.namespace, &r.service_account),
+        trust,
         permissions_boundary: ctx.settings.permissions_boundary.clone(),
-        policy_arn,
+        policy_arn: policy_arn.clone(),
         tags: r.tags.clone(),
         uid: r.uid.clone(),
     };
@@ -321,6 +366,34 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     report.status.role_arn = Some(role_arn.clone());
     report.steps.push(("RoleReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-role");
+
+    let Some(provider_arn) = provider_arn else {
+        // Across accounts there is no ServiceAccount and no Helm values: the other account uses
+        // the role. What can be validated from here is checked from here.
+        report.validated = Some(if spec.validation.enabled {
+            let target = validate::CrossAccountTarget {
+                role_name: r.role_name.clone(),
+                role_arn,
+                policy_arn,
+                trust: desired_role.trust.clone(),
+                permissions: desired_policy.document.clone(),
+                trusted_account_id: report.status.trusted_account_id.clone().unwrap_or_default(),
+                bucket: r.bucket.clone(),
+                region: r.region.clone(),
+            };
+            let outcome = validate::run_cross_account(&iam_client, &s3, &target).await;
+            judge_validation(
+                bi,
+                &target.summary(),
+                outcome,
+                report.iam_changed,
+                ctx.settings.propagation_timeout,
+            )
+        } else {
+            disabled()
+        });
+        return Ok(());
+    };
 
     // 4. ServiceAccount
     let outcome = kubernetes::reconcile_service_account(
@@ -357,7 +430,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
             namespace: r.namespace.clone(),
             service_account: r.service_account.clone(),
             role_arn: role_arn.clone(),
-            provider_arn: provider_arn.clone(),
+            provider_arn,
             trust: desired_role.trust.clone(),
             bucket: r.bucket.clone(),
             region: r.region.clone(),
@@ -368,21 +441,43 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         let outcome = validate::run(&ctx.client, &ctx.aws, &target).await;
         judge_validation(
             bi,
-            &target,
+            &outcome.summary(&target),
             outcome,
             report.iam_changed,
             ctx.settings.propagation_timeout,
         )
     } else {
-        Validated {
-            status: "Unknown",
-            reason: "Disabled".into(),
-            message: "validation.enabled is false".into(),
-            retry: None,
-            passed_now: false,
-        }
+        disabled()
     });
     Ok(())
+}
+
+fn disabled() -> Validated {
+    Validated {
+        status: "Unknown",
+        reason: "Disabled".into(),
+        message: "validation.enabled is false".into(),
+        retry: None,
+        passed_now: false,
+    }
+}
+
+/// The external ID of a cross-account integration: the spec's, else the one recorded in
+/// status, else a new random one (recorded before the role is created).
+fn external_id(bi: &BucketIntegration) -> Result<String, Error> {
+    let given = bi
+        .spec
+        .identity
+        .cross_account
+        .as_ref()
+        .and_then(|c| c.external_id.clone())
+        .filter(|e| !e.is_empty());
+    let recorded = bi.status.as_ref().and_then(|s| s.external_id.clone());
+    match given.or(recorded) {
+        Some(id) => Ok(id),
+        None => documents::generate_external_id()
+            .map_err(|e| Error::InvalidSpec(format!("cannot generate an external ID: {e}"))),
+    }
 }
 
 /// Turns a validation report into the Validated condition. A denial may be IAM propagating a
@@ -390,7 +485,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
 /// has passed since the failures began (or since IAM last changed), then with its precise reason.
 fn judge_validation(
     bi: &BucketIntegration,
-    target: &validate::Target,
+    summary: &str,
     report: validate::Report,
     iam_changed: bool,
     timeout: Duration,
@@ -399,7 +494,7 @@ fn judge_validation(
         return Validated {
             status: "True",
             reason: "Validated".into(),
-            message: report.summary(target),
+            message: summary.to_string(),
             retry: None,
             passed_now: true,
         };
@@ -444,12 +539,21 @@ fn precise(failure: &Error) -> Validated {
     }
 }
 
-async fn record_bucket_name(bi: &BucketIntegration, ctx: &Context, r: &Resolved) -> Result<(), Error> {
+async fn record_identity(
+    bi: &BucketIntegration,
+    ctx: &Context,
+    r: &Resolved,
+    external_id: Option<&str>,
+) -> Result<(), Error> {
     let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &r.namespace);
+    let mut status = json!({"integrationId": r.uid, "bucket": {"name": r.bucket}});
+    if let Some(id) = external_id {
+        status["externalId"] = json!(id);
+    }
     let patch = json!({
         "apiVersion": "bucketwire.io/v1alpha1",
         "kind": "BucketIntegration",
-        "status": {"integrationId": r.uid, "bucket": {"name": r.bucket}},
+        "status": status,
     });
     api.patch_status(
         &bi.name_any(),
@@ -588,7 +692,7 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
     let mut conditions = vec![];
     let mut all_ready = true;
     let mut first_failure: Option<(String, String)> = None;
-    for step in STEPS {
+    for &step in steps(bi) {
         let found = report.steps.iter().find(|(name, _, _)| *name == step);
         let (status, reason, message) = match found {
             Some((_, Ok(outcome), _)) => ("True", outcome.reason.to_string(), outcome.message.clone()),

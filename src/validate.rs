@@ -441,15 +441,192 @@ pub fn propagation_retry(elapsed: Duration) -> Duration {
     (elapsed / 2).clamp(Duration::from_secs(2), Duration::from_secs(30))
 }
 
+/// What is validated across accounts: the operator cannot act as the trusted account, so it
+/// checks what it can see, and says what it could not.
+#[derive(Clone, Debug)]
+pub struct CrossAccountTarget {
+    pub role_name: String,
+    pub role_arn: String,
+    pub policy_arn: String,
+    /// The expected trust and permission policies.
+    pub trust: Value,
+    pub permissions: Value,
+    pub trusted_account_id: String,
+    pub bucket: String,
+    pub region: String,
+}
+
+impl CrossAccountTarget {
+    pub fn summary(&self) -> String {
+        format!(
+            "checked: bucket {} exists in {}; the trust policy lets only account {} assume {} with the external ID; \
+             the permission policy is the expected one. Not checked: assuming the role and object access, \
+             which only account {} can do",
+            self.bucket, self.region, self.trusted_account_id, self.role_arn, self.trusted_account_id
+        )
+    }
+}
+
+/// Cross-account validation with the operator's own credentials: the bucket exists in the
+/// region, and the trust and permission policies in IAM are semantically the expected ones.
+pub async fn run_cross_account(
+    iam: &aws_sdk_iam::Client,
+    s3: &aws_sdk_s3::Client,
+    target: &CrossAccountTarget,
+) -> Report {
+    use crate::documents::{documents_equivalent, parse_document};
+
+    let mut report = Report {
+        checks: vec![],
+        failure: None,
+    };
+    match s3.get_bucket_location().bucket(&target.bucket).send().await {
+        Ok(out) => {
+            let got = location_to_region(out.location_constraint().map(|c| c.as_str()));
+            if got != target.region {
+                return report.fail(
+                    "region",
+                    Error::BucketRegionMismatch {
+                        want: target.region.clone(),
+                        got,
+                    },
+                );
+            }
+        }
+        Err(err) => {
+            return report.fail(
+                "region",
+                probe_failure("s3:GetBucketLocation", &target.bucket, AwsFailure::from_sdk(&err)),
+            );
+        }
+    }
+    report.pass(
+        "region",
+        format!("bucket {} exists in {}", target.bucket, target.region),
+    );
+
+    let trust = match iam.get_role().role_name(&target.role_name).send().await {
+        Ok(out) => out
+            .role()
+            .and_then(|r| r.assume_role_policy_document())
+            .and_then(parse_document),
+        Err(err) => return report.fail("trust", Error::aws("iam:GetRole", AwsFailure::from_sdk(&err))),
+    };
+    if !trust
+        .as_ref()
+        .is_some_and(|t| documents_equivalent(t, &target.trust))
+    {
+        let detail = format!(
+            "the trust policy of {} is not the expected one: {}",
+            target.role_arn, target.trust
+        );
+        return report.fail(
+            "trust",
+            Error::AssumeRoleFailed {
+                role: target.role_arn.clone(),
+                subject: format!("account {}", target.trusted_account_id),
+                detail,
+            },
+        );
+    }
+    report.pass(
+        "trust",
+        format!(
+            "only account {} may assume {}, with the external ID",
+            target.trusted_account_id, target.role_arn
+        ),
+    );
+
+    let policy = match iam.get_policy().policy_arn(&target.policy_arn).send().await {
+        Ok(out) => out.policy,
+        Err(err) => {
+            return report.fail(
+                "permissions",
+                Error::aws("iam:GetPolicy", AwsFailure::from_sdk(&err)),
+            );
+        }
+    };
+    let version = policy
+        .and_then(|p| p.default_version_id)
+        .unwrap_or_else(|| "v1".into());
+    let document = match iam
+        .get_policy_version()
+        .policy_arn(&target.policy_arn)
+        .version_id(version)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .policy_version()
+            .and_then(|v| v.document())
+            .and_then(parse_document),
+        Err(err) => {
+            return report.fail(
+                "permissions",
+                Error::aws("iam:GetPolicyVersion", AwsFailure::from_sdk(&err)),
+            );
+        }
+    };
+    if !document
+        .as_ref()
+        .is_some_and(|d| documents_equivalent(d, &target.permissions))
+    {
+        return report.fail(
+            "permissions",
+            Error::InvalidSpec(format!(
+                "the permission policy {} is not the expected one",
+                target.policy_arn
+            )),
+        );
+    }
+    report.pass(
+        "permissions",
+        format!("{} grants exactly the expected actions", target.policy_arn),
+    );
+    report.checks.push(Check {
+        name: "not-checked",
+        passed: true,
+        detail: format!(
+            "assuming the role and object access: only account {} can, presenting the external ID",
+            target.trusted_account_id
+        ),
+    });
+    report
+}
+
 /// `bucketwire validate NAMESPACE/NAME`: the same checks from a terminal, against what the
 /// integration's status records and the role's trust policy as it is in IAM now.
+/// What `bucketwire validate` checked: as the workload (IRSA) or from outside (CrossAccount).
+pub enum Checked {
+    Workload(Target),
+    CrossAccount(CrossAccountTarget),
+}
+
+impl Checked {
+    pub fn subject(&self) -> String {
+        match self {
+            Self::Workload(t) => t.subject(),
+            Self::CrossAccount(t) => {
+                format!("the operator (account {} assumes the role)", t.trusted_account_id)
+            }
+        }
+    }
+
+    pub fn summary(&self, report: &Report) -> String {
+        match self {
+            Self::Workload(t) => report.summary(t),
+            Self::CrossAccount(t) => t.summary(),
+        }
+    }
+}
+
 pub async fn validate_from_status(
     client: &Client,
     aws: &Aws,
     namespace: &str,
     name: &str,
-) -> Result<(Target, Report), String> {
-    use crate::api::BucketIntegration;
+) -> Result<(Checked, Report), String> {
+    use crate::api::{BucketIntegration, EncryptionType, IdentityMode};
     use crate::naming::Partition;
     use kube::ResourceExt;
 
@@ -462,6 +639,60 @@ pub async fn validate_from_status(
     let missing =
         |what: &str| format!("{namespace}/{name} has no {what} in its status yet; is the operator running?");
     let role_arn = status.role_arn.clone().ok_or_else(|| missing("roleArn"))?;
+    if bi.spec.identity.mode == IdentityMode::CrossAccount {
+        let partition = Partition::of_region(&bi.spec.region);
+        let bucket = status
+            .bucket
+            .as_ref()
+            .and_then(|b| b.name.clone())
+            .ok_or_else(|| missing("bucket"))?;
+        let policy_arn = status.policy_arn.clone().ok_or_else(|| missing("policyArn"))?;
+        let account = status
+            .trusted_account_id
+            .clone()
+            .ok_or_else(|| missing("trustedAccountId"))?;
+        let external_id = status.external_id.clone().ok_or_else(|| missing("externalId"))?;
+        let caller = policy_arn.split(':').nth(4).unwrap_or_default().to_string();
+        let s3 = aws.s3(&bi.spec.region);
+        // The key the bucket uses: the spec's for ours, the bucket's own for an adopted one.
+        let kms_key = if bi.spec.bucket.create {
+            (bi.spec.bucket.encryption.kind == EncryptionType::SseKms)
+                .then(|| bi.spec.bucket.encryption.kms_key_arn.clone())
+                .flatten()
+        } else {
+            s3.get_bucket_encryption()
+                .bucket(&bucket)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| {
+                    o.server_side_encryption_configuration()
+                        .and_then(|c| c.rules().first().cloned())
+                })
+                .and_then(|r| {
+                    r.apply_server_side_encryption_by_default()
+                        .and_then(|d| d.kms_master_key_id().map(str::to_string))
+                })
+                .map(|id| crate::naming::kms_key_arn(partition, &bi.spec.region, &caller, &id))
+        };
+        let target = CrossAccountTarget {
+            role_name: role_arn.rsplit('/').next().unwrap_or_default().to_string(),
+            role_arn,
+            policy_arn,
+            trust: crate::documents::cross_account_trust(partition, &account, &external_id),
+            permissions: crate::documents::cross_account_policy(
+                partition,
+                &bucket,
+                bi.spec.access,
+                kms_key.as_deref(),
+            ),
+            trusted_account_id: account,
+            bucket,
+            region: bi.spec.region.clone(),
+        };
+        let report = run_cross_account(&aws.iam(partition), &s3, &target).await;
+        return Ok((Checked::CrossAccount(target), report));
+    }
     let provider_arn = status
         .oidc_provider_arn
         .clone()
@@ -502,7 +733,7 @@ pub async fn validate_from_status(
         probe_id: bi.uid().unwrap_or_else(|| name.to_string()),
     };
     let report = run(client, aws, &target).await;
-    Ok((target, report))
+    Ok((Checked::Workload(target), report))
 }
 
 #[cfg(test)]

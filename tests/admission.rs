@@ -256,7 +256,28 @@ async fn status_is_a_subresource_and_printer_columns_are_served() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Bucket", "Region", "Ready", "Validated", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Bucket",
+            "Region",
+            "Ready",
+            "Validated",
+            "Age",
+            "Role",
+            "External ID",
+            "Integration ID"
+        ]
+    );
+    // The last three only with `kubectl get bi -o wide`.
+    let wide: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .filter(|c| c.priority == Some(1))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(wide, ["Role", "External ID", "Integration ID"]);
     assert_eq!(crd.spec.names.short_names, Some(vec!["bi".to_string()]));
     assert!(
         version

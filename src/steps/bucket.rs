@@ -117,7 +117,25 @@ pub fn location_to_region(constraint: Option<&str>) -> String {
 
 /// Runs the bucket step. `recorded` says the name was recorded in status before creation
 /// (so an untagged bucket of that name in our account is our own, interrupted creation).
+/// Also returns, for an adopted bucket, the KMS key its default encryption actually uses.
 pub async fn reconcile(
+    s3: &aws_sdk_s3::Client,
+    desired: &DesiredBucket,
+    recorded: bool,
+    may_adopt: bool,
+) -> Result<(Outcome, Option<String>), Error> {
+    let outcome = reconcile_bucket(s3, desired, recorded, may_adopt).await?;
+    if desired.create {
+        return Ok((outcome, None));
+    }
+    let observed = observe_encryption(s3, &desired.name).await?;
+    let key = observed
+        .filter(|(algorithm, _)| algorithm.starts_with("aws:kms"))
+        .and_then(|(_, key)| key);
+    Ok((outcome, key))
+}
+
+async fn reconcile_bucket(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
     recorded: bool,
@@ -349,26 +367,7 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         )?
         .is_some(),
     };
-    let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(out) => out
-            .server_side_encryption_configuration()
-            .and_then(|c| c.rules().first())
-            .and_then(|r| r.apply_server_side_encryption_by_default())
-            .map(|d| {
-                (
-                    d.sse_algorithm().as_str().to_string(),
-                    d.kms_master_key_id().map(str::to_string),
-                )
-            }),
-        Err(e) => {
-            not_found_or(
-                e,
-                "ServerSideEncryptionConfigurationNotFoundError",
-                "s3:GetBucketEncryption",
-            )?;
-            None
-        }
-    };
+    let encryption = observe_encryption(s3, bucket).await?;
     let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out.policy().and_then(parse_document),
         Err(e) => {
@@ -391,6 +390,33 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         policy,
         versioning,
     })
+}
+
+/// (algorithm, KMS key) of the bucket's default encryption, if it has one.
+async fn observe_encryption(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<Option<(String, Option<String>)>, Error> {
+    match s3.get_bucket_encryption().bucket(bucket).send().await {
+        Ok(out) => Ok(out
+            .server_side_encryption_configuration()
+            .and_then(|c| c.rules().first())
+            .and_then(|r| r.apply_server_side_encryption_by_default())
+            .map(|d| {
+                (
+                    d.sse_algorithm().as_str().to_string(),
+                    d.kms_master_key_id().map(str::to_string),
+                )
+            })),
+        Err(e) => {
+            not_found_or(
+                e,
+                "ServerSideEncryptionConfigurationNotFoundError",
+                "s3:GetBucketEncryption",
+            )?;
+            Ok(None)
+        }
+    }
 }
 
 /// `Ok(None)` when the error is the "not configured" code, the classified error otherwise.
