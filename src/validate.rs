@@ -332,25 +332,8 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
 
     // 4. The bucket is where Milvus will look for it.
     let s3 = aws.workload_s3(&target.region, credentials);
-    match s3.get_bucket_location().bucket(&target.bucket).send().await {
-        Ok(out) => {
-            let got = location_to_region(out.location_constraint().map(|c| c.as_str()));
-            if got != target.region {
-                return report.fail(
-                    "region",
-                    Error::BucketRegionMismatch {
-                        want: target.region.clone(),
-                        got,
-                    },
-                );
-            }
-        }
-        Err(err) => {
-            return report.fail(
-                "region",
-                probe_failure("s3:GetBucketLocation", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
-        }
+    if let Err(error) = bucket_in_region(&s3, &target.bucket, &target.region).await {
+        return report.fail("region", error);
     }
     report.pass(
         "region",
@@ -422,6 +405,28 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     report
 }
 
+/// The bucket exists and is in `region` (GetBucketLocation, with whoever's credentials `s3` has).
+async fn bucket_in_region(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> Result<(), Error> {
+    match s3.get_bucket_location().bucket(bucket).send().await {
+        Ok(out) => {
+            let got = location_to_region(out.location_constraint().map(|c| c.as_str()));
+            if got == region {
+                Ok(())
+            } else {
+                Err(Error::BucketRegionMismatch {
+                    want: region.to_string(),
+                    got,
+                })
+            }
+        }
+        Err(err) => Err(probe_failure(
+            "s3:GetBucketLocation",
+            bucket,
+            AwsFailure::from_sdk(&err),
+        )),
+    }
+}
+
 /// Whether a validation failure may be IAM still propagating a change (so it is retried for a
 /// while before being reported): denials and refused role assumptions, never a static mismatch.
 pub fn may_be_propagating(report: &Report) -> bool {
@@ -480,25 +485,8 @@ pub async fn run_cross_account(
         checks: vec![],
         failure: None,
     };
-    match s3.get_bucket_location().bucket(&target.bucket).send().await {
-        Ok(out) => {
-            let got = location_to_region(out.location_constraint().map(|c| c.as_str()));
-            if got != target.region {
-                return report.fail(
-                    "region",
-                    Error::BucketRegionMismatch {
-                        want: target.region.clone(),
-                        got,
-                    },
-                );
-            }
-        }
-        Err(err) => {
-            return report.fail(
-                "region",
-                probe_failure("s3:GetBucketLocation", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
-        }
+    if let Err(error) = bucket_in_region(s3, &target.bucket, &target.region).await {
+        return report.fail("region", error);
     }
     report.pass(
         "region",

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -16,32 +15,7 @@ use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
 use common::integration::{condition, create, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, setup, wait_for};
-
-fn cli(bed: &TestBed, args: &[&str]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketwire"));
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for var in [
-        "KUBECONFIG",
-        "BUCKETWIRE_AWS_ENDPOINT_URL",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
-        cmd.env(var, bed.var(var));
-    }
-    let out = cmd.output().expect("bucketwire runs");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use common::{aws, run_cli, setup, wait_for};
 
 async fn trust_of(iam: &aws_sdk_iam::Client, role_arn: &str) -> Value {
     let name = role_arn.rsplit('/').next().expect("role name");
@@ -145,7 +119,7 @@ async fn a_generated_external_id_lets_exactly_one_account_in_and_survives_the_li
     );
 
     // Ready to paste into the service's console.
-    let (code, out) = cli(&bed, &["describe", &format!("{ns}/zilliz")]);
+    let (code, out) = run_cli(&bed, &["describe", &format!("{ns}/zilliz")]);
     assert_eq!(code, 0, "{out}");
     for expected in [
         role_arn.as_str(),
@@ -156,7 +130,7 @@ async fn a_generated_external_id_lets_exactly_one_account_in_and_survives_the_li
     ] {
         assert!(out.contains(expected), "{expected} missing from:\n{out}");
     }
-    let (code, out) = cli(&bed, &["validate", &format!("{ns}/zilliz")]);
+    let (code, out) = run_cli(&bed, &["validate", &format!("{ns}/zilliz")]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("not-checked") && out.contains("999988887777"),
@@ -288,16 +262,7 @@ async fn an_adopted_buckets_kms_key_comes_from_its_own_encryption() {
     let name = format!("{ns}-kms");
     let key = "arn:aws:kms:us-east-2:123456789012:key/9876abcd-12ab-34cd-56ef-1234567890ab";
     let s3 = aws::s3(&bed, "us-east-2").await;
-    s3.create_bucket()
-        .bucket(&name)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsEast2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("bucket");
+    aws::create_bucket(&s3, &name, "us-east-2").await;
     let default = aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
         .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
         .kms_master_key_id(key)

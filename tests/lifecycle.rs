@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging};
+use aws_sdk_s3::types::{Tag, Tagging};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -20,15 +20,7 @@ use common::operator::Operator;
 use common::{aws, setup, wait_for};
 
 async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str, tags: &[(&str, &str)]) {
-    let mut req = s3.create_bucket().bucket(name);
-    if region != "us-east-1" {
-        req = req.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build(),
-        );
-    }
-    req.send().await.expect("bucket created out of band");
+    aws::create_bucket(s3, name, region).await;
     if !tags.is_empty() {
         let tags: Vec<_> = tags
             .iter()

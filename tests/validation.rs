@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -18,31 +17,11 @@ use bucketwire::api::BucketIntegration;
 use bucketwire::documents::parse_document;
 use common::integration::{condition, create, wait_condition, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, setup, wait_for};
+use common::{TestBed, aws, run_cli, setup, wait_for};
 
-/// Runs `bucketwire validate NS/NAME` against the test bed: (exit code, stdout).
+/// Runs `bucketwire validate NS/NAME` against the test bed: (exit code, output).
 fn validate_cli(bed: &TestBed, integration: &str) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketwire"));
-    cmd.arg("validate")
-        .arg(integration)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for var in [
-        "KUBECONFIG",
-        "BUCKETWIRE_AWS_ENDPOINT_URL",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
-        cmd.env(var, bed.var(var));
-    }
-    let out = cmd.output().expect("bucketwire validate runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    run_cli(bed, &["validate", integration])
 }
 
 /// The role's temporary credentials, obtained exactly as the Milvus pod's SDK would.
@@ -189,18 +168,7 @@ async fn the_role_can_use_its_bucket_and_nothing_else() {
 
     // Another bucket is out of reach, and so is deleting its own bucket.
     let other = format!("{ns}-other");
-    aws::s3(&bed, "us-east-2")
-        .await
-        .create_bucket()
-        .bucket(&other)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsEast2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("other bucket");
+    aws::create_bucket(&aws::s3(&bed, "us-east-2").await, &other, "us-east-2").await;
     let put = s3
         .put_object()
         .bucket(&other)
@@ -359,6 +327,23 @@ async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
     operator.kill();
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let admin_east = aws::s3(&bed, "us-east-2").await;
+    // A validation interrupted by the kill may have left its probe object: empty the bucket.
+    let listed = admin_east
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("list");
+    for object in listed.contents() {
+        let key = object.key().expect("key");
+        admin_east
+            .delete_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("object deleted");
+    }
     admin_east
         .delete_bucket()
         .bucket(&bucket)
@@ -374,18 +359,7 @@ async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
     );
 
     // The same name, now in another region.
-    aws::s3(&bed, "us-west-2")
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("bucket in us-west-2");
+    aws::create_bucket(&aws::s3(&bed, "us-west-2").await, &bucket, "us-west-2").await;
     let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -399,16 +373,7 @@ async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
 async fn adopted_bucket_denying_puts(bed: &TestBed, ns: &str) -> String {
     let name = format!("{ns}-adopted");
     let s3 = aws::s3(bed, "us-east-2").await;
-    s3.create_bucket()
-        .bucket(&name)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsEast2)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("bucket");
+    aws::create_bucket(&s3, &name, "us-east-2").await;
     let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
         "Action": "s3:PutObject", "Resource": format!("arn:aws:s3:::{name}/*")}]});
     s3.put_bucket_policy()

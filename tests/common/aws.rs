@@ -51,3 +51,16 @@ pub async fn default_encryption(s3: &aws_sdk_s3::Client, bucket: &str) -> (Strin
         default.kms_master_key_id().map(str::to_string),
     )
 }
+
+/// Creates a bucket out of band (as the administrator), in `region`.
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
+    let mut req = s3.create_bucket().bucket(name);
+    if region != "us-east-1" {
+        req = req.create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    req.send().await.expect("bucket created out of band");
+}

@@ -145,3 +145,27 @@ pub async fn setup(prefix: &str) -> (TestBed, Client, String) {
     let ns = namespace(&client, prefix).await;
     (bed, client, ns)
 }
+
+/// Runs the `bucketwire` CLI against the test bed: (exit code, stdout and stderr).
+pub fn run_cli(bed: &TestBed, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for var in [
+        "KUBECONFIG",
+        "BUCKETWIRE_AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ] {
+        cmd.env(var, bed.var(var));
+    }
+    let out = cmd.output().expect("bucketwire runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
