@@ -124,11 +124,19 @@ async fn ready_means_validated_as_the_workload() {
             "{op} missing from {calls:?}"
         );
     }
-    // The probe cleaned up after itself.
+    // The probe cleans up after itself. Validations keep running every resync, so the bucket is
+    // empty whenever none is between its put and its delete.
     let s3 = aws::s3(&bed, "us-east-2").await;
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
-    let listed = s3.list_objects_v2().bucket(&bucket).send().await.expect("list");
-    assert_eq!(listed.key_count(), Some(0), "no probe object left behind");
+    wait_for(
+        "an empty bucket between validations",
+        Duration::from_secs(10),
+        || async {
+            let listed = s3.list_objects_v2().bucket(&bucket).send().await.ok()?;
+            (listed.key_count() == Some(0)).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
