@@ -17,6 +17,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
@@ -66,9 +67,68 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
     .await?;
 
     let concurrency = settings.max_concurrent_reconciles;
+    ready.store(true, Ordering::Relaxed);
+
+    // Leadership: only the holder of the Lease reconciles. Losing it ends the process (a
+    // restarted replica starts over as a candidate); SIGTERM releases it for a fast handover.
+    let leadership = if settings.leader_elect {
+        let identity = format!(
+            "{}-{}",
+            std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "bucketwire".into()),
+            std::process::id()
+        );
+        let manager = LeaseManagerBuilder::new(client.clone(), settings.leader_election_lease.clone())
+            .with_namespace(settings.leader_election_namespace.clone())
+            .with_identity(identity.clone())
+            .with_duration(LEASE_SECONDS)
+            .with_grace(LEASE_GRACE_SECONDS)
+            .build()
+            .await?;
+        let (mut leader, task) = manager.watch().await;
+        info!(%identity, lease = %settings.leader_election_lease, namespace = %settings.leader_election_namespace, "waiting for leadership");
+        let acquired = tokio::select! {
+            acquired = leader.wait_for(|is_leader| *is_leader) => { acquired.map(|_| true)? }
+            _ = shutdown_signal() => false,
+        };
+        if !acquired {
+            drop(leader);
+            let _ = task.await;
+            return Ok(());
+        }
+        info!(%identity, "became the leader");
+        Some((leader, task))
+    } else {
+        None
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
+    let mut leader_rx = leadership.as_ref().map(|(rx, _)| rx.clone());
+    tokio::spawn(async move {
+        let lost = async {
+            match leader_rx.as_mut() {
+                Some(rx) => {
+                    let _ = rx.wait_for(|is_leader| !*is_leader).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let reason = tokio::select! {
+            _ = shutdown_signal() => "signal",
+            _ = lost => "lost leadership",
+        };
+        let _ = stop_tx.send(reason);
+    });
+    let (reason_tx, reason_rx) = tokio::sync::watch::channel("");
+    let shutdown = async move {
+        let reason = stop_rx.await.unwrap_or("signal");
+        let _ = reason_tx.send(reason);
+        info!(reason, "shutting down: finishing reconciles in flight");
+    };
+
     let ctx = Arc::new(Context::new(client, aws, settings, metrics, recorder));
     info!("bucketwire controller starting");
-    ready.store(true, Ordering::Relaxed);
     // Status writes must not trigger reconciles: only spec (generation), annotations (on-demand
     // validation) and finalizers (deletion) do. The periodic resync covers everything else.
     let (reader, writer) = reflector::store();
@@ -88,7 +148,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
             watcher::Config::default().labels("app.kubernetes.io/managed-by=bucketwire"),
         )
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .shutdown_on_signal()
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
@@ -98,7 +158,37 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         .await;
     info!("bucketwire controller stopped");
     servers.abort();
+    if let Some((leader, task)) = leadership {
+        // Closing the channel makes the manager release the Lease.
+        drop(leader);
+        let _ = task.await;
+        info!("released the leadership Lease");
+    }
+    if *reason_rx.borrow() == "lost leadership" {
+        return Err("lost the leadership Lease; exiting so that a restart starts over as a candidate".into());
+    }
     Ok(())
+}
+
+/// Lease validity; a leader that stops renewing is replaced within this many seconds.
+const LEASE_SECONDS: u64 = 10;
+/// Renew this long before expiry (also the tolerated clock skew between nodes).
+const LEASE_GRACE_SECONDS: u64 = 2;
+
+/// SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 async fn reconcile(

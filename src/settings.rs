@@ -60,6 +60,18 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Elect one active replica through a coordination.k8s.io Lease; the others wait.
+    #[arg(long, env = "BUCKETWIRE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "BUCKETWIRE_LEADER_ELECTION_LEASE", default_value = "bucketwire")]
+    pub leader_election_lease: String,
+
     /// Log format.
     #[arg(long, env = "BUCKETWIRE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

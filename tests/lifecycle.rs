@@ -203,15 +203,20 @@ async fn out_of_band_changes_are_repaired_on_the_next_resync() {
             .then_some(())
     })
     .await;
-    let drift_events: Vec<_> = events(&client, &ns, "drift")
-        .await
-        .into_iter()
-        .filter(|(r, _)| r == "DriftCorrected")
-        .collect();
-    assert!(
-        drift_events.len() >= 3,
-        "one DriftCorrected Event per repaired step: {drift_events:?}"
-    );
+    // Events are recorded right after the repairs' status write: give them a moment.
+    wait_for(
+        "one DriftCorrected Event per repaired step",
+        Duration::from_secs(15),
+        || async {
+            let drift = events(&client, &ns, "drift")
+                .await
+                .into_iter()
+                .filter(|(r, _)| r == "DriftCorrected")
+                .count();
+            (drift >= 3).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -81,6 +81,8 @@ impl Operator {
         if !self.extra_args.iter().any(|a| a == "--resync-interval") {
             cmd.arg("--resync-interval").arg("2s");
         }
+        // Each test's operators elect their leader through a Lease in the test's own namespace.
+        cmd.arg("--leader-election-namespace").arg(&self.namespace);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -114,6 +116,16 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+
+    /// Sends SIGTERM, as Kubernetes does when it stops a pod.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+        }
     }
 
     pub fn log(&self) -> String {
