@@ -1,10 +1,12 @@
 //! Prometheus metrics, served on `/metrics` in the text exposition format.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -25,8 +27,20 @@ pub struct ReconcileLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// The condition type: `Ready`, `Validated`, ...
+    pub condition: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Integrations by condition and status, recomputed from `integration_conditions`.
+    pub integrations: Family<ConditionLabels, Gauge>,
+    /// The latest conditions of each integration (namespace/name -> type -> status).
+    integration_conditions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -53,12 +67,44 @@ impl Metrics {
             "Wall time of one reconcile",
             reconcile_duration.clone(),
         );
+        let integrations = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "integrations",
+            "BucketIntegrations by condition type and status",
+            integrations.clone(),
+        );
         Arc::new(Self {
             registry,
             aws_calls,
             reconciles,
             reconcile_duration,
+            integrations,
+            integration_conditions: Mutex::default(),
         })
+    }
+
+    /// Records an integration's current conditions (`None`: it is gone) and recomputes the gauge.
+    pub fn set_conditions(&self, integration: &str, conditions: Option<BTreeMap<String, String>>) {
+        let mut all = self
+            .integration_conditions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match conditions {
+            Some(c) => all.insert(integration.to_string(), c),
+            None => all.remove(integration),
+        };
+        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for conditions in all.values() {
+            for (condition, status) in conditions {
+                *counts.entry((condition.clone(), status.clone())).or_default() += 1;
+            }
+        }
+        self.integrations.clear();
+        for ((condition, status), n) in counts {
+            self.integrations
+                .get_or_create(&ConditionLabels { condition, status })
+                .set(n);
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -66,5 +112,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrations_are_counted_by_condition_and_forgotten_when_gone() {
+        let m = Metrics::new();
+        let ready = |s: &str| Some(BTreeMap::from([("Ready".to_string(), s.to_string())]));
+        m.set_conditions("ns/a", ready("True"));
+        m.set_conditions("ns/b", ready("False"));
+        m.set_conditions("ns/c", ready("True"));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"bucketwire_integrations{condition="Ready",status="True"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"bucketwire_integrations{condition="Ready",status="False"} 1"#),
+            "{text}"
+        );
+        m.set_conditions("ns/b", None);
+        let text = m.encode();
+        assert!(!text.contains(r#"status="False""#), "{text}");
     }
 }

@@ -762,6 +762,15 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
         .as_ref()
         .filter(|v| v.status == "False")
         .map(|v| (v.reason.clone(), v.message.clone()));
+    ctx.metrics.set_conditions(
+        &format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any()),
+        Some(
+            conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone()))
+                .collect(),
+        ),
+    );
     let mut status = report.status;
     status.observed_generation = generation;
     status.conditions = conditions;
@@ -930,6 +939,7 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
         info!("{message}");
     }
     publish(ctx, bi, "Cleanup", EventType::Normal, "Deleted", &done.join("; ")).await;
+    ctx.metrics.set_conditions(&format!("{namespace}/{name}"), None);
     Ok(())
 }
 

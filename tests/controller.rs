@@ -331,6 +331,18 @@ async fn example_becomes_ready_with_everything_in_place() {
         })
     );
 
+    // Metrics: the integration is counted as Ready, and reconciles and their duration are recorded.
+    let metrics = operator.metrics().await;
+    assert!(
+        metrics.contains(r#"bucketwire_integrations{condition="Ready",status="True"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("bucketwire_reconcile_duration_seconds_count"),
+        "{metrics}"
+    );
+    assert!(operator.reconciles().await >= 1);
+
     // Events say what was created.
     let reasons: Vec<_> = events(&client, &ns, "milvus-prod")
         .await
