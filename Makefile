@@ -12,8 +12,12 @@ VENV := $(TESTBED)/venv
 CONTROLPLANE := $(TESTBED)/bin/controlplane
 CONTROLPLANE_SOURCES := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
 CRD := crds/bucketintegration.yaml
+HELMRENDER := $(TESTBED)/bin/helmrender
+HELMRENDER_SOURCES := $(wildcard tests/helmrender/*.go) tests/helmrender/go.mod tests/helmrender/go.sum
+# How deploy/bucketwire.yaml is rendered (tests/chart.rs renders it the same way).
+DEPLOY_RENDER_ARGS := --chart charts/bucketwire --release bucketwire --namespace bucketwire-system --set-string clusterName=my-eks-cluster
 
-.PHONY: help build test unit integration lint fmt crds testbed testbed-up testbed-down testbed-status testbed-lock demo clean
+.PHONY: help build test unit integration lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,8 +30,9 @@ test: lint unit integration ## everything CI runs: format, lint, unit tests, tes
 lint: ## cargo fmt --check, clippy -D warnings, gofmt and go vet of the control plane
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	@test -z "$$(gofmt -l tests/controlplane)" || { echo "gofmt: run 'gofmt -w tests/controlplane'"; gofmt -l tests/controlplane; exit 1; }
+	@test -z "$$(gofmt -l tests/controlplane tests/helmrender)" || { echo "gofmt: run 'make fmt'"; gofmt -l tests/controlplane tests/helmrender; exit 1; }
 	cd tests/controlplane && $(GO) vet -buildvcs=false .
+	cd tests/helmrender && $(GO) vet -buildvcs=false .
 
 unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up to date
 	$(CARGO) test --locked --lib --bins
@@ -45,7 +50,7 @@ demo: testbed ## start the test bed, run the operator, wire the example, show it
 
 fmt: ## format the Rust and Go sources
 	$(CARGO) fmt --all
-	gofmt -w tests/controlplane
+	gofmt -w tests/controlplane tests/helmrender
 
 crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Rust types
 	$(CARGO) run --locked --quiet -- crd > $(CRD).tmp && mv $(CRD).tmp $(CRD)
@@ -66,7 +71,16 @@ $(CONTROLPLANE): $(CONTROLPLANE_SOURCES)
 	@echo "building the control plane from Go modules (first build: several minutes)"
 	cd tests/controlplane && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
 
-testbed: $(VENV)/.installed $(CONTROLPLANE) ## install moto and build the control plane
+# Helm's own rendering engine (helm.sh/helm/v3) from Go modules, for the chart tests.
+$(HELMRENDER): $(HELMRENDER_SOURCES)
+	@mkdir -p $(dir $@)
+	cd tests/helmrender && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
+
+deploy: $(HELMRENDER) ## re-render deploy/bucketwire.yaml from the chart
+	{ echo "# Rendered from charts/bucketwire by \`make deploy\`; do not edit."; \
+	  $(HELMRENDER) $(DEPLOY_RENDER_ARGS); } > deploy/bucketwire.yaml.tmp && mv deploy/bucketwire.yaml.tmp deploy/bucketwire.yaml
+
+testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELMRENDER) ## install moto, build the control plane and the Helm renderer
 
 testbed-up: testbed ## start the test bed; writes target/testbed/env
 	$(VENV)/bin/python tests/testbed/testbed.py up

@@ -82,7 +82,9 @@ impl Operator {
             cmd.arg("--resync-interval").arg("2s");
         }
         // Each test's operators elect their leader through a Lease in the test's own namespace.
-        cmd.arg("--leader-election-namespace").arg(&self.namespace);
+        if !self.extra_args.iter().any(|a| a == "--leader-election-namespace") {
+            cmd.arg("--leader-election-namespace").arg(&self.namespace);
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
