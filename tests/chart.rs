@@ -227,3 +227,48 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
             .map(|_| ())
     ));
 }
+
+/// The operator's own IAM policy: valid JSON, no wildcard action, every resource scoped to
+/// bucketwire's path, prefix or cluster, and every IAM write conditioned on our tag.
+#[test]
+fn the_operator_iam_policy_is_scoped() {
+    let text = std::fs::read_to_string(root().join("deploy/iam/operator-policy.json")).expect("policy");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    for statement in doc["Statement"].as_array().expect("statements") {
+        let actions: Vec<String> = match &statement["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            list => list
+                .as_array()
+                .expect("actions")
+                .iter()
+                .map(|a| a.as_str().expect("action").to_string())
+                .collect(),
+        };
+        assert!(
+            actions.iter().all(|a| !a.contains('*')),
+            "wildcard action in {statement}"
+        );
+        let resource = statement["Resource"]
+            .as_str()
+            .expect("one resource per statement");
+        assert!(resource != "*", "unscoped resource in {statement}");
+        let writes_iam = actions
+            .iter()
+            .any(|a| a.starts_with("iam:") && !a.starts_with("iam:Get"));
+        if writes_iam {
+            let conditions = statement["Condition"].to_string();
+            assert!(
+                conditions.contains("bucketwire.io/managed-by"),
+                "IAM write without the tag condition: {statement}"
+            );
+        }
+        if actions.iter().any(|a| a == "iam:CreateRole") {
+            assert!(
+                statement["Condition"]
+                    .to_string()
+                    .contains("iam:PermissionsBoundary"),
+                "{statement}"
+            );
+        }
+    }
+}

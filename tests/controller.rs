@@ -488,3 +488,28 @@ async fn an_unchanged_integration_makes_no_mutating_aws_call_on_resync() {
         "{before:?}"
     );
 }
+
+#[tokio::test]
+async fn health_endpoints_answer_and_json_logs_are_structured() {
+    let (bed, client, ns) = setup("obs").await;
+    let operator = Operator::start(&bed, &ns, &["--log-format", "json"]);
+    create(&client, &ns, "obs", json!({"region": "us-east-2"})).await;
+    wait_ready(&client, &ns, "obs", &operator).await;
+    assert_eq!(operator.health("/healthz").await.as_deref(), Ok("ok\n"));
+    assert_eq!(operator.health("/readyz").await.as_deref(), Ok("ok\n"));
+    assert!(operator.health("/nope").await.is_err());
+    let log = operator.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            entry.get("level").is_some() && entry.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("created bucket")),
+        "reconcile steps are logged"
+    );
+}

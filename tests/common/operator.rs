@@ -11,6 +11,7 @@ use super::TestBed;
 pub struct Operator {
     child: Option<Child>,
     metrics_port: u16,
+    health_port: u16,
     namespace: String,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
@@ -37,6 +38,7 @@ impl Operator {
         let mut op = Self {
             child: None,
             metrics_port: 0,
+            health_port: 0,
             namespace: namespace.to_string(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -48,6 +50,7 @@ impl Operator {
 
     fn spawn(&mut self, bed: &TestBed) {
         self.metrics_port = free_port();
+        self.health_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -60,7 +63,7 @@ impl Operator {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{}", self.metrics_port))
             .arg("--health-addr")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{}", self.health_port))
             .args(&self.extra_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -147,6 +150,11 @@ impl Operator {
             "metrics endpoint {url} did not answer; operator log:\n{}",
             self.log()
         )
+    }
+
+    /// GET on the health server: Ok(body) for a 200, Err(status line or error) otherwise.
+    pub async fn health(&self, path: &str) -> Result<String, String> {
+        http_get(&format!("http://127.0.0.1:{}{path}", self.health_port)).await
     }
 
     /// `bucketwire_aws_calls_total` of the operator's own identity, by (service, operation, outcome).
