@@ -12,10 +12,12 @@ VENV := $(TESTBED)/venv
 CONTROLPLANE := $(TESTBED)/bin/controlplane
 CONTROLPLANE_SOURCES := $(wildcard tests/controlplane/*.go) tests/controlplane/go.mod tests/controlplane/go.sum
 CRD := crds/bucketintegration.yaml
-HELMRENDER := $(TESTBED)/bin/helmrender
-HELMRENDER_SOURCES := $(wildcard tests/helmrender/*.go) tests/helmrender/go.mod tests/helmrender/go.sum
+# The version the apiserver reports (as Kubernetes' own build sets it), matching go.mod's k8s.io/kubernetes.
+K8S_VERSION := v1.35.4
+K8S_VERSION_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean
+HELM := $(TESTBED)/bin/helm
 # How deploy/bucketwire.yaml is rendered (tests/chart.rs renders it the same way).
-DEPLOY_RENDER_ARGS := --chart charts/bucketwire --release bucketwire --namespace bucketwire-system --set-string clusterName=my-eks-cluster
+DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster
 
 .PHONY: help build test unit integration lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
 
@@ -30,9 +32,8 @@ test: lint unit integration ## everything CI runs: format, lint, unit tests, tes
 lint: ## cargo fmt --check, clippy -D warnings, gofmt and go vet of the control plane
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	@test -z "$$(gofmt -l tests/controlplane tests/helmrender)" || { echo "gofmt: run 'make fmt'"; gofmt -l tests/controlplane tests/helmrender; exit 1; }
+	@test -z "$$(gofmt -l tests/controlplane)" || { echo "gofmt: run 'make fmt'"; gofmt -l tests/controlplane; exit 1; }
 	cd tests/controlplane && $(GO) vet -buildvcs=false .
-	cd tests/helmrender && $(GO) vet -buildvcs=false .
 
 unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up to date
 	$(CARGO) test --locked --lib --bins
@@ -50,7 +51,7 @@ demo: testbed ## start the test bed, run the operator, wire the example, show it
 
 fmt: ## format the Rust and Go sources
 	$(CARGO) fmt --all
-	gofmt -w tests/controlplane tests/helmrender
+	gofmt -w tests/controlplane
 
 crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Rust types
 	$(CARGO) run --locked --quiet -- crd > $(CRD).tmp && mv $(CRD).tmp $(CRD)
@@ -66,21 +67,21 @@ $(VENV)/.installed: tests/testbed/requirements.txt tests/testbed/constraints.txt
 
 # kube-apiserver, etcd and kube-controller-manager from Go modules. Go's build cache
 # (outside the clone) makes every build after the first take seconds.
-$(CONTROLPLANE): $(CONTROLPLANE_SOURCES)
+$(CONTROLPLANE): $(CONTROLPLANE_SOURCES) Makefile
 	@mkdir -p $(dir $@)
 	@echo "building the control plane from Go modules (first build: several minutes)"
-	cd tests/controlplane && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
+	cd tests/controlplane && $(GO) build -buildvcs=false -trimpath -ldflags "$(K8S_VERSION_LDFLAGS)" -o $(CURDIR)/$@ .
 
-# Helm's own rendering engine (helm.sh/helm/v3) from Go modules, for the chart tests.
-$(HELMRENDER): $(HELMRENDER_SOURCES)
+# The Helm CLI itself (helm.sh/helm/v3/cmd/helm), from Go modules (tests/helm/go.mod pins it).
+$(HELM): tests/helm/go.mod tests/helm/go.sum
 	@mkdir -p $(dir $@)
-	cd tests/helmrender && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
+	cd tests/helm && $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ helm.sh/helm/v3/cmd/helm
 
-deploy: $(HELMRENDER) ## re-render deploy/bucketwire.yaml from the chart
-	{ echo "# Rendered from charts/bucketwire by \`make deploy\`; do not edit."; \
-	  $(HELMRENDER) $(DEPLOY_RENDER_ARGS); } > deploy/bucketwire.yaml.tmp && mv deploy/bucketwire.yaml.tmp deploy/bucketwire.yaml
+deploy: $(HELM) ## re-render deploy/bucketwire.yaml from the chart with helm template
+	{ echo "# Rendered from charts/bucketwire by \`make deploy\` (helm template); do not edit."; \
+	  $(HELM) $(DEPLOY_RENDER_ARGS); } > deploy/bucketwire.yaml.tmp && mv deploy/bucketwire.yaml.tmp deploy/bucketwire.yaml
 
-testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELMRENDER) ## install moto, build the control plane and the Helm renderer
+testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELM) ## install moto, build the control plane and helm
 
 testbed-up: testbed ## start the test bed; writes target/testbed/env
 	$(VENV)/bin/python tests/testbed/testbed.py up

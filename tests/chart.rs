@@ -1,7 +1,7 @@
-//! The Helm chart, rendered by Helm's own engine (tests/helmrender) and applied to the test bed:
-//! every object is accepted, deploy/ is the rendered chart, and the operator running with the
-//! chart's ServiceAccount (its ClusterRole, nothing else) completes and deletes an integration,
-//! while a verb it was not granted is refused.
+//! The Helm chart with the real Helm CLI (built from its Go module by tests/helm): `helm template`
+//! is what deploy/ holds, `helm install` on the test bed is accepted, and the operator running
+//! with the chart's ServiceAccount (its ClusterRole, nothing else) completes and deletes an
+//! integration, while a verb it was not granted is refused.
 
 mod common;
 
@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::discovery::{Discovery, Scope};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, Config};
 use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
@@ -26,26 +25,42 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `helmrender` (Helm's engine), as `make deploy` runs it.
-fn render(release_namespace: &str, extra: &[&str]) -> String {
-    let bin = root().join("target/testbed/bin/helmrender");
-    let out = Command::new(&bin)
-        .current_dir(root())
-        .args([
-            "--chart",
-            "charts/bucketwire",
-            "--release",
+/// Runs `helm` (target/testbed/bin/helm, built by `make testbed`) with the test bed's kubeconfig.
+fn helm(args: &[&str], kubeconfig: Option<&str>) -> std::process::Output {
+    let bin = root().join("target/testbed/bin/helm");
+    let cache = root().join("target/testbed/helm-home");
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(root())
+        .args(args)
+        .env("HELM_CACHE_HOME", cache.join("cache"))
+        .env("HELM_CONFIG_HOME", cache.join("config"))
+        .env("HELM_DATA_HOME", cache.join("data"));
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{} runs (built by `make testbed`): {e}", bin.display()))
+}
+
+/// `helm template`, exactly as `make deploy` runs it.
+fn render() -> String {
+    let out = helm(
+        &[
+            "template",
             "bucketwire",
+            "charts/bucketwire",
             "--namespace",
-            release_namespace,
-        ])
-        .args(["--set-string", "clusterName=my-eks-cluster"])
-        .args(extra)
-        .output()
-        .unwrap_or_else(|e| panic!("{} runs (built by `make testbed`): {e}", bin.display()));
+            "bucketwire-system",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            "clusterName=my-eks-cluster",
+        ],
+        None,
+    );
     assert!(
         out.status.success(),
-        "helm rendering failed: {}",
+        "helm template failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
@@ -53,7 +68,7 @@ fn render(release_namespace: &str, extra: &[&str]) -> String {
 
 #[test]
 fn deploy_manifests_are_the_rendered_chart() {
-    let rendered = render("bucketwire-system", &[]);
+    let rendered = render();
     let committed =
         std::fs::read_to_string(root().join("deploy/bucketwire.yaml")).expect("deploy/bucketwire.yaml");
     let body = committed
@@ -72,63 +87,29 @@ fn deploy_manifests_are_the_rendered_chart() {
 
 #[test]
 fn values_are_checked_against_the_schema() {
-    let bin = root().join("target/testbed/bin/helmrender");
-    let out = Command::new(&bin)
-        .current_dir(root())
-        .args([
-            "--chart",
+    let out = helm(
+        &[
+            "template",
+            "x",
             "charts/bucketwire",
-            "--set-string",
+            "--kube-version",
+            "1.35.0",
+            "--set",
             "clusterName=c",
-            "--set-string",
+            "--set",
             "logFormat=xml",
-        ])
-        .output()
-        .expect("helmrender runs");
+        ],
+        None,
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("logFormat"));
+    let out = helm(
+        &["template", "x", "charts/bucketwire", "--kube-version", "1.35.0"],
+        None,
+    );
+    assert!(!out.status.success(), "clusterName is required");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("clusterName is required"));
 }
-
-/// Applies every rendered object by server-side apply, as `kubectl apply --server-side` would.
-async fn apply_all(client: &Client, yaml: &str) {
-    let discovery = Discovery::new(client.clone()).run().await.expect("discovery");
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let value = serde_yaml::Value::deserialize(doc).expect("yaml");
-        if value.is_null() {
-            continue;
-        }
-        let obj: DynamicObject = serde_yaml::from_value(value).expect("object");
-        let gvk = obj
-            .types
-            .as_ref()
-            .map(|t| kube::core::GroupVersionKind::try_from(t).expect("gvk"))
-            .expect("types");
-        let (resource, caps) = discovery
-            .resolve_gvk(&gvk)
-            .unwrap_or_else(|| panic!("{gvk:?} is served"));
-        let api: Api<DynamicObject> = match caps.scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                obj.namespace().as_deref().unwrap_or("default"),
-                &resource,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
-        let name = obj.name_any();
-        if let Err(err) = api
-            .patch(
-                &name,
-                &PatchParams::apply("bucketwire-tests").force(),
-                &Patch::Apply(&obj),
-            )
-            .await
-        {
-            panic!("the apiserver refused {} {name}: {err}", gvk.kind);
-        }
-    }
-}
-
-use serde::Deserialize;
 
 /// A client that authenticates as the operator's ServiceAccount, and a kubeconfig file for it.
 async fn client_as(bed: &TestBed, admin: &Client, ns: &str, sa: &str) -> (Client, PathBuf) {
@@ -166,10 +147,32 @@ async fn client_as(bed: &TestBed, admin: &Client, ns: &str, sa: &str) -> (Client
 async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
     let (bed, admin, ns) = setup("chart-tenant").await;
     let release_ns = namespace(&admin, "chart").await;
-    apply_all(&admin, &render(&release_ns, &["--include-crds"])).await;
+    // A release name of its own: the ClusterRole and its binding are cluster-wide, named after it.
+    let release = format!("bw{}", std::process::id());
+    let service_account = format!("{release}-bucketwire");
+    // helm install, as a user would; the CRD is already installed, as crds/ is only ever
+    // installed once by Helm. Every object must be accepted by the apiserver.
+    let out = helm(
+        &[
+            "install",
+            &release,
+            "charts/bucketwire",
+            "--namespace",
+            &release_ns,
+            "--set",
+            "clusterName=my-eks-cluster",
+        ],
+        Some(bed.var("KUBECONFIG")),
+    );
+    assert!(
+        out.status.success(),
+        "helm install failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The operator with the chart's ServiceAccount credentials, and nothing else.
-    let (as_operator, kubeconfig) = client_as(&bed, &admin, &release_ns, "bucketwire").await;
+    let (as_operator, kubeconfig) = client_as(&bed, &admin, &release_ns, &service_account).await;
     let kubeconfig = kubeconfig.to_string_lossy().to_string();
     // The apiserver's RBAC cache picks up the new bindings within moments; wait for it so that a
     // refusal below can only mean a missing rule.
@@ -270,5 +273,45 @@ fn the_operator_iam_policy_is_scoped() {
                 "{statement}"
             );
         }
+    }
+}
+
+/// `kubectl apply -k deploy/` (kubectl from PyPI, with its built-in kustomize): every object is
+/// accepted by the apiserver. A server-side dry run, so the test bed keeps only the namespace.
+#[test]
+fn kubectl_apply_k_deploy_is_accepted() {
+    let bed = TestBed::load();
+    let kubectl = root().join("target/testbed/venv/bin/kubectl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .current_dir(root())
+            .args(args)
+            .env("KUBECONFIG", bed.var("KUBECONFIG"))
+            .output()
+            .expect("kubectl runs (installed by `make testbed`)");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&["kustomize", "deploy/"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("value: my-eks-cluster"),
+        "the kustomization sets the cluster name: {out}"
+    );
+    let _ = run(&["create", "namespace", "bucketwire-system"]);
+    let (ok, out) = run(&["apply", "-k", "deploy/", "--dry-run=server"]);
+    assert!(ok, "kubectl apply -k deploy/ was refused:\n{out}");
+    for object in [
+        "deployment.apps/bucketwire",
+        "clusterrole.rbac.authorization.k8s.io/bucketwire",
+        "serviceaccount/bucketwire",
+    ] {
+        assert!(out.contains(object), "{object} missing from:\n{out}");
     }
 }
