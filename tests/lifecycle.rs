@@ -639,8 +639,17 @@ async fn stopping_the_operator_deletes_nothing_in_aws() {
         .await
         .status
         .expect("status");
-    operator.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // SIGTERM, as when the Deployment is deleted: a clean shutdown, not a cleanup.
+    operator.terminate();
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(20)),
+        "the operator exits on SIGTERM"
+    );
+    assert!(
+        operator.log().contains("bucketwire controller stopped"),
+        "{}",
+        operator.log()
+    );
     let s3 = aws::s3(&bed, "us-east-2").await;
     let iam = aws::iam(&bed, "us-east-1").await;
     assert!(
