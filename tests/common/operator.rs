@@ -2,27 +2,20 @@
 //! only that test's namespace, with its own metrics port (so AWS call counts are the test's own).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::TestBed;
 
+static NEXT_LOG: AtomicU32 = AtomicU32::new(0);
+
 pub struct Operator {
     child: Option<Child>,
-    metrics_port: u16,
-    health_port: u16,
     namespace: String,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
     log_path: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Operator {
@@ -37,33 +30,35 @@ impl Operator {
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let mut op = Self {
             child: None,
-            metrics_port: 0,
-            health_port: 0,
             namespace: namespace.to_string(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            log_path: log_dir.join(format!("{namespace}.log")),
+            // One log per operator (two may share a namespace): the log also tells its ports.
+            log_path: log_dir.join(format!(
+                "{namespace}-{}.log",
+                NEXT_LOG.fetch_add(1, Ordering::Relaxed)
+            )),
         };
         op.spawn(bed);
         op
     }
 
     fn spawn(&mut self, bed: &TestBed) {
-        self.metrics_port = free_port();
-        self.health_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)
             .expect("log file");
+        // Port 0: the operator binds free ports itself and logs them (see `ports`), so two
+        // tests never race for the same port.
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bucketwire"));
         cmd.arg("run")
             .arg("--namespace")
             .arg(&self.namespace)
             .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{}", self.metrics_port))
+            .arg("127.0.0.1:0")
             .arg("--health-addr")
-            .arg(format!("127.0.0.1:{}", self.health_port))
+            .arg("127.0.0.1:0")
             .args(&self.extra_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -139,22 +134,51 @@ impl Operator {
 
     /// The raw /metrics text.
     pub async fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
         for _ in 0..100 {
-            if let Ok(text) = http_get(&url).await {
+            // Resolved each time: after a restart the newest `serving` line may not be there yet.
+            let (metrics, _) = self.ports().await;
+            if let Ok(text) = http_get(&format!("http://127.0.0.1:{metrics}/metrics")).await {
                 return text;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!(
-            "metrics endpoint {url} did not answer; operator log:\n{}",
+            "the metrics endpoint did not answer; operator log:\n{}",
             self.log()
         )
     }
 
+    /// (metrics, health) ports, from the operator's `serving` log line of its latest start.
+    async fn ports(&self) -> (u16, u16) {
+        for _ in 0..100 {
+            let log = self.log();
+            if let Some(line) = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("serving") && l.contains("metrics"))
+            {
+                let port_after = |key: &str| {
+                    let rest = &line[line.find(key)? + key.len()..];
+                    let rest = &rest[rest.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+                    rest.chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect::<String>()
+                        .parse::<u16>()
+                        .ok()
+                };
+                if let (Some(m), Some(h)) = (port_after("metrics"), port_after("health")) {
+                    return (m, h);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the operator did not log its ports; log:\n{}", self.log())
+    }
+
     /// GET on the health server: Ok(body) for a 200, Err(status line or error) otherwise.
     pub async fn health(&self, path: &str) -> Result<String, String> {
-        http_get(&format!("http://127.0.0.1:{}{path}", self.health_port)).await
+        let (_, health) = self.ports().await;
+        http_get(&format!("http://127.0.0.1:{health}{path}")).await
     }
 
     /// `bucketwire_aws_calls_total` of the operator's own identity, by (service, operation, outcome).
