@@ -13,7 +13,7 @@ use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 use bucketwire::documents::{canonical, parse_document};
-use common::integration::{create, events, wait_ready};
+use common::integration::{create, events, ready_status, wait_ready};
 use common::operator::Operator;
 use common::{aws, setup, wait_for};
 
@@ -367,10 +367,7 @@ async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
         json!({"region": "us-east-2", "bucket": {"encryption": {"type": "SSE-KMS", "kmsKeyArn": key}}}),
     )
     .await;
-    let status = wait_ready(&client, &ns, "kms", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "kms", &operator).await;
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let s3 = aws::s3(&bed, "us-east-2").await;
     assert_eq!(
@@ -407,10 +404,7 @@ async fn partition_case(region: &str, partition: &str, host: &str) {
     let (bed, client, ns) = setup(&format!("part-{partition}")).await;
     let operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "vectors", json!({"region": region})).await;
-    let status = wait_ready(&client, &ns, "vectors", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "vectors", &operator).await;
     let bucket = status.bucket.clone().expect("bucket");
     let provider = status.oidc_provider_arn.clone().expect("provider");
     for arn in [

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
-use common::integration::{condition, create, wait_ready};
+use common::integration::{condition, create, ready_status, wait_ready};
 use common::operator::Operator;
 use common::{aws, run_cli, setup, wait_for};
 
@@ -233,10 +233,7 @@ async fn china_partition_with_a_given_external_id_and_sse_kms() {
                "identity": {"mode": "CrossAccount", "crossAccount": {"trustedAccountId": "999988887777", "externalId": "zilliz-cn-42"}}}),
     )
     .await;
-    let status = wait_ready(&client, &ns, "zilliz", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "zilliz", &operator).await;
     let role_arn = status.role_arn.expect("role");
     assert!(role_arn.starts_with("arn:aws-cn:iam::"), "{role_arn}");
     assert_eq!(status.external_id.as_deref(), Some("zilliz-cn-42"));
@@ -293,10 +290,7 @@ async fn an_adopted_buckets_kms_key_comes_from_its_own_encryption() {
                "identity": {"mode": "CrossAccount", "crossAccount": {"trustedAccountId": "999988887777"}}}),
     )
     .await;
-    let status = wait_ready(&client, &ns, "zilliz", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "zilliz", &operator).await;
     let iam = aws::iam(&bed, "us-east-1").await;
     let policy = policy_of(&iam, status.policy_arn.as_deref().expect("policy")).await;
     let kms: Vec<_> = policy["Statement"]

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
-use common::integration::{condition, create, events, wait_condition, wait_ready};
+use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
 use common::operator::Operator;
 use common::{aws, setup, wait_for};
 
@@ -84,10 +84,7 @@ async fn out_of_band_changes_are_repaired_on_the_next_resync() {
     let (bed, client, ns) = setup("drift").await;
     let operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "drift", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "drift", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "drift", &operator).await;
     let policy_arn = status.policy_arn.expect("policy");
     let role_arn = status.role_arn.expect("role");
     let role_name = role_arn.rsplit('/').next().expect("name").to_string();
@@ -499,10 +496,7 @@ async fn deletion_with_retain_keeps_the_bucket_and_every_object() {
     )
     .await;
     create(&client, &ns, "ours", json!({"region": "us-east-2"})).await;
-    let kept = wait_ready(&client, &ns, "kept", &operator)
-        .await
-        .status
-        .expect("status");
+    let kept = ready_status(&client, &ns, "kept", &operator).await;
     wait_ready(&client, &ns, "ours", &operator).await;
     let bucket = kept.bucket.and_then(|b| b.name).expect("bucket");
     let s3 = aws::s3(&bed, "us-east-2").await;
@@ -635,10 +629,7 @@ async fn stopping_the_operator_deletes_nothing_in_aws() {
     let (bed, client, ns) = setup("stop").await;
     let mut operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "stop", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "stop", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "stop", &operator).await;
     // SIGTERM, as when the Deployment is deleted: a clean shutdown, not a cleanup.
     operator.terminate();
     assert!(

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::parse_document;
-use common::integration::{condition, create, wait_condition, wait_ready};
+use common::integration::{condition, create, ready_status, wait_condition, wait_ready};
 use common::operator::Operator;
 use common::{TestBed, aws, run_cli, setup, wait_for};
 
@@ -144,10 +144,7 @@ async fn the_role_can_use_its_bucket_and_nothing_else() {
     let (bed, client, ns) = setup("scope").await;
     let operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "milvus", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let role_arn = status.role_arn.expect("role");
     let s3 = workload_s3(&bed, &client, &ns, "milvus", &role_arn).await;
@@ -194,10 +191,7 @@ async fn a_permission_removed_out_of_band_is_named_by_bucketwire_validate() {
     let (bed, client, ns) = setup("narrowed").await;
     let mut operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "milvus", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
     let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Validated: True"), "{out}");
@@ -236,10 +230,7 @@ async fn a_trust_policy_for_another_service_account_is_caught_by_the_static_chec
     let (bed, client, ns) = setup("trust").await;
     let mut operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "milvus", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
     operator.kill();
     let iam = aws::iam(&bed, "us-east-1").await;
     let role_name = status
@@ -328,10 +319,7 @@ async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
     let (bed, client, ns) = setup("gone").await;
     let mut operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
-    let status = wait_ready(&client, &ns, "milvus", &operator)
-        .await
-        .status
-        .expect("status");
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
     operator.kill();
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let admin_east = aws::s3(&bed, "us-east-2").await;
@@ -393,25 +381,29 @@ async fn adopted_bucket_denying_puts(bed: &TestBed, ns: &str) -> String {
     name
 }
 
-#[tokio::test]
-async fn a_denial_is_propagating_first_then_reported_with_the_action() {
-    let (bed, client, ns) = setup("denied").await;
-    let bucket = adopted_bucket_denying_puts(&bed, &ns).await;
+/// An integration on that bucket, with the given propagation timeout, once it reports Propagating.
+async fn propagating_integration(
+    client: &kube::Client,
+    ns: &str,
+    bed: &TestBed,
+    bucket: &str,
+    timeout: &str,
+) -> Operator {
     let operator = Operator::start(
-        &bed,
-        &ns,
-        &["--adopt-buckets", &bucket, "--propagation-timeout", "4s"],
+        bed,
+        ns,
+        &["--adopt-buckets", bucket, "--propagation-timeout", timeout],
     );
     create(
-        &client,
-        &ns,
+        client,
+        ns,
         "milvus",
         json!({"region": "us-east-2", "bucket": {"name": bucket, "create": false}}),
     )
     .await;
     wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "milvus",
         "Validated",
         "False",
@@ -419,6 +411,14 @@ async fn a_denial_is_propagating_first_then_reported_with_the_action() {
         &operator,
     )
     .await;
+    operator
+}
+
+#[tokio::test]
+async fn a_denial_is_propagating_first_then_reported_with_the_action() {
+    let (bed, client, ns) = setup("denied").await;
+    let bucket = adopted_bucket_denying_puts(&bed, &ns).await;
+    let operator = propagating_integration(&client, &ns, &bed, &bucket, "4s").await;
     let bi = wait_condition(
         &client,
         &ns,
@@ -438,28 +438,7 @@ async fn a_denial_is_propagating_first_then_reported_with_the_action() {
 async fn a_role_usable_after_a_delay_goes_propagating_then_true() {
     let (bed, client, ns) = setup("delay").await;
     let bucket = adopted_bucket_denying_puts(&bed, &ns).await;
-    let operator = Operator::start(
-        &bed,
-        &ns,
-        &["--adopt-buckets", &bucket, "--propagation-timeout", "60s"],
-    );
-    create(
-        &client,
-        &ns,
-        "milvus",
-        json!({"region": "us-east-2", "bucket": {"name": bucket, "create": false}}),
-    )
-    .await;
-    wait_condition(
-        &client,
-        &ns,
-        "milvus",
-        "Validated",
-        "False",
-        Some("Propagating"),
-        &operator,
-    )
-    .await;
+    let operator = propagating_integration(&client, &ns, &bed, &bucket, "60s").await;
     // The denial goes away, as an IAM change does once it has propagated.
     aws::s3(&bed, "us-east-2")
         .await

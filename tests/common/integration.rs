@@ -81,3 +81,16 @@ pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
         .collect()
 }
+
+/// Waits for Ready and returns the status.
+pub async fn ready_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    operator: &Operator,
+) -> bucketwire::api::BucketIntegrationStatus {
+    wait_ready(client, ns, name, operator)
+        .await
+        .status
+        .expect("a Ready integration has a status")
+}
