@@ -24,7 +24,6 @@ pub fn permission_policy(
     access: Access,
     kms_key_arn: Option<&str>,
 ) -> Value {
-    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
     let object_actions: &[&str] = match access {
         Access::ReadWrite => &[
             "s3:AbortMultipartUpload",
@@ -35,6 +34,28 @@ pub fn permission_policy(
         ],
         Access::ReadOnly => &["s3:GetObject"],
     };
+    // Reading SSE-KMS objects needs Decrypt; writing them also needs GenerateDataKey.
+    let kms_actions: &[&str] = match access {
+        Access::ReadWrite => &["kms:Decrypt", "kms:GenerateDataKey"],
+        Access::ReadOnly => &["kms:Decrypt"],
+    };
+    bucket_access_policy(
+        partition,
+        bucket,
+        object_actions,
+        kms_key_arn.map(|key| (kms_actions, key)),
+    )
+}
+
+/// The shape both permission policies share: `s3:GetBucketLocation` and `s3:ListBucket` on the
+/// bucket, `object_actions` on its objects, and the KMS actions on the key when there is one.
+fn bucket_access_policy(
+    partition: Partition,
+    bucket: &str,
+    object_actions: &[&str],
+    kms: Option<(&[&str], &str)>,
+) -> Value {
+    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
     let mut statements = vec![
         json!({
             "Sid": "BucketLevel",
@@ -49,14 +70,8 @@ pub fn permission_policy(
             "Resource": format!("{bucket_arn}/*"),
         }),
     ];
-    if let Some(key) = kms_key_arn {
-        // Reading SSE-KMS objects needs Decrypt; writing them also needs GenerateDataKey.
-        let kms_actions: &[&str] = match access {
-            Access::ReadWrite => &["kms:Decrypt", "kms:GenerateDataKey"],
-            Access::ReadOnly => &["kms:Decrypt"],
-        };
-        statements
-            .push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": kms_actions, "Resource": key}));
+    if let Some((actions, key)) = kms {
+        statements.push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": actions, "Resource": key}));
     }
     json!({"Version": POLICY_VERSION, "Statement": statements})
 }
@@ -89,24 +104,16 @@ pub fn cross_account_policy(
     access: Access,
     kms_key_arn: Option<&str>,
 ) -> Value {
-    let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
-    let object_actions: &[&str] = match access {
-        Access::ReadWrite => &["s3:GetObject", "s3:PutObject"],
-        Access::ReadOnly => &["s3:GetObject"],
+    let (object_actions, kms_actions): (&[&str], &[&str]) = match access {
+        Access::ReadWrite => (&["s3:GetObject", "s3:PutObject"], &["kms:GenerateDataKey"]),
+        Access::ReadOnly => (&["s3:GetObject"], &["kms:Decrypt"]),
     };
-    let mut statements = vec![
-        json!({"Sid": "BucketLevel", "Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": bucket_arn}),
-        json!({"Sid": "ObjectLevel", "Effect": "Allow", "Action": object_actions, "Resource": format!("{bucket_arn}/*")}),
-    ];
-    if let Some(key) = kms_key_arn {
-        let kms_action = match access {
-            Access::ReadWrite => "kms:GenerateDataKey",
-            Access::ReadOnly => "kms:Decrypt",
-        };
-        statements
-            .push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": [kms_action], "Resource": key}));
-    }
-    json!({"Version": POLICY_VERSION, "Statement": statements})
+    bucket_access_policy(
+        partition,
+        bucket,
+        object_actions,
+        kms_key_arn.map(|key| (kms_actions, key)),
+    )
 }
 
 /// The cross-account trust policy: exactly one account's root, `sts:AssumeRole`, and only with
@@ -269,15 +276,31 @@ pub fn documents_equivalent(a: &Value, b: &Value) -> bool {
 /// A canonical form of an IAM policy document.
 pub fn canonical(doc: &Value) -> Value {
     let version = doc.get("Version").cloned().unwrap_or(Value::Null);
-    let statements = match doc.get("Statement") {
-        Some(Value::Array(list)) => list.clone(),
-        Some(single @ Value::Object(_)) => vec![single.clone()],
-        _ => vec![],
-    };
-    let mut canonical_statements: Vec<Value> = statements.iter().map(canonical_statement).collect();
+    let mut canonical_statements: Vec<Value> = statements(doc).iter().map(canonical_statement).collect();
     canonical_statements.sort_by_key(|s| s.to_string());
     canonical_statements.dedup();
     json!({"Version": version, "Statement": canonical_statements})
+}
+
+/// The statements of a policy document; IAM allows a single statement object too.
+pub fn statements(doc: &Value) -> Vec<Value> {
+    match doc.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(single @ Value::Object(_)) => vec![single.clone()],
+        _ => vec![],
+    }
+}
+
+/// A policy element (or JWT claim) that may be one string or a list of strings, as a list.
+pub fn string_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
 }
 
 fn canonical_statement(statement: &Value) -> Value {

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::api::Access;
 use crate::aws::{Aws, AwsFailure};
-use crate::documents::STS_AUDIENCE;
+use crate::documents::{STS_AUDIENCE, statements, string_list};
 use crate::error::Error;
 use crate::naming::issuer_host_path;
 use crate::steps::bucket::location_to_region;
@@ -124,14 +124,7 @@ pub struct Claims {
 pub fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let json: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    let aud = match &json["aud"] {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(list) => list
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    };
+    let aud = string_list(&json["aud"]);
     Some(Claims {
         iss: json["iss"].as_str()?.to_string(),
         sub: json["sub"].as_str()?.to_string(),
@@ -159,36 +152,21 @@ pub fn check_trust(claims: &Claims, trust: &Value, provider_arn: &str) -> Result
             claims.aud
         ));
     }
-    let statements = match &trust["Statement"] {
-        Value::Array(list) => list.clone(),
-        single @ Value::Object(_) => vec![single.clone()],
-        _ => vec![],
-    };
-    let as_list = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(list) => list
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            _ => vec![],
-        }
-    };
     let mut allowed_subjects = vec![];
-    for s in &statements {
+    for s in &statements(trust) {
         let allows = s["Effect"] == "Allow"
-            && as_list(&s["Action"])
+            && string_list(&s["Action"])
                 .iter()
                 .any(|a| a == "sts:AssumeRoleWithWebIdentity")
-            && as_list(&s["Principal"]["Federated"])
+            && string_list(&s["Principal"]["Federated"])
                 .iter()
                 .any(|p| p == provider_arn);
         if !allows {
             continue;
         }
         let equals = &s["Condition"]["StringEquals"];
-        let subs = as_list(&equals[format!("{host_path}:sub")]);
-        let auds = as_list(&equals[format!("{host_path}:aud")]);
+        let subs = string_list(&equals[format!("{host_path}:sub")]);
+        let auds = string_list(&equals[format!("{host_path}:aud")]);
         allowed_subjects.extend(subs.iter().cloned());
         if subs.contains(&claims.sub) && claims.aud.iter().any(|a| auds.contains(a)) {
             return Ok(());

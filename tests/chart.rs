@@ -238,15 +238,8 @@ fn the_operator_iam_policy_is_scoped() {
     let text = std::fs::read_to_string(root().join("deploy/iam/operator-policy.json")).expect("policy");
     let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     for statement in doc["Statement"].as_array().expect("statements") {
-        let actions: Vec<String> = match &statement["Action"] {
-            serde_json::Value::String(a) => vec![a.clone()],
-            list => list
-                .as_array()
-                .expect("actions")
-                .iter()
-                .map(|a| a.as_str().expect("action").to_string())
-                .collect(),
-        };
+        let actions = bucketwire::documents::string_list(&statement["Action"]);
+        assert!(!actions.is_empty(), "a statement without actions: {statement}");
         assert!(
             actions.iter().all(|a| !a.contains('*')),
             "wildcard action in {statement}"
