@@ -1,21 +1,28 @@
 //! AWS clients: one shared SDK configuration, a client per region (S3) or partition (IAM,
-//! STS), the endpoint override for emulators and S3-compatible stores, and an interceptor
-//! that counts every operation for `/metrics`.
+//! STS), the endpoint override for emulators and S3-compatible stores, an interceptor that
+//! counts every operation for `/metrics`, and an HTTP layer that times every request and
+//! holds IAM requests to a client-side rate limit.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::metrics::{AwsCallLabels, Metrics};
+use crate::metrics::{AwsCallLabels, AwsServiceLabels, Metrics};
 use crate::naming::Partition;
 
 /// Counts each AWS operation once (after its retries) by service, operation and outcome.
@@ -63,10 +70,103 @@ impl Intercept for CallCounter {
     }
 }
 
+/// The IAM rate limit of one-off commands (`bucketwire validate`); the controller's is a setting.
+pub const DEFAULT_IAM_REQUESTS_PER_SECOND: NonZeroU32 = NonZeroU32::new(10).unwrap();
+
+/// A client-side limit on requests per second (GCRA, with a burst of the same size).
+struct RateLimit(governor::DefaultDirectRateLimiter);
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RateLimit")
+    }
+}
+
+/// The SDK's HTTPS client with two additions: every HTTP attempt (retries included) is timed,
+/// so `/metrics` shows how long AWS itself took to answer, and, when a rate limit is set,
+/// waits for it first (the wait is measured too).
+#[derive(Clone, Debug)]
+struct InstrumentedHttpClient {
+    inner: SharedHttpClient,
+    service: &'static str,
+    limit: Option<Arc<RateLimit>>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+struct InstrumentedConnector {
+    inner: SharedHttpConnector,
+    client: InstrumentedHttpClient,
+}
+
+impl HttpClient for InstrumentedHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(InstrumentedConnector {
+            inner: self.inner.http_connector(settings, components),
+            client: self.clone(),
+        })
+    }
+}
+
+impl HttpConnector for InstrumentedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let inner = self.inner.clone();
+        let client = self.client.clone();
+        HttpConnectorFuture::new(async move {
+            let labels = AwsServiceLabels {
+                service: client.service.into(),
+            };
+            if let Some(limit) = &client.limit {
+                let waiting = Instant::now();
+                limit.0.until_ready().await;
+                client
+                    .metrics
+                    .aws_rate_limit_wait
+                    .get_or_create(&labels)
+                    .inc_by(waiting.elapsed().as_secs_f64());
+            }
+            let started = Instant::now();
+            let response = inner.call(request).await;
+            client
+                .metrics
+                .aws_request_duration
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+
+/// The SDK's default HTTPS client (rustls with aws-lc, proxy from the environment), built
+/// here because the instrumented client wraps it.
+fn default_https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
 /// AWS access for the whole operator.
 pub struct Aws {
     base: SdkConfig,
     endpoint: Option<String>,
+    https: SharedHttpClient,
+    metrics: Arc<Metrics>,
+    /// IAM requests per second per partition (IAM throttles per account, and bursts of
+    /// thousands of integrations must not become a throttling storm).
+    iam_requests_per_second: NonZeroU32,
     counter: CallCounter,
     workload_counter: CallCounter,
     s3: Mutex<HashMap<String, aws_sdk_s3::Client>>,
@@ -78,11 +178,27 @@ pub struct Aws {
 impl Aws {
     /// Loads credentials and the default region the standard way (environment, profile,
     /// IRSA web identity, ...). `endpoint` overrides every service's endpoint.
-    pub async fn load(endpoint: Option<String>, metrics: Arc<Metrics>) -> Self {
-        let base = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    pub async fn load(
+        endpoint: Option<String>,
+        iam_requests_per_second: NonZeroU32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let https = default_https_client();
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(InstrumentedHttpClient {
+                inner: https.clone(),
+                service: "sts",
+                limit: None,
+                metrics: metrics.clone(),
+            })
+            .load()
+            .await;
         Self {
             base,
             endpoint,
+            https,
+            metrics: metrics.clone(),
+            iam_requests_per_second,
             counter: CallCounter {
                 metrics: metrics.clone(),
                 identity: "operator",
@@ -95,6 +211,16 @@ impl Aws {
             iam: Mutex::default(),
             sts: Mutex::default(),
             eks: Mutex::default(),
+        }
+    }
+
+    /// The HTTP client of one service's SDK client.
+    fn http_client(&self, service: &'static str, limit: Option<Arc<RateLimit>>) -> InstrumentedHttpClient {
+        InstrumentedHttpClient {
+            inner: self.https.clone(),
+            service,
+            limit,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -111,6 +237,7 @@ impl Aws {
             .or_insert_with(|| {
                 let mut b = aws_sdk_s3::config::Builder::from(&self.base)
                     .region(Region::new(region.to_string()))
+                    .http_client(self.http_client("s3", None))
                     .interceptor(self.counter.clone());
                 if let Some(url) = &self.endpoint {
                     b = b.endpoint_url(url).force_path_style(true);
@@ -126,8 +253,11 @@ impl Aws {
         clients
             .entry(partition)
             .or_insert_with(|| {
+                let limit = governor::Quota::per_second(self.iam_requests_per_second);
+                let limit = Arc::new(RateLimit(governor::RateLimiter::direct(limit)));
                 let mut b = aws_sdk_iam::config::Builder::from(&self.base)
                     .region(Region::new(partition.iam_region()))
+                    .http_client(self.http_client("iam", Some(limit)))
                     .interceptor(self.counter.clone());
                 if let Some(url) = &self.endpoint {
                     b = b.endpoint_url(url);
@@ -160,6 +290,7 @@ impl Aws {
             .or_insert_with(|| {
                 let mut b = aws_sdk_eks::config::Builder::from(&self.base)
                     .region(Region::new(region.to_string()))
+                    .http_client(self.http_client("eks", None))
                     .interceptor(self.counter.clone());
                 if let Some(url) = &self.endpoint {
                     b = b.endpoint_url(url);
@@ -191,6 +322,7 @@ impl Aws {
     ) -> aws_sdk_s3::Client {
         let mut b = aws_sdk_s3::config::Builder::from(&self.base)
             .region(Region::new(region.to_string()))
+            .http_client(self.http_client("s3", None))
             .credentials_provider(credentials)
             .interceptor(self.workload_counter.clone());
         if let Some(url) = &self.endpoint {

@@ -12,6 +12,7 @@ use hyper::body::Bytes;
 use hyper::{Request, Response};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -24,7 +25,7 @@ use tracing::{error, info, warn};
 use crate::api::{BucketIntegration, FINALIZER};
 use crate::aws::Aws;
 use crate::error::Error;
-use crate::metrics::{Metrics, ReconcileLabels};
+use crate::metrics::{KubernetesRequestLabels, Metrics, ReconcileLabels};
 use crate::reconcile::{self, Context};
 use crate::settings::Settings;
 
@@ -34,9 +35,14 @@ const TERMINAL_RETRY: Duration = Duration::from_secs(300);
 const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
 
 pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let client = Client::try_default().await?;
     let metrics = Metrics::new();
-    let aws = Aws::load(settings.aws_endpoint_url.clone(), metrics.clone()).await;
+    let client = counted_client(metrics.clone()).await?;
+    let aws = Aws::load(
+        settings.aws_endpoint_url.clone(),
+        settings.iam_requests_per_second,
+        metrics.clone(),
+    )
+    .await;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -45,13 +51,15 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         },
     );
 
-    let (integrations, config_maps): (Api<BucketIntegration>, Api<ConfigMap>) = match &settings.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    // Owned ConfigMaps only map back to their integration: metadata-only requests suffice.
+    let (integrations, config_maps): (Api<BucketIntegration>, Api<PartialObjectMeta<ConfigMap>>) =
+        match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     // Fail fast with a clear message when the CRD is missing.
     integrations.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
         format!("cannot list BucketIntegrations ({e}); is the CRD installed? `bucketwire crd | kubectl apply -f -`")
@@ -127,13 +135,16 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         info!(reason, "shutting down: finishing reconciles in flight");
     };
 
+    let page_size = settings.list_page_size;
     let ctx = Arc::new(Context::new(client, aws, settings, metrics, recorder));
     info!("bucketwire controller starting");
     // Status writes must not trigger reconciles: only spec (generation), annotations (on-demand
     // validation) and finalizers (deletion) do. The periodic resync covers everything else.
+    // The cache keeps no managedFields (often the largest part of an object we never read).
     let (reader, writer) = reflector::store();
-    let triggers = watcher(integrations, watcher::Config::default())
+    let triggers = watcher(integrations, watcher::Config::default().page_size(page_size))
         .default_backoff()
+        .modify(|bi| bi.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -142,11 +153,16 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
                 .combine(predicates::finalizers),
             Default::default(),
         );
+    let values_changes = watcher(
+        config_maps,
+        watcher::Config::default()
+            .labels("app.kubernetes.io/managed-by=bucketwire")
+            .page_size(page_size),
+    )
+    .default_backoff()
+    .touched_objects();
     Controller::for_stream(triggers, reader)
-        .owns(
-            config_maps,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=bucketwire"),
-        )
+        .owns_stream(values_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -168,6 +184,30 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         return Err("lost the leadership Lease; exiting so that a restart starts over as a candidate".into());
     }
     Ok(())
+}
+
+/// A client for the in-cluster (or kubeconfig) API server that counts its requests by verb.
+async fn counted_client(metrics: Arc<Metrics>) -> Result<Client, kube::Error> {
+    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let count = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+        let watch = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        let verb = if watch {
+            "WATCH".to_string()
+        } else {
+            request.method().as_str().to_string()
+        };
+        metrics
+            .kubernetes_requests
+            .get_or_create(&KubernetesRequestLabels { verb })
+            .inc();
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
 }
 
 /// Lease validity; a leader that stops renewing is replaced within this many seconds.

@@ -110,7 +110,12 @@ async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let aws = bucketwire::aws::Aws::load(endpoint, bucketwire::metrics::Metrics::new()).await;
+    let aws = bucketwire::aws::Aws::load(
+        endpoint,
+        bucketwire::aws::DEFAULT_IAM_REQUESTS_PER_SECOND,
+        bucketwire::metrics::Metrics::new(),
+    )
+    .await;
     let (target, report) =
         match bucketwire::validate::validate_from_status(&client, &aws, namespace, name).await {
             Ok(r) => r,

@@ -1,6 +1,7 @@
 //! Prometheus metrics, served on `/metrics` in the text exposition format.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,6 +20,18 @@ pub struct AwsCallLabels {
     pub operation: String,
     /// `success` or `error`.
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsServiceLabels {
+    /// `s3`, `iam`, `sts` or `eks`.
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubernetesRequestLabels {
+    /// The HTTP method, or `WATCH` for watch requests.
+    pub verb: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +55,9 @@ pub struct Metrics {
     /// The latest conditions of each integration (namespace/name -> type -> status).
     integration_conditions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     pub aws_calls: Family<AwsCallLabels, Counter>,
+    pub aws_request_duration: Family<AwsServiceLabels, Histogram>,
+    pub aws_rate_limit_wait: Family<AwsServiceLabels, Counter<f64, AtomicU64>>,
+    pub kubernetes_requests: Family<KubernetesRequestLabels, Counter>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
 }
@@ -54,6 +70,26 @@ impl Metrics {
             "aws_calls",
             "AWS API operations made, by service, operation and outcome (retries are one call)",
             aws_calls.clone(),
+        );
+        let aws_request_duration = Family::<AwsServiceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "aws_request_duration_seconds",
+            "Time AWS (or the configured endpoint) took to answer one HTTP request, retries counted apart",
+            aws_request_duration.clone(),
+        );
+        let aws_rate_limit_wait = Family::<AwsServiceLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "aws_rate_limit_wait_seconds",
+            "Time requests waited for the client-side rate limit (IAM) before being sent",
+            aws_rate_limit_wait.clone(),
+        );
+        let kubernetes_requests = Family::<KubernetesRequestLabels, Counter>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Requests the operator sent to the Kubernetes API server, by verb",
+            kubernetes_requests.clone(),
         );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
@@ -76,6 +112,9 @@ impl Metrics {
         Arc::new(Self {
             registry,
             aws_calls,
+            aws_request_duration,
+            aws_rate_limit_wait,
+            kubernetes_requests,
             reconciles,
             reconcile_duration,
             integrations,

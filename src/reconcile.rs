@@ -75,6 +75,9 @@ pub struct Resolved {
     pub bucket: String,
     /// Whether status already records this bucket name.
     pub bucket_recorded: bool,
+    /// Whether an earlier reconcile found this bucket, ours, in this region (BucketReady). A
+    /// bucket's region never changes, so resyncs need not ask again.
+    pub bucket_region_verified: bool,
     pub service_account: String,
     pub values_config_map: String,
     pub role_name: String,
@@ -82,6 +85,18 @@ pub struct Resolved {
     pub eks_cluster: String,
     pub issuer_override: Option<String>,
     pub tags: BTreeMap<String, String>,
+}
+
+fn region_verified(bi: &BucketIntegration, bucket: &str) -> bool {
+    bi.status.as_ref().is_some_and(|status| {
+        let recorded = status.bucket.as_ref();
+        recorded.and_then(|b| b.name.as_deref()) == Some(bucket)
+            && recorded.and_then(|b| b.region.as_deref()) == Some(bi.spec.region.as_str())
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "BucketReady" && c.status == "True")
+    })
 }
 
 pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, Error> {
@@ -150,6 +165,7 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         partition: Partition::of_region(&spec.region),
         region: spec.region.clone(),
         bucket_recorded: recorded.as_deref() == Some(bucket.as_str()),
+        bucket_region_verified: region_verified(bi, &bucket),
         bucket,
         service_account,
         values_config_map,
@@ -284,7 +300,10 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let (outcome, adopted_kms_key) = bucket::reconcile(
         &s3,
         &desired_bucket,
-        r.bucket_recorded,
+        bucket::Known {
+            name_recorded: r.bucket_recorded,
+            region_verified: r.bucket_region_verified,
+        },
         ctx.settings.may_adopt(&r.bucket),
     )
     .await?;

@@ -1,6 +1,7 @@
 //! Operator settings: flags, each with an environment variable (the Helm chart sets those).
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -43,6 +44,16 @@ pub struct Settings {
     /// Integrations reconciled at the same time.
     #[arg(long, env = "BUCKETWIRE_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
     pub max_concurrent_reconciles: u16,
+
+    /// Client-side limit on IAM requests per second (retries included), so that thousands of
+    /// integrations at once never cause a throttling storm in the account.
+    #[arg(long, env = "BUCKETWIRE_IAM_REQUESTS_PER_SECOND", default_value = "10")]
+    pub iam_requests_per_second: NonZeroU32,
+
+    /// Objects per page when the operator lists BucketIntegrations and ConfigMaps (smaller pages
+    /// keep the peak memory of a (re)start low).
+    #[arg(long, env = "BUCKETWIRE_LIST_PAGE_SIZE", default_value_t = 100)]
+    pub list_page_size: u32,
 
     /// Endpoint for every AWS service (emulators, S3-compatible stores); S3 is then path-style.
     #[arg(long, env = "BUCKETWIRE_AWS_ENDPOINT_URL")]

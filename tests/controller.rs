@@ -483,6 +483,78 @@ async fn an_unchanged_integration_makes_no_mutating_aws_call_on_resync() {
     );
 }
 
+/// Lookups made once per process and cached (issue 7 does not count them per integration).
+const CACHED_LOOKUPS: [&str; 3] = [
+    "STS:GetCallerIdentity",
+    "EKS:DescribeCluster",
+    "IAM:GetOpenIDConnectProvider",
+];
+
+#[tokio::test]
+async fn creating_takes_at_most_14_aws_calls_and_a_resync_at_most_10_reads() {
+    let (bed, client, ns) = setup("calls").await;
+    // A long resync: the only reconciles are the ones this test causes.
+    let mut operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
+    create(&client, &ns, "calls", json!({"region": "us-east-2"})).await;
+    wait_ready(&client, &ns, "calls", &operator).await;
+    let created = operator.aws_calls().await;
+    let creating = per_operation(&created);
+    let counted: u64 = creating
+        .iter()
+        .filter(|(op, _)| !CACHED_LOOKUPS.contains(&op.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(counted <= 14, "{counted} calls to create: {creating:?}");
+    assert!(creating.contains_key("S3:CreateBucket"), "{creating:?}");
+    assert!(
+        !operator.workload_calls().await.is_empty(),
+        "the validation probe ran (as the workload, counted apart)"
+    );
+
+    // A restarted operator reconciles every integration once: a no-op resync, measured exactly.
+    operator.kill();
+    let operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
+    wait_for(
+        "the resync after the restart",
+        Duration::from_secs(30),
+        || async { (operator.reconciles().await >= 1).then_some(()) },
+    )
+    .await;
+    let resync = per_operation(&operator.aws_calls().await);
+    let reads: BTreeMap<&String, &u64> = resync
+        .iter()
+        .filter(|(op, _)| !CACHED_LOOKUPS.contains(&op.as_str()))
+        .collect();
+    assert!(operator.mutating_calls().await.is_empty(), "{resync:?}");
+    assert!(
+        reads.values().copied().sum::<u64>() <= 10,
+        "a no-op resync read {reads:?}"
+    );
+    // Enough to notice drift in every setting we own.
+    for op in [
+        "S3:GetBucketTagging",
+        "S3:GetBucketPolicy",
+        "S3:GetBucketEncryption",
+        "S3:GetPublicAccessBlock",
+        "S3:GetBucketOwnershipControls",
+        "S3:GetBucketVersioning",
+        "IAM:GetPolicyVersion",
+        "IAM:GetRole",
+        "IAM:ListAttachedRolePolicies",
+    ] {
+        assert!(reads.contains_key(&op.to_string()), "{op} missing: {reads:?}");
+    }
+}
+
+/// Calls by "Service:Operation", outcomes summed.
+fn per_operation(calls: &BTreeMap<(String, String, String), u64>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((service, op, _), n) in calls {
+        *out.entry(format!("{service}:{op}")).or_default() += n;
+    }
+    out
+}
+
 #[tokio::test]
 async fn health_endpoints_answer_and_json_logs_are_structured() {
     let (bed, client, ns) = setup("obs").await;

@@ -115,16 +115,26 @@ pub fn location_to_region(constraint: Option<&str>) -> String {
     }
 }
 
-/// Runs the bucket step. `recorded` says the name was recorded in status before creation
-/// (so an untagged bucket of that name in our account is our own, interrupted creation).
-/// Also returns, for an adopted bucket, the KMS key its default encryption actually uses.
+/// What status already tells about the bucket.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Known {
+    /// The name was recorded in status before creation, so an untagged bucket of that name in
+    /// our account is our own, interrupted creation.
+    pub name_recorded: bool,
+    /// An earlier reconcile found the bucket in the desired region. Regions never change, and
+    /// a bucket recreated elsewhere answers GetBucketTagging with a redirect (or NoSuchBucket).
+    pub region_verified: bool,
+}
+
+/// Runs the bucket step. Also returns, for an adopted bucket, the KMS key its default
+/// encryption actually uses.
 pub async fn reconcile(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
-    recorded: bool,
+    known: Known,
     may_adopt: bool,
 ) -> Result<(Outcome, Option<String>), Error> {
-    let outcome = reconcile_bucket(s3, desired, recorded, may_adopt).await?;
+    let outcome = reconcile_bucket(s3, desired, known, may_adopt).await?;
     if desired.create {
         return Ok((outcome, None));
     }
@@ -138,7 +148,7 @@ pub async fn reconcile(
 async fn reconcile_bucket(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
-    recorded: bool,
+    known: Known,
     may_adopt: bool,
 ) -> Result<Outcome, Error> {
     let bucket = desired.name.as_str();
@@ -158,18 +168,21 @@ async fn reconcile_bucket(
         TagsAnswer::Tags(tags) => tags,
     };
 
-    let region = get_region(s3, bucket).await?;
-    if region != desired.region {
-        return Err(Error::BucketRegionMismatch {
-            want: desired.region.clone(),
-            got: region,
-        });
+    if !known.region_verified {
+        let region = get_region(s3, bucket).await?;
+        if region != desired.region {
+            return Err(Error::BucketRegionMismatch {
+                want: desired.region.clone(),
+                got: region,
+            });
+        }
     }
+    let region = &desired.region;
 
     let mut outcome = Outcome::up_to_date(format!("bucket {bucket} in {region}"));
     match ownership(tags.as_ref(), &desired.uid) {
         Ownership::Ours => {}
-        Ownership::Untagged if desired.create && recorded => {
+        Ownership::Untagged if desired.create && known.name_recorded => {
             // Our own creation, interrupted before the tags were written.
             put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
             outcome = Outcome::created(format!("finished creating bucket {bucket} (tags were missing)"));
