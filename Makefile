@@ -19,7 +19,7 @@ HELM := $(TESTBED)/bin/helm
 # How deploy/bucketwire.yaml is rendered (tests/chart.rs renders it the same way).
 DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster
 
-.PHONY: help build test unit integration lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
+.PHONY: help build test unit integration bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,9 +41,19 @@ unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up
 # One test bed for the whole run: build everything first, start it, run every integration
 # test against it, and stop it whatever the outcome.
 integration: testbed ## tests against the real kube-apiserver and moto
-	$(CARGO) test --locked --tests --no-run
+	$(CARGO) test --locked --tests --benches --no-run
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
+	  [ $$status -ne 0 ] || $(CARGO) test --locked --bench operator || status=$$?; \
+	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
+
+# N = 100 and 1000, three runs each (override: make bench BENCH_ARGS="--sizes 100 --repetitions 5").
+# `make test` runs the same harness once with N = 3 (a smoke run that writes under target/).
+BENCH_ARGS ?= --sizes 100,1000 --repetitions 3
+bench: testbed ## measure the operator with N integrations; writes BENCHMARKS.md and bench/results.json
+	$(CARGO) bench --locked --bench operator --no-run
+	$(VENV)/bin/python tests/testbed/testbed.py up
+	@status=0; $(CARGO) bench --locked --bench operator -- $(BENCH_ARGS) || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
 demo: testbed ## start the test bed, run the operator, wire the example, show it Ready, stop

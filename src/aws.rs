@@ -66,6 +66,7 @@ impl Intercept for CallCounter {
                 outcome: outcome.into(),
             })
             .inc();
+        crate::failpoint::aws_call_returned();
         Ok(())
     }
 }
@@ -141,6 +142,18 @@ impl HttpConnector for InstrumentedConnector {
     }
 }
 
+/// Bounds on every AWS request. The SDK sets none for reads: a connection that stays open with
+/// no answer (seen under fault injection) would hold a reconcile, and its concurrency slot,
+/// forever. An attempt cut short is retried like any other transient failure.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .read_timeout(std::time::Duration::from_secs(30))
+        .operation_attempt_timeout(std::time::Duration::from_secs(30))
+        .operation_timeout(std::time::Duration::from_secs(120))
+        .build()
+}
+
 /// The SDK's default HTTPS client (rustls with aws-lc, proxy from the environment), built
 /// here because the instrumented client wraps it.
 fn default_https_client() -> SharedHttpClient {
@@ -185,6 +198,7 @@ impl Aws {
     ) -> Self {
         let https = default_https_client();
         let base = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts())
             .http_client(InstrumentedHttpClient {
                 inner: https.clone(),
                 service: "sts",

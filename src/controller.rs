@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, ResourceExt};
@@ -22,7 +23,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use crate::api::{BucketIntegration, FINALIZER};
+use crate::api::{BucketIntegration, FIELD_MANAGER, FINALIZER};
 use crate::aws::Aws;
 use crate::error::Error;
 use crate::metrics::{KubernetesRequestLabels, Metrics, ReconcileLabels};
@@ -31,8 +32,20 @@ use crate::settings::Settings;
 
 /// How long to wait before retrying an error that needs someone to change something.
 const TERMINAL_RETRY: Duration = Duration::from_secs(300);
-/// How long to wait before retrying a transient error.
-const TRANSIENT_RETRY: Duration = Duration::from_secs(15);
+/// The first retry of a transient error (throttling, 5xx, a lost connection, a conflict).
+const TRANSIENT_RETRY_FIRST: Duration = Duration::from_secs(2);
+/// The longest wait between retries of a transient error.
+const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Pure: the wait before the next retry after `failures` consecutive transient failures:
+/// doubling from 2 s up to 5 min, with `jitter` (0.0..1.0) spreading it by up to 20% so that
+/// integrations that failed together do not retry together.
+pub fn transient_retry_delay(failures: u32, jitter: f64) -> Duration {
+    let doubled = TRANSIENT_RETRY_FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled
+        .min(TRANSIENT_RETRY_MAX)
+        .mul_f64(1.0 - 0.2 * jitter.clamp(0.0, 1.0))
+}
 
 pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let metrics = Metrics::new();
@@ -43,13 +56,10 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         metrics.clone(),
     )
     .await;
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "bucketwire".into(),
-            instance: None,
-        },
-    );
+    let reporter = Reporter {
+        controller: "bucketwire".into(),
+        instance: None,
+    };
 
     // Owned ConfigMaps only map back to their integration: metadata-only requests suffice.
     let (integrations, config_maps): (Api<BucketIntegration>, Api<PartialObjectMeta<ConfigMap>>) =
@@ -136,7 +146,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
     };
 
     let page_size = settings.list_page_size;
-    let ctx = Arc::new(Context::new(client, aws, settings, metrics, recorder));
+    let ctx = Arc::new(Context::new(client, aws, settings, metrics, reporter));
     info!("bucketwire controller starting");
     // Status writes must not trigger reconciles: only spec (generation), annotations (on-demand
     // validation) and finalizers (deletion) do. The periodic resync covers everything else.
@@ -160,7 +170,19 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
             .page_size(page_size),
     )
     .default_backoff()
-    .touched_objects();
+    .try_filter_map(|event| async move {
+        // Our own writes are no news (and re-reconciling after each would double the AWS
+        // reads of a create); someone else's edit or a deletion is drift to repair.
+        Ok(match event {
+            watcher::Event::Delete(cm) => Some(cm),
+            watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)
+                if !written_last_by(&cm.metadata, FIELD_MANAGER) =>
+            {
+                Some(cm)
+            }
+            _ => None,
+        })
+    });
     Controller::for_stream(triggers, reader)
         .owns_stream(values_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -184,6 +206,19 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         return Err("lost the leadership Lease; exiting so that a restart starts over as a candidate".into());
     }
     Ok(())
+}
+
+/// Whether `manager` made the latest write to an object, by its managedFields (ties, within
+/// their one-second resolution, count as someone else's).
+fn written_last_by(meta: &ObjectMeta, manager: &str) -> bool {
+    let entries = meta.managed_fields.as_deref().unwrap_or_default();
+    let Some(latest) = entries.iter().filter_map(|e| e.time.as_ref()).max() else {
+        return false;
+    };
+    entries
+        .iter()
+        .filter(|e| e.time.as_ref() == Some(latest))
+        .all(|e| e.manager.as_deref() == Some(manager))
 }
 
 /// A client for the in-cluster (or kubeconfig) API server that counts its requests by verb.
@@ -238,6 +273,7 @@ async fn reconcile(
     let started = Instant::now();
     let ns = bi.namespace().unwrap_or_default();
     let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &ns);
+    let bi_key = bi.clone();
     let result = finalizer(&api, FINALIZER, bi, |event| async {
         match event {
             FinalizerEvent::Apply(bi) => match reconcile::apply(&bi, &ctx).await {
@@ -250,6 +286,12 @@ async fn reconcile(
         }
     })
     .await;
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&object_key(&bi_key));
+    }
     let label = match &result {
         Ok(_) => "success".to_string(),
         Err(
@@ -278,14 +320,34 @@ fn error_policy(
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_terminal(),
         _ => false,
     };
-    warn!(name = %bi.name_any(), namespace = ?bi.namespace(), %err, terminal, "reconcile error");
+    let key = object_key(&bi);
+    let failures = {
+        let mut all = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = all.entry(key).or_default();
+        *n = n.saturating_add(1);
+        *n
+    };
     // Terminal errors wait for someone to fix something outside (create the bucket, the OIDC
-    // provider, ...): look again at the resync interval. Transient ones retry soon.
-    Action::requeue(if terminal {
+    // provider, ...): look again at the resync interval. Transient ones back off exponentially.
+    let delay = if terminal {
         ctx.settings.resync_interval.min(TERMINAL_RETRY)
     } else {
-        TRANSIENT_RETRY
-    })
+        transient_retry_delay(failures, jitter())
+    };
+    warn!(name = %bi.name_any(), namespace = ?bi.namespace(), %err, terminal, failures, retry_in = ?delay, "reconcile error");
+    ctx.metrics.retry_delay.observe(delay.as_secs_f64());
+    Action::requeue(delay)
+}
+
+fn object_key(bi: &BucketIntegration) -> String {
+    format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any())
+}
+
+/// A number in 0.0..1.0, different on every call (spreads retries; not for secrets).
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u16::from_le_bytes(bytes)) / 65536.0
 }
 
 /// Starts the metrics server (`/metrics`) and the health server (`/healthz`, `/readyz`).
@@ -344,5 +406,60 @@ where
                 warn!(%err, "http connection error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+
+    fn entry(manager: &str, second: i64) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            time: Some(Time(jiff::Timestamp::from_second(second).unwrap())),
+            ..Default::default()
+        }
+    }
+
+    fn meta(entries: Vec<ManagedFieldsEntry>) -> ObjectMeta {
+        ObjectMeta {
+            managed_fields: Some(entries),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn transient_retries_back_off_to_a_bound() {
+        let secs = |n| transient_retry_delay(n, 0.0).as_secs();
+        assert_eq!([secs(1), secs(2), secs(3), secs(4)], [2, 4, 8, 16]);
+        assert_eq!(secs(9), 300, "capped at 5 minutes");
+        assert_eq!(secs(u32::MAX), 300, "no overflow");
+        let jittered = transient_retry_delay(3, 0.999);
+        assert!(jittered < Duration::from_secs(8) && jittered > Duration::from_millis(6390));
+    }
+
+    #[test]
+    fn only_our_own_latest_write_is_ignored() {
+        assert!(written_last_by(
+            &meta(vec![entry("bucketwire", 10)]),
+            "bucketwire"
+        ));
+        assert!(written_last_by(
+            &meta(vec![entry("kubectl-edit", 5), entry("bucketwire", 10)]),
+            "bucketwire"
+        ));
+        assert!(!written_last_by(
+            &meta(vec![entry("bucketwire", 5), entry("kubectl-edit", 10)]),
+            "bucketwire"
+        ));
+        assert!(
+            !written_last_by(
+                &meta(vec![entry("bucketwire", 10), entry("kubectl-edit", 10)]),
+                "bucketwire"
+            ),
+            "a tie may hide an edit"
+        );
+        assert!(!written_last_by(&meta(vec![]), "bucketwire"), "unknown: look");
     }
 }

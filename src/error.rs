@@ -58,6 +58,11 @@ pub enum Error {
         failure: AwsFailure,
     },
 
+    /// Validation stopped on a transient failure (already in the Validated condition, with
+    /// its precise reason); returned so that the reconcile is retried with backoff.
+    #[error("validation did not finish: {0}")]
+    ValidationInterrupted(String),
+
     #[error("{operation} failed: {failure}")]
     Aws {
         operation: &'static str,
@@ -120,6 +125,7 @@ impl Error {
             Self::AccessDenied { .. } => "AccessDenied",
             Self::Throttled { .. } => "Throttled",
             Self::Aws { .. } => "AWSError",
+            Self::ValidationInterrupted(_) => "ValidationInterrupted",
             Self::Kube { .. } => "KubernetesError",
             Self::DeletionBlocked { .. } => "DeletionBlocked",
             Self::AssumeRoleFailed { .. } => "AssumeRoleFailed",
@@ -132,7 +138,7 @@ impl Error {
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            Self::Throttled { .. } | Self::Aws { .. } | Self::Kube { .. }
+            Self::Throttled { .. } | Self::Aws { .. } | Self::Kube { .. } | Self::ValidationInterrupted(_)
         )
     }
 }

@@ -34,6 +34,9 @@ enum Command {
     },
 }
 
+/// Worker threads of `bucketwire run`.
+const RUN_WORKER_THREADS: usize = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -69,7 +72,13 @@ fn main() -> ExitCode {
         }
         Command::Run(settings) => {
             init_logging(settings.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
+            // The operator waits on the network almost all the time: two worker threads are
+            // plenty, and (unlike one per core, tokio's default) keep memory flat on big nodes.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(RUN_WORKER_THREADS)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(err) => {
                     eprintln!("bucketwire: cannot start the runtime: {err}");

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub kubernetes_requests: Family<KubernetesRequestLabels, Counter>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
+    /// Scheduled waits before retrying a failed reconcile (the backoff, visible).
+    pub retry_delay: Histogram,
 }
 
 impl Metrics {
@@ -103,6 +105,12 @@ impl Metrics {
             "Wall time of one reconcile",
             reconcile_duration.clone(),
         );
+        let retry_delay = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register(
+            "reconcile_retry_delay_seconds",
+            "Wait scheduled before retrying a failed reconcile (exponential backoff, bounded)",
+            retry_delay.clone(),
+        );
         let integrations = Family::<ConditionLabels, Gauge>::default();
         registry.register(
             "integrations",
@@ -117,6 +125,7 @@ impl Metrics {
             kubernetes_requests,
             reconciles,
             reconcile_duration,
+            retry_delay,
             integrations,
             integration_conditions: Mutex::default(),
         })

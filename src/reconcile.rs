@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
@@ -34,12 +34,15 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    pub reporter: Reporter,
     /// Account id per partition (STS GetCallerIdentity), asked once per process.
     accounts: Mutex<HashMap<Partition, String>>,
     /// OIDC issuer per EKS cluster name (EKS DescribeCluster), asked once per process.
     issuers: Mutex<HashMap<String, String>>,
     /// IAM OIDC providers seen to exist.
     providers: Mutex<HashSet<String>>,
+    /// Consecutive failed reconciles per integration (namespace/name), for the retry backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
@@ -48,17 +51,19 @@ impl Context {
         aws: Aws,
         settings: Settings,
         metrics: Arc<Metrics>,
-        recorder: Recorder,
+        reporter: Reporter,
     ) -> Self {
         Self {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             aws,
             settings,
             metrics,
-            recorder,
             accounts: Mutex::default(),
             issuers: Mutex::default(),
             providers: Mutex::default(),
+            failures: Mutex::default(),
         }
     }
 }
@@ -200,6 +205,8 @@ struct Validated {
     retry: Option<Duration>,
     /// Validation passed now: `status.lastValidated` moves.
     passed_now: bool,
+    /// Failed for a transient reason (throttling, a 5xx, a lost connection): retry with backoff.
+    transient: bool,
 }
 
 /// The step conditions, in order. Across accounts there is no ServiceAccount and no values.
@@ -227,11 +234,20 @@ pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<Option<Durat
         report.steps.push((step, Err(err.to_string()), err.reason()));
     }
     let retry = report.validated.as_ref().and_then(|v| v.retry);
+    let interrupted = report
+        .validated
+        .as_ref()
+        .filter(|v| v.transient)
+        .map(|v| v.message.clone());
     write_status(bi, ctx, report).await?;
     if bi.annotations().contains_key(VALIDATE_ANNOTATION) {
         clear_validate_annotation(bi, ctx).await?;
     }
-    result.map(|()| retry)
+    result?;
+    match interrupted {
+        Some(message) => Err(Error::ValidationInterrupted(message)),
+        None => Ok(retry),
+    }
 }
 
 /// Removes `bucketwire.io/validate` once the validation it asked for has run.
@@ -480,6 +496,7 @@ fn disabled() -> Validated {
         message: "validation.enabled is false".into(),
         retry: None,
         passed_now: false,
+        transient: false,
     }
 }
 
@@ -518,6 +535,7 @@ fn judge_validation(
             message: summary.to_string(),
             retry: None,
             passed_now: true,
+            transient: false,
         };
     };
     let previous = bi
@@ -545,6 +563,7 @@ fn judge_validation(
             ),
             retry: Some(validate::propagation_retry(elapsed)),
             passed_now: false,
+            transient: false,
         };
     }
     precise(failure)
@@ -557,6 +576,7 @@ fn precise(failure: &Error) -> Validated {
         message: failure.to_string(),
         retry: None,
         passed_now: false,
+        transient: !failure.is_terminal(),
     }
 }
 
@@ -876,7 +896,19 @@ pub async fn publish(
         action: action.into(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &bi.object_ref(&())).await {
+    // Warnings go through the shared recorder, which folds repeats into one Event series (it
+    // remembers each Event for minutes). Normal Events (created, adopted, repaired) do not
+    // repeat, so they go through a recorder of their own: remembering thousands of them would
+    // cost the operator ~6 KiB per integration for nothing.
+    let result = match type_ {
+        EventType::Warning => ctx.recorder.publish(&event, &bi.object_ref(&())).await,
+        EventType::Normal => {
+            Recorder::new(ctx.client.clone(), ctx.reporter.clone())
+                .publish(&event, &bi.object_ref(&()))
+                .await
+        }
+    };
+    if let Err(err) = result {
         warn!(%err, "could not record an Event");
     }
 }

@@ -44,20 +44,26 @@ fn helm(args: &[&str], kubeconfig: Option<&str>) -> std::process::Output {
 
 /// `helm template`, exactly as `make deploy` runs it.
 fn render() -> String {
-    let out = helm(
-        &[
-            "template",
-            "bucketwire",
-            "charts/bucketwire",
-            "--namespace",
-            "bucketwire-system",
-            "--kube-version",
-            "1.35.0",
-            "--set",
-            "clusterName=my-eks-cluster",
-        ],
-        None,
-    );
+    render_with(&[])
+}
+
+/// `helm template` with more `--set`s.
+fn render_with(sets: &[&str]) -> String {
+    let mut args = vec![
+        "template",
+        "bucketwire",
+        "charts/bucketwire",
+        "--namespace",
+        "bucketwire-system",
+        "--kube-version",
+        "1.35.0",
+        "--set",
+        "clusterName=my-eks-cluster",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args, None);
     assert!(
         out.status.success(),
         "helm template failed: {}",
@@ -83,6 +89,36 @@ fn deploy_manifests_are_the_rendered_chart() {
         std::fs::read_to_string(root().join("charts/bucketwire/crds/bucketintegration.yaml")).expect("crd");
     let deploy_crd = std::fs::read_to_string(root().join("deploy/crds/bucketintegration.yaml")).expect("crd");
     assert_eq!(chart_crd, deploy_crd);
+}
+
+#[test]
+fn every_operator_setting_is_set_by_the_chart() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"))
+        .args(["run", "--help"])
+        .output()
+        .expect("bucketwire runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let vars: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(vars.len() >= 15, "settings found in --help: {vars:?}");
+    // Optional settings appear when set.
+    let rendered = render_with(&[
+        "oidcIssuer=https://oidc.example.com/id/1",
+        "permissionsBoundary=arn:aws:iam::111122223333:policy/boundary",
+        "bucketPrefix=team-a-",
+        "adoptBuckets={legacy}",
+        "awsEndpointUrl=http://127.0.0.1:5000",
+        "watchNamespace=milvus",
+    ]);
+    for var in vars {
+        assert!(
+            rendered.contains(&format!("- name: {var}\n")),
+            "the chart's Deployment does not set {var}"
+        );
+    }
 }
 
 #[test]

@@ -497,6 +497,8 @@ async fn creating_takes_at_most_14_aws_calls_and_a_resync_at_most_10_reads() {
     let mut operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
     create(&client, &ns, "calls", json!({"region": "us-east-2"})).await;
     wait_ready(&client, &ns, "calls", &operator).await;
+    // Anything the create sets off (its own ConfigMap write, say) has happened by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let created = operator.aws_calls().await;
     let creating = per_operation(&created);
     let counted: u64 = creating
@@ -544,6 +546,58 @@ async fn creating_takes_at_most_14_aws_calls_and_a_resync_at_most_10_reads() {
     ] {
         assert!(reads.contains_key(&op.to_string()), "{op} missing: {reads:?}");
     }
+}
+
+#[tokio::test]
+async fn an_edited_or_deleted_values_config_map_is_repaired_without_waiting_for_the_resync() {
+    let (bed, client, ns) = setup("values").await;
+    let operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
+    create(&client, &ns, "vals", json!({"region": "us-east-2"})).await;
+    wait_ready(&client, &ns, "vals", &operator).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let name = "vals-milvus-values";
+    let original = cms.get(name).await.expect("values").data.expect("data");
+    // The operator's own ConfigMap write does not set off another reconcile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = operator.reconciles().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        operator.reconciles().await,
+        settled,
+        "no reconcile without a change"
+    );
+
+    let edit = json!({"data": {"values.yaml": "externalS3: {bucketName: someone-elses}\n"}});
+    cms.patch(
+        name,
+        &kube::api::PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &kube::api::Patch::Merge(&edit),
+    )
+    .await
+    .expect("edit");
+    wait_for(
+        "the edited values to be repaired",
+        Duration::from_secs(20),
+        || async {
+            let data = cms.get(name).await.ok()?.data?;
+            (data == original).then_some(())
+        },
+    )
+    .await;
+
+    cms.delete(name, &Default::default()).await.expect("delete");
+    wait_for(
+        "the deleted values to be recreated",
+        Duration::from_secs(20),
+        || async {
+            let data = cms.get_opt(name).await.ok()??.data?;
+            (data == original).then_some(())
+        },
+    )
+    .await;
 }
 
 /// Calls by "Service:Operation", outcomes summed.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -679,52 +679,12 @@ async fn crash_case(point: &str) {
     operator.restart_clean(&bed);
     wait_ready(&client, &ns, "crash", &operator).await;
     let uid = bi.uid().expect("uid");
-
-    let s3 = aws::s3(&bed, "us-east-2").await;
-    let mut ours = 0;
-    for b in s3.list_buckets().send().await.expect("buckets").buckets() {
-        let name = b.name().unwrap_or_default();
-        if bucket_tags(&s3, name).await.get("bucketwire.io/uid") == Some(&uid) {
-            ours += 1;
-        }
-    }
+    let found = aws::inventory(&bed, "us-east-2", &BTreeSet::from([uid.clone()])).await;
+    let count = |m: &BTreeMap<String, Vec<String>>| m.get(&uid).map_or(0, Vec::len);
     assert_eq!(
-        ours, 1,
-        "buckets tagged for the integration after a crash at {point}"
-    );
-    let iam = aws::iam(&bed, "us-east-1").await;
-    // Count by the uid tag, not by name: a duplicate under another name would show here too.
-    let tagged = |tags: &[aws_sdk_iam::types::Tag]| {
-        tags.iter()
-            .any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid)
-    };
-    let mut role_count = 0;
-    let roles: Vec<_> = iam.list_roles().into_paginator().items().send().collect().await;
-    for role in roles.into_iter().map(|r| r.expect("roles")) {
-        if let Ok(tags) = iam.list_role_tags().role_name(role.role_name()).send().await {
-            role_count += usize::from(tagged(tags.tags()));
-        }
-    }
-    let mut policy_count = 0;
-    let policies: Vec<_> = iam
-        .list_policies()
-        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
-        .into_paginator()
-        .items()
-        .send()
-        .collect()
-        .await;
-    for policy in policies.into_iter().map(|p| p.expect("policies")) {
-        let arn = policy.arn().unwrap_or_default();
-        // Other tests delete their policies concurrently: a vanished one is not ours.
-        if let Ok(tags) = iam.list_policy_tags().policy_arn(arn).send().await {
-            policy_count += usize::from(tagged(tags.tags()));
-        }
-    }
-    assert_eq!(
-        (role_count, policy_count),
-        (1, 1),
-        "roles and policies after a crash at {point}"
+        (count(&found.buckets), count(&found.roles), count(&found.policies)),
+        (1, 1, 1),
+        "buckets, roles and policies tagged for the integration after a crash at {point}: {found:?}"
     );
 }
 

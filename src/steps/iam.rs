@@ -51,27 +51,30 @@ fn owned(tags: &[Tag], uid: &str) -> Result<(), String> {
 
 /// Creates the policy, or makes a new default version when its document drifted.
 pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy) -> Result<Outcome, Error> {
-    let existing = match iam.get_policy().policy_arn(&desired.arn).send().await {
-        Ok(out) => out.policy,
-        Err(e) => {
-            let failure = AwsFailure::from_sdk(&e);
-            if !failure.is_code("NoSuchEntity") {
-                return Err(Error::aws("iam:GetPolicy", failure));
+    let policy = match get_policy(iam, &desired.arn).await? {
+        Some(policy) => policy,
+        None => {
+            let created = iam
+                .create_policy()
+                .policy_name(&desired.name)
+                .path(&desired.path)
+                .description(&desired.description)
+                .policy_document(desired.document.to_string())
+                .set_tags(Some(iam_tags(&desired.tags)))
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(Outcome::created(format!("created policy {}", desired.arn))),
+                // An attempt whose answer was lost (a reset connection, a timeout) did create
+                // it: look at what is there, and check that it is ours, like any existing one.
+                Err(e) if AwsFailure::from_sdk(&e).is_code("EntityAlreadyExists") => {
+                    get_policy(iam, &desired.arn)
+                        .await?
+                        .ok_or_else(|| Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e)))?
+                }
+                Err(e) => return Err(Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e))),
             }
-            None
         }
-    };
-    let Some(policy) = existing else {
-        iam.create_policy()
-            .policy_name(&desired.name)
-            .path(&desired.path)
-            .description(&desired.description)
-            .policy_document(desired.document.to_string())
-            .set_tags(Some(iam_tags(&desired.tags)))
-            .send()
-            .await
-            .map_err(|e| Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e)))?;
-        return Ok(Outcome::created(format!("created policy {}", desired.arn)));
     };
     owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
         kind: "IAM policy",
@@ -139,31 +142,34 @@ pub async fn reconcile_role(
     iam: &aws_sdk_iam::Client,
     desired: &DesiredRole,
 ) -> Result<(Outcome, String), Error> {
-    let existing = match iam.get_role().role_name(&desired.name).send().await {
-        Ok(out) => out.role,
-        Err(e) => {
-            let failure = AwsFailure::from_sdk(&e);
-            if !failure.is_code("NoSuchEntity") {
-                return Err(Error::aws("iam:GetRole", failure));
+    let role = match get_role(iam, &desired.name).await? {
+        Some(role) => role,
+        None => {
+            let created = iam
+                .create_role()
+                .role_name(&desired.name)
+                .path(&desired.path)
+                .description(&desired.description)
+                .assume_role_policy_document(desired.trust.to_string())
+                .set_permissions_boundary(desired.permissions_boundary.clone())
+                .set_tags(Some(iam_tags(&desired.tags)))
+                .send()
+                .await;
+            match created {
+                Ok(out) => {
+                    let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
+                    attach(iam, &desired.name, &desired.policy_arn).await?;
+                    return Ok((Outcome::created(format!("created role {arn}")), arn));
+                }
+                // As for the policy: a lost answer; the checks below finish the job.
+                Err(e) if AwsFailure::from_sdk(&e).is_code("EntityAlreadyExists") => {
+                    get_role(iam, &desired.name)
+                        .await?
+                        .ok_or_else(|| Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e)))?
+                }
+                Err(e) => return Err(Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e))),
             }
-            None
         }
-    };
-    let Some(role) = existing else {
-        let created = iam
-            .create_role()
-            .role_name(&desired.name)
-            .path(&desired.path)
-            .description(&desired.description)
-            .assume_role_policy_document(desired.trust.to_string())
-            .set_permissions_boundary(desired.permissions_boundary.clone())
-            .set_tags(Some(iam_tags(&desired.tags)))
-            .send()
-            .await
-            .map_err(|e| Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e)))?;
-        let arn = created.role().map(|r| r.arn().to_string()).unwrap_or_default();
-        attach(iam, &desired.name, &desired.policy_arn).await?;
-        return Ok((Outcome::created(format!("created role {arn}")), arn));
     };
     owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
         kind: "IAM role",
@@ -229,6 +235,37 @@ pub async fn reconcile_role(
             Outcome::drift_corrected(format!("role {arn}: repaired {}", repaired.join(", "))),
             arn,
         ))
+    }
+}
+
+async fn get_policy(
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+) -> Result<Option<aws_sdk_iam::types::Policy>, Error> {
+    match iam.get_policy().policy_arn(arn).send().await {
+        Ok(out) => Ok(out.policy),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("NoSuchEntity") {
+                Ok(None)
+            } else {
+                Err(Error::aws("iam:GetPolicy", failure))
+            }
+        }
+    }
+}
+
+async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<aws_sdk_iam::types::Role>, Error> {
+    match iam.get_role().role_name(name).send().await {
+        Ok(out) => Ok(out.role),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("NoSuchEntity") {
+                Ok(None)
+            } else {
+                Err(Error::aws("iam:GetRole", failure))
+            }
+        }
     }
 }
 

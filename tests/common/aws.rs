@@ -64,3 +64,89 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
     }
     req.send().await.expect("bucket created out of band");
 }
+
+/// What carries the `bucketwire.io/uid` tag of each given integration, found by listing
+/// everything (as the administrator) and reading tags: a duplicate under another name, or a
+/// leftover, shows here too.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// uid -> bucket names.
+    pub buckets: std::collections::BTreeMap<String, Vec<String>>,
+    /// uid -> role names.
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
+    /// uid -> policy ARNs.
+    pub policies: std::collections::BTreeMap<String, Vec<String>>,
+    /// policy ARN -> number of versions.
+    pub policy_versions: std::collections::BTreeMap<String, usize>,
+}
+
+const UID_TAG: &str = "bucketwire.io/uid";
+
+pub async fn inventory(bed: &TestBed, region: &str, uids: &std::collections::BTreeSet<String>) -> Inventory {
+    let mut found = Inventory::default();
+    let s3 = s3(bed, region).await;
+    let buckets = s3.list_buckets().send().await.expect("buckets");
+    for bucket in buckets.buckets() {
+        let name = bucket.name().unwrap_or_default();
+        // Other tests delete their buckets concurrently: a vanished one is not ours.
+        let Ok(tags) = s3.get_bucket_tagging().bucket(name).send().await else {
+            continue;
+        };
+        if let Some(uid) = tags
+            .tag_set()
+            .iter()
+            .find(|t| t.key() == UID_TAG)
+            .map(|t| t.value())
+            && uids.contains(uid)
+        {
+            found
+                .buckets
+                .entry(uid.to_string())
+                .or_default()
+                .push(name.to_string());
+        }
+    }
+    let iam = iam(bed, region).await;
+    let uid_of = |tags: &[aws_sdk_iam::types::Tag]| {
+        tags.iter()
+            .find(|t| t.key() == UID_TAG && uids.contains(t.value()))
+            .map(|t| t.value().to_string())
+    };
+    let roles: Vec<_> = iam.list_roles().into_paginator().items().send().collect().await;
+    for role in roles.into_iter().filter_map(Result::ok) {
+        if let Ok(tags) = iam.list_role_tags().role_name(role.role_name()).send().await
+            && let Some(uid) = uid_of(tags.tags())
+        {
+            found
+                .roles
+                .entry(uid)
+                .or_default()
+                .push(role.role_name().to_string());
+        }
+    }
+    let policies: Vec<_> = iam
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .into_paginator()
+        .items()
+        .send()
+        .collect()
+        .await;
+    for policy in policies.into_iter().filter_map(Result::ok) {
+        let arn = policy.arn().unwrap_or_default().to_string();
+        if let Ok(tags) = iam.list_policy_tags().policy_arn(&arn).send().await
+            && let Some(uid) = uid_of(tags.tags())
+        {
+            let versions = iam
+                .list_policy_versions()
+                .policy_arn(&arn)
+                .send()
+                .await
+                .map(|v| v.versions().len())
+                .unwrap_or(0);
+            found.policy_versions.insert(arn.clone(), versions);
+            found.policies.entry(uid).or_default().push(arn);
+        }
+    }
+    found
+}

@@ -118,6 +118,11 @@ impl Operator {
         false
     }
 
+    /// The process id of the running operator.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGTERM, as Kubernetes does when it stops a pod.
     pub fn terminate(&self) {
         if let Some(child) = &self.child {

@@ -1,0 +1,801 @@
+//! `make bench`: the operator against the test bed with N BucketIntegrations, several times,
+//! measured from outside (the operator's /metrics, /proc, the API server's watch).
+//!
+//! Each run: start an operator (release build) for a fresh namespace; create N integrations
+//! and time each one from its create to Ready; let it idle; restart it (the new process
+//! reconciles every integration once: a no-op resync, measured exactly); delete them all and
+//! wait until they are gone. Results go to BENCHMARKS.md and bench/results.json.
+//!
+//! `cargo bench --bench operator -- --sizes 100,1000 --repetitions 3` runs it; without
+//! `--bench` (as `cargo test --benches` runs it) it is a smoke run: N = 3, once, report to
+//! target/bench/.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+
+use bucketwire::api::BucketIntegration;
+use common::operator::{Operator, is_read};
+use common::{TestBed, install_crd, namespace};
+
+/// Lookups the operator makes once per process and caches (not counted per integration).
+const CACHED_LOOKUPS: [&str; 3] = [
+    "STS:GetCallerIdentity",
+    "EKS:DescribeCluster",
+    "IAM:GetOpenIDConnectProvider",
+];
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Numbers of integrations, one batch each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    sizes: Vec<usize>,
+    /// Runs per size (medians and spread are over these).
+    #[arg(long, default_value_t = 3)]
+    repetitions: usize,
+    /// The operator's --max-concurrent-reconciles.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
+    /// The operator's --iam-requests-per-second. The bench raises the production default
+    /// (10) so that the emulator, not the limiter, is what is measured; the wait the limiter
+    /// adds is reported either way.
+    #[arg(long, default_value_t = 100)]
+    iam_requests_per_second: u32,
+    /// Where the Markdown report goes.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    report: PathBuf,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results.json")]
+    json: PathBuf,
+    /// Set by `cargo bench`; without it this is a smoke run.
+    #[arg(long)]
+    bench: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = Args::parse();
+    if !args.bench {
+        // `cargo test --benches`: prove the harness works, quickly, without touching the report.
+        args.sizes = vec![3];
+        args.repetitions = 1;
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        args.report = dir.join("BENCHMARKS.md");
+        args.json = dir.join("results.json");
+    }
+    let bed = TestBed::load();
+    let client = bed.client().await;
+    install_crd(&client).await;
+    let mut runs = vec![];
+    for &size in &args.sizes {
+        for repetition in 1..=args.repetitions {
+            eprintln!("bench: N = {size}, run {repetition} of {}", args.repetitions);
+            let run = run_once(&bed, &client, &args, size).await;
+            eprintln!(
+                "bench: N = {size}: batch {:.1}s, p50 {:.2}s, peak RSS {:.1} MiB, create {:.1} / resync {:.1} / delete {:.1} calls per integration",
+                run.batch_seconds,
+                run.ready_seconds.p50,
+                run.peak_rss_mib,
+                run.create.per_integration,
+                run.resync.per_integration,
+                run.delete.per_integration
+            );
+            check(&run);
+            runs.push(run);
+        }
+    }
+    let report = Report {
+        machine: Machine::read(),
+        settings: json!({
+            "concurrency": args.concurrency,
+            "iam_requests_per_second": args.iam_requests_per_second,
+            "repetitions": args.repetitions,
+            "build": "release (cargo bench profile)",
+        }),
+        summaries: args
+            .sizes
+            .iter()
+            .map(|&n| Summary::of(n, runs.iter().filter(|r| r.n == n).collect()))
+            .collect(),
+        runs,
+    };
+    for path in [&args.report, &args.json] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).expect("report directory");
+        }
+    }
+    std::fs::write(
+        &args.json,
+        serde_json::to_string_pretty(&report).expect("json") + "\n",
+    )
+    .expect("the JSON results are written");
+    std::fs::write(&args.report, markdown(&report)).expect("the report is written");
+    eprintln!(
+        "bench: wrote {} and {}",
+        args.report.display(),
+        args.json.display()
+    );
+}
+
+/// What every run must show, whatever its size (the smoke run in `make test` checks these).
+fn check(run: &Run) {
+    assert_eq!(
+        run.resync.mutating, 0.0,
+        "a no-op resync wrote to AWS: {:?}",
+        run.resync
+    );
+    assert!(
+        run.resync.per_integration > 0.0,
+        "the resync read nothing: {:?}",
+        run.resync
+    );
+    assert!(run.create.mutating > 0.0 && run.delete.mutating > 0.0, "{run:?}");
+    assert_eq!(run.ready_seconds.count, run.n, "every integration became Ready");
+}
+
+#[derive(Serialize, Debug)]
+struct Run {
+    n: usize,
+    /// From the first create to the last Ready.
+    batch_seconds: f64,
+    /// From each integration's create to its Ready.
+    ready_seconds: Distribution,
+    create: Calls,
+    resync: Calls,
+    delete: Calls,
+    /// The validation probe (as the workload), per integration.
+    validation_calls_per_integration: f64,
+    delete_seconds: f64,
+    peak_rss_mib: f64,
+    /// Operator CPU over the whole run (both processes).
+    operator_cpu_seconds: f64,
+    /// Operator CPU per wall second over 10 s after convergence (1.0 = one core busy).
+    idle_cpu_cores: f64,
+    /// Requests the operator sent to the API server, by verb (both processes).
+    kubernetes_requests: BTreeMap<String, f64>,
+    /// Mean time the emulator took to answer one HTTP request, by service.
+    aws_seconds_per_request: BTreeMap<String, f64>,
+    /// HTTP requests to AWS, and their summed answer time (the emulator's work, as the operator saw it).
+    aws_requests: f64,
+    aws_request_seconds: f64,
+    /// Time IAM requests waited for the client-side rate limit.
+    rate_limit_wait_seconds: f64,
+    emulator_cpu_seconds: f64,
+    apiserver_cpu_seconds: f64,
+}
+
+#[derive(Serialize, Debug, Default)]
+struct Calls {
+    per_integration: f64,
+    mutating: f64,
+    reads: f64,
+    /// Per integration, by "Service:Operation" (cached lookups listed apart).
+    by_operation: BTreeMap<String, f64>,
+    cached_lookups: BTreeMap<String, f64>,
+}
+
+impl Calls {
+    fn between(before: &Snapshot, after: &Snapshot, n: usize) -> Self {
+        let mut calls = Calls::default();
+        for (op, count) in &after.operator_calls {
+            let delta = count - before.operator_calls.get(op).copied().unwrap_or(0.0);
+            if delta <= 0.0 {
+                continue;
+            }
+            if CACHED_LOOKUPS.contains(&op.as_str()) {
+                calls.cached_lookups.insert(op.clone(), delta);
+                continue;
+            }
+            let per = delta / n as f64;
+            calls.by_operation.insert(op.clone(), per);
+            calls.per_integration += per;
+            let operation = op.split_once(':').map(|(_, o)| o).unwrap_or(op);
+            if is_read(operation) {
+                calls.reads += per;
+            } else {
+                calls.mutating += per;
+            }
+        }
+        calls
+    }
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+struct Distribution {
+    count: usize,
+    p50: f64,
+    p95: f64,
+    max: f64,
+}
+
+impl Distribution {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if values.is_empty() {
+                return 0.0;
+            }
+            let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+            values[i]
+        };
+        Self {
+            count: values.len(),
+            p50: at(0.5),
+            p95: at(0.95),
+            max: at(1.0),
+        }
+    }
+}
+
+/// The operator's /metrics, parsed into what the report needs.
+#[derive(Default, Clone)]
+struct Snapshot {
+    operator_calls: BTreeMap<String, f64>,
+    workload_calls: f64,
+    kubernetes_requests: BTreeMap<String, f64>,
+    request_seconds: BTreeMap<String, f64>,
+    requests: BTreeMap<String, f64>,
+    rate_limit_wait: f64,
+    reconciles: f64,
+}
+
+impl Snapshot {
+    async fn take(operator: &Operator) -> Self {
+        let text = operator.metrics().await;
+        let mut s = Snapshot::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let label = |name: &str| {
+                series
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let metric = series.split('{').next().unwrap_or_default();
+            match metric {
+                "bucketwire_aws_calls_total" if label("identity") == "operator" => {
+                    *s.operator_calls
+                        .entry(format!("{}:{}", label("service"), label("operation")))
+                        .or_default() += value;
+                }
+                "bucketwire_aws_calls_total" => s.workload_calls += value,
+                "bucketwire_kubernetes_requests_total" => {
+                    *s.kubernetes_requests.entry(label("verb")).or_default() += value;
+                }
+                "bucketwire_aws_request_duration_seconds_sum" => {
+                    s.request_seconds.insert(label("service"), value);
+                }
+                "bucketwire_aws_request_duration_seconds_count" => {
+                    s.requests.insert(label("service"), value);
+                }
+                "bucketwire_aws_rate_limit_wait_seconds_total" => s.rate_limit_wait += value,
+                "bucketwire_reconciles_total" => s.reconciles += value,
+                _ => {}
+            }
+        }
+        s
+    }
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may contain spaces) end at the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat; index 11 and 12 after the command.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Peak resident set size (VmHWM) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// The pid of a test bed process, from the pid file `testbed.py up` wrote.
+fn testbed_pid(name: &str) -> Option<u32> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/testbed/{name}.pid"));
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Records when each integration is first seen Ready.
+fn watch_ready(
+    api: Api<BucketIntegration>,
+) -> (Arc<Mutex<HashMap<String, Instant>>>, tokio::task::JoinHandle<()>) {
+    let ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen = ready.clone();
+    let task = tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default()).applied_objects();
+        futures::pin_mut!(stream);
+        while let Ok(Some(bi)) = stream.try_next().await {
+            let is_ready = bi.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            if is_ready {
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.entry(bi.name_any()).or_insert_with(Instant::now);
+            }
+        }
+    });
+    (ready, task)
+}
+
+async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run {
+    let ns = namespace(client, "bench").await;
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    let operator_args = [
+        "--resync-interval".to_string(),
+        "1h".into(),
+        "--max-concurrent-reconciles".into(),
+        args.concurrency.to_string(),
+        "--iam-requests-per-second".into(),
+        args.iam_requests_per_second.to_string(),
+    ];
+    let operator_args: Vec<&str> = operator_args.iter().map(String::as_str).collect();
+    let emulator_pid = testbed_pid("moto");
+    let apiserver_pid = testbed_pid("controlplane");
+    let emulator_cpu_start = emulator_pid.map(cpu_seconds).unwrap_or(0.0);
+    let apiserver_cpu_start = apiserver_pid.map(cpu_seconds).unwrap_or(0.0);
+
+    let mut operator = Operator::start(bed, &ns, &operator_args);
+    let pid = operator.pid().expect("the operator runs");
+    let start = Snapshot::take(&operator).await;
+
+    // Create: every integration, 16 requests at a time, each timed to its Ready.
+    let (ready, watch_task) = watch_ready(api.clone());
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let batch_start = Instant::now();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let api = api.clone();
+            let created = created.clone();
+            async move {
+                let name = format!("milvus-{i:04}");
+                let bi: BucketIntegration = serde_json::from_value(json!({
+                    "apiVersion": "bucketwire.io/v1alpha1",
+                    "kind": "BucketIntegration",
+                    "metadata": {"name": name},
+                    "spec": {"region": "us-east-2", "bucket": {"deletionPolicy": "Delete"}},
+                }))
+                .expect("integration");
+                let at = Instant::now();
+                api.create(&PostParams::default(), &bi)
+                    .await
+                    .expect("the integration is accepted");
+                created.lock().unwrap_or_else(|e| e.into_inner()).insert(name, at);
+            }
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(300 + n as u64);
+    loop {
+        let done = ready.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if done >= n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {n} integrations became Ready; operator log: {}",
+            operator
+                .log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watch_task.abort();
+    let ready = ready.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let created = created.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let batch_seconds = ready
+        .values()
+        .max()
+        .map(|last| last.duration_since(batch_start).as_secs_f64())
+        .unwrap_or(0.0);
+    let ready_seconds = Distribution::of(
+        ready
+            .iter()
+            .filter_map(|(name, at)| Some(at.saturating_duration_since(*created.get(name)?).as_secs_f64()))
+            .collect(),
+    );
+    // Status writes that follow Ready (none expected) settle before the snapshot.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let converged = Snapshot::take(&operator).await;
+
+    // Idle: nothing changes, the resync is an hour away.
+    let idle_cpu_start = cpu_seconds(pid);
+    let idle_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_cpu_cores = (cpu_seconds(pid) - idle_cpu_start) / idle_start.elapsed().as_secs_f64();
+    let first_cpu = cpu_seconds(pid);
+    let first_rss = peak_rss_mib(pid);
+    let first_final = Snapshot::take(&operator).await;
+
+    // A restart reconciles every integration once: the no-op resync.
+    operator.terminate();
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(30)),
+        "the operator stops on SIGTERM"
+    );
+    let operator = Operator::start(bed, &ns, &operator_args);
+    let pid = operator.pid().expect("the operator runs");
+    let restarted = Snapshot::take(&operator).await;
+    let deadline = Instant::now() + Duration::from_secs(120 + n as u64);
+    let resynced = loop {
+        let now = Snapshot::take(&operator).await;
+        if now.reconciles >= n as f64 {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted operator did not reconcile all {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Delete everything and wait until the finalizers let go.
+    let delete_start = Instant::now();
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete collection");
+    let deadline = Instant::now() + Duration::from_secs(300 + n as u64);
+    loop {
+        let left = api
+            .list_metadata(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} integrations were not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delete_seconds = delete_start.elapsed().as_secs_f64();
+    let deleted = Snapshot::take(&operator).await;
+    let second_cpu = cpu_seconds(pid);
+    let second_rss = peak_rss_mib(pid);
+    drop(operator);
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+
+    // Both processes' counters, summed (the second starts from zero).
+    let total = |f: fn(&Snapshot) -> &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        let mut sum = f(&first_final).clone();
+        for (k, v) in f(&deleted) {
+            *sum.entry(k.clone()).or_default() += v;
+        }
+        sum
+    };
+    let kubernetes_requests = total(|s| &s.kubernetes_requests);
+    let seconds = total(|s| &s.request_seconds);
+    let requests = total(|s| &s.requests);
+    Run {
+        n,
+        batch_seconds,
+        ready_seconds,
+        create: Calls::between(&start, &converged, n),
+        resync: Calls::between(&restarted, &resynced, n),
+        delete: Calls::between(&resynced, &deleted, n),
+        validation_calls_per_integration: (converged.workload_calls - start.workload_calls) / n as f64,
+        delete_seconds,
+        peak_rss_mib: first_rss.max(second_rss),
+        operator_cpu_seconds: first_cpu + second_cpu,
+        idle_cpu_cores,
+        kubernetes_requests,
+        aws_seconds_per_request: seconds
+            .iter()
+            .map(|(service, s)| {
+                (
+                    service.clone(),
+                    s / requests.get(service).copied().unwrap_or(1.0).max(1.0),
+                )
+            })
+            .collect(),
+        aws_requests: requests.values().sum(),
+        aws_request_seconds: seconds.values().sum(),
+        rate_limit_wait_seconds: first_final.rate_limit_wait + deleted.rate_limit_wait,
+        emulator_cpu_seconds: emulator_pid.map(cpu_seconds).unwrap_or(0.0) - emulator_cpu_start,
+        apiserver_cpu_seconds: apiserver_pid.map(cpu_seconds).unwrap_or(0.0) - apiserver_cpu_start,
+    }
+}
+
+#[derive(Serialize)]
+struct Machine {
+    cores: usize,
+    memory_gib: f64,
+    cpu: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Self {
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            cpu: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+                .unwrap_or_default(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+/// Median and spread (min, max) of one figure over the repetitions.
+#[derive(Serialize, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return Self {
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+            };
+        }
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 0 {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        };
+        Self {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    n: usize,
+    runs: usize,
+    figures: BTreeMap<&'static str, Spread>,
+    create_by_operation: BTreeMap<String, f64>,
+    resync_by_operation: BTreeMap<String, f64>,
+    delete_by_operation: BTreeMap<String, f64>,
+}
+
+impl Summary {
+    fn of(n: usize, runs: Vec<&Run>) -> Self {
+        let figure = |f: &dyn Fn(&Run) -> f64| Spread::of(runs.iter().map(|r| f(r)));
+        let mut figures = BTreeMap::new();
+        figures.insert("batch_seconds", figure(&|r| r.batch_seconds));
+        figures.insert("ready_p50_seconds", figure(&|r| r.ready_seconds.p50));
+        figures.insert("ready_p95_seconds", figure(&|r| r.ready_seconds.p95));
+        figures.insert("ready_max_seconds", figure(&|r| r.ready_seconds.max));
+        figures.insert("delete_seconds", figure(&|r| r.delete_seconds));
+        figures.insert("create_calls", figure(&|r| r.create.per_integration));
+        figures.insert("create_mutating", figure(&|r| r.create.mutating));
+        figures.insert("create_reads", figure(&|r| r.create.reads));
+        figures.insert("resync_calls", figure(&|r| r.resync.per_integration));
+        figures.insert("resync_mutating", figure(&|r| r.resync.mutating));
+        figures.insert("resync_reads", figure(&|r| r.resync.reads));
+        figures.insert("delete_calls", figure(&|r| r.delete.per_integration));
+        figures.insert("delete_mutating", figure(&|r| r.delete.mutating));
+        figures.insert("delete_reads", figure(&|r| r.delete.reads));
+        figures.insert(
+            "validation_calls",
+            figure(&|r| r.validation_calls_per_integration),
+        );
+        figures.insert("peak_rss_mib", figure(&|r| r.peak_rss_mib));
+        figures.insert("operator_cpu_seconds", figure(&|r| r.operator_cpu_seconds));
+        figures.insert("idle_cpu_cores", figure(&|r| r.idle_cpu_cores));
+        figures.insert("emulator_cpu_seconds", figure(&|r| r.emulator_cpu_seconds));
+        figures.insert("apiserver_cpu_seconds", figure(&|r| r.apiserver_cpu_seconds));
+        figures.insert("aws_requests", figure(&|r| r.aws_requests));
+        figures.insert(
+            "aws_ms_per_request",
+            figure(&|r| 1000.0 * r.aws_request_seconds / r.aws_requests.max(1.0)),
+        );
+        figures.insert("aws_request_seconds", figure(&|r| r.aws_request_seconds));
+        figures.insert("rate_limit_wait_seconds", figure(&|r| r.rate_limit_wait_seconds));
+        figures.insert(
+            "kubernetes_requests",
+            figure(&|r| r.kubernetes_requests.values().sum()),
+        );
+        figures.insert(
+            "kubernetes_requests_per_integration",
+            figure(&|r| r.kubernetes_requests.values().sum::<f64>() / r.n as f64),
+        );
+        let by_operation = |f: &dyn Fn(&Run) -> &BTreeMap<String, f64>| {
+            let mut ops: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for run in &runs {
+                for (op, v) in f(run) {
+                    ops.entry(op.clone()).or_default().push(*v);
+                }
+            }
+            ops.into_iter()
+                .map(|(op, v)| (op, Spread::of(v).median))
+                .collect()
+        };
+        Self {
+            n,
+            runs: runs.len(),
+            figures,
+            create_by_operation: by_operation(&|r| &r.create.by_operation),
+            resync_by_operation: by_operation(&|r| &r.resync.by_operation),
+            delete_by_operation: by_operation(&|r| &r.delete.by_operation),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: Machine,
+    settings: serde_json::Value,
+    summaries: Vec<Summary>,
+    runs: Vec<Run>,
+}
+
+fn markdown(report: &Report) -> String {
+    use std::fmt::Write;
+    let m = &report.machine;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Generated by `make bench` (benches/operator.rs); the raw figures are in bench/results.json.\n\
+         How to read them, and what was changed to meet the targets: docs/benchmarks.md.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Machine: {} cores ({}), {} GiB, Linux {}. Operator settings: {}.\n",
+        m.cores, m.cpu, m.memory_gib, m.kernel, report.settings
+    );
+    let _ = writeln!(
+        out,
+        "Each figure: median over the runs, with the spread (min – max) in brackets.\n"
+    );
+    let header: Vec<String> = report
+        .summaries
+        .iter()
+        .map(|s| format!("N = {} ({} runs)", s.n, s.runs))
+        .collect();
+    let _ = writeln!(out, "| figure | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
+    let rows: [(&str, &str, usize); 26] = [
+        ("batch_seconds", "whole batch, first create to last Ready (s)", 1),
+        ("ready_p50_seconds", "create to Ready, p50 (s)", 2),
+        ("ready_p95_seconds", "create to Ready, p95 (s)", 2),
+        ("ready_max_seconds", "create to Ready, max (s)", 2),
+        ("delete_seconds", "delete all, to gone (s)", 1),
+        (
+            "create_calls",
+            "AWS calls to create one (excl. validation probe, cached lookups)",
+            2,
+        ),
+        ("create_mutating", "… of which mutating", 2),
+        ("create_reads", "… of which reads", 2),
+        (
+            "validation_calls",
+            "validation probe calls per integration (as the workload)",
+            2,
+        ),
+        ("resync_calls", "AWS calls per no-op resync of one", 2),
+        ("resync_mutating", "… of which mutating", 2),
+        ("resync_reads", "… of which reads", 2),
+        ("delete_calls", "AWS calls to delete one", 2),
+        ("delete_mutating", "… of which mutating", 2),
+        ("delete_reads", "… of which reads", 2),
+        ("peak_rss_mib", "operator peak RSS (MiB)", 1),
+        ("operator_cpu_seconds", "operator CPU, whole run (s)", 2),
+        ("idle_cpu_cores", "operator idle CPU after convergence (cores)", 4),
+        ("kubernetes_requests", "API server requests by the operator", 0),
+        ("kubernetes_requests_per_integration", "… per integration", 2),
+        ("aws_requests", "HTTP requests to the AWS emulator", 0),
+        ("aws_ms_per_request", "emulator time per request (ms)", 2),
+        (
+            "aws_request_seconds",
+            "emulator time, summed over requests (s)",
+            1,
+        ),
+        ("emulator_cpu_seconds", "emulator (moto) CPU (s)", 1),
+        ("apiserver_cpu_seconds", "kube-apiserver + etcd CPU (s)", 1),
+        ("rate_limit_wait_seconds", "IAM rate-limit wait, summed (s)", 1),
+    ];
+    for (key, label, digits) in rows {
+        let cells: Vec<String> = report
+            .summaries
+            .iter()
+            .map(|s| {
+                let f = s.figures[key];
+                format!("{:.d$} ({:.d$} – {:.d$})", f.median, f.min, f.max, d = digits)
+            })
+            .collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
+    for (title, pick) in [
+        (
+            "Create",
+            (|s: &Summary| &s.create_by_operation) as fn(&Summary) -> &BTreeMap<String, f64>,
+        ),
+        ("No-op resync", |s: &Summary| &s.resync_by_operation),
+        ("Delete", |s: &Summary| &s.delete_by_operation),
+    ] {
+        let _ = writeln!(
+            out,
+            "\n## {title}: AWS calls per integration, by operation (median)\n"
+        );
+        let mut ops: Vec<&String> = report.summaries.iter().flat_map(|s| pick(s).keys()).collect();
+        ops.sort();
+        ops.dedup();
+        let _ = writeln!(out, "| operation | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
+        for op in ops {
+            let cells: Vec<String> = report
+                .summaries
+                .iter()
+                .map(|s| format!("{:.2}", pick(s).get(op).copied().unwrap_or(0.0)))
+                .collect();
+            let _ = writeln!(out, "| {op} | {} |", cells.join(" | "));
+        }
+    }
+    out
+}
