@@ -183,8 +183,8 @@ pub struct BucketSpec {
     #[x_kube(
         validation = Rule::new(r"self.all(k, size(k) <= 128 && k.matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]+$'))").message("tag keys must be 1-128 characters of letters, digits, spaces and _.:/=+-@"),
         validation = Rule::new(r"self.all(k, self[k].matches('^[\\p{L}\\p{Z}\\p{N}_.:/=+@-]*$'))").message("tag values must be at most 256 characters of letters, digits, spaces and _.:/=+-@"),
-        validation = Rule::new("self.all(k, !k.startsWith('aws:'))").message("tag keys starting with 'aws:' are reserved by AWS"),
-        validation = Rule::new("self.all(k, !k.startsWith('bucketwire.io/'))").message("tag keys starting with 'bucketwire.io/' are reserved for the operator"),
+        validation = Rule::new("self.all(k, !k.matches('^(?i)aws:'))").message("tag keys starting with 'aws:' (in any case) are reserved by AWS"),
+        validation = Rule::new("self.all(k, !k.matches('^(?i)bucketwire[.]io/'))").message("tag keys starting with 'bucketwire.io/' (in any case: IAM tag keys are case-insensitive) are reserved for the operator"),
     )]
     pub tags: BTreeMap<String, String>,
 }

@@ -913,10 +913,50 @@ pub async fn publish(
     }
 }
 
-/// Cleanup on deletion: role and policy (detached first), our ServiceAccount annotation (or the
-/// ServiceAccount if we created it), and the bucket only if deletionPolicy is Delete, we
-/// created it, and it is empty. The ConfigMap goes with its owner.
+/// Cleanup on deletion (see `cleanup_steps`). When it cannot finish, the Ready condition says
+/// why: an Event alone may not be possible (a terminating namespace refuses new Events).
 pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    let result = cleanup_steps(bi, ctx).await;
+    if let Err(err) = &result {
+        let previous = bi
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let now = Time(jiff::Timestamp::now());
+        let ready = condition(
+            "Ready",
+            "False",
+            err.reason(),
+            &err.to_string(),
+            bi.metadata.generation,
+            &previous,
+            &now,
+        );
+        let conditions: Vec<Condition> = previous
+            .iter()
+            .filter(|c| c.type_ != "Ready")
+            .cloned()
+            .chain(std::iter::once(ready))
+            .collect();
+        let api: Api<BucketIntegration> =
+            Api::namespaced(ctx.client.clone(), &bi.namespace().unwrap_or_default());
+        // A merge patch of the whole list: the other conditions stay as they were.
+        let patch = json!({"status": {"conditions": conditions}});
+        if let Err(e) = api
+            .patch_status(&bi.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(%e, "could not report the cleanup failure in status");
+        }
+    }
+    result
+}
+
+/// Role and policy (detached first), our ServiceAccount annotation (or the ServiceAccount if
+/// we created it), and the bucket only if deletionPolicy is Delete, we created it, and it is
+/// empty. The ConfigMap goes with its owner.
+async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
     let namespace = bi.namespace().unwrap_or_default();
     let name = bi.name_any();
     let Some(uid) = bi.uid() else { return Ok(()) };

@@ -57,8 +57,8 @@ async fn wait_gone(client: &Client, ns: &str, name: &str) {
 }
 
 /// Counts of (buckets, roles, policies) tagged with `uid`, and the policy version counts.
-async fn owned(bed: &TestBed, uid: &str) -> (usize, usize, usize) {
-    let found = aws::inventory(bed, "us-east-2", &BTreeSet::from([uid.to_string()])).await;
+async fn owned(bed: &TestBed, ns: &str, uid: &str) -> (usize, usize, usize) {
+    let found = aws::inventory(bed, "us-east-2", ns, &BTreeSet::from([uid.to_string()])).await;
     let count = |m: &std::collections::BTreeMap<String, Vec<String>>| m.get(uid).map_or(0, Vec::len);
     assert!(
         found.policy_versions.values().all(|&v| v == 1),
@@ -126,14 +126,14 @@ async fn create_case(bed: &TestBed, client: &Client, kind: &str, spec: &Value, n
     wait_ready(client, &ns, "c", &operator).await;
     let uid = bi.uid().expect("uid");
     assert_eq!(
-        owned(bed, &uid).await,
+        owned(bed, &ns, &uid).await,
         (1, 1, 1),
         "{kind}: killed after create call {n}"
     );
     api.delete("c", &DeleteParams::default()).await.expect("delete");
     wait_gone(client, &ns, "c").await;
     assert_eq!(
-        owned(bed, &uid).await,
+        owned(bed, &ns, &uid).await,
         (0, 0, 0),
         "{kind}: leftovers, killed after create call {n}"
     );
@@ -146,7 +146,7 @@ async fn delete_case(bed: &TestBed, client: &Client, kind: &str, spec: &Value, n
     let bi = create(client, &ns, "d", spec.clone()).await;
     wait_ready(client, &ns, "d", &operator).await;
     let uid = bi.uid().expect("uid");
-    assert_eq!(owned(bed, &uid).await, (1, 1, 1));
+    assert_eq!(owned(bed, &ns, &uid).await, (1, 1, 1));
     operator.terminate();
     assert!(operator.wait_for_exit(Duration::from_secs(30)));
     let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
@@ -162,7 +162,7 @@ async fn delete_case(bed: &TestBed, client: &Client, kind: &str, spec: &Value, n
     let killed = kill_at(&mut operator, bed, n, gone).await;
     wait_gone(client, &ns, "d").await;
     assert_eq!(
-        owned(bed, &uid).await,
+        owned(bed, &ns, &uid).await,
         (0, 0, 0),
         "{kind}: leftovers, killed after delete call {n}"
     );

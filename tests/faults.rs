@@ -200,7 +200,7 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
     );
 
     // No duplicates.
-    let found = aws::inventory(&bed, "us-east-2", &uids).await;
+    let found = aws::inventory(&bed, "us-east-2", &ns, &uids).await;
     let one_each = |m: &BTreeMap<String, Vec<String>>| uids.iter().all(|u| m.get(u).map_or(0, Vec::len) == 1);
     assert!(
         one_each(&found.buckets) && one_each(&found.roles) && one_each(&found.policies),
@@ -225,7 +225,7 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
         },
     )
     .await;
-    let left = aws::inventory(&bed, "us-east-2", &uids).await;
+    let left = aws::inventory(&bed, "us-east-2", &ns, &uids).await;
     assert!(
         left.buckets.is_empty() && left.roles.is_empty() && left.policies.is_empty(),
         "leftovers: {left:?}"

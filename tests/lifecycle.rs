@@ -6,7 +6,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
@@ -15,6 +14,7 @@ use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
+use common::aws::{get_object, put_object};
 use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
 use common::operator::Operator;
 use common::{aws, setup, wait_for};
@@ -52,22 +52,6 @@ async fn bucket_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, 
                 .collect()
         })
         .unwrap_or_default()
-}
-
-async fn put_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body.as_bytes().to_vec()))
-        .send()
-        .await
-        .expect("object written");
-}
-
-async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
-    let bytes = out.body.collect().await.ok()?.into_bytes();
-    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn unique_bucket(ns: &str, suffix: &str) -> String {
@@ -679,7 +663,7 @@ async fn crash_case(point: &str) {
     operator.restart_clean(&bed);
     wait_ready(&client, &ns, "crash", &operator).await;
     let uid = bi.uid().expect("uid");
-    let found = aws::inventory(&bed, "us-east-2", &BTreeSet::from([uid.clone()])).await;
+    let found = aws::inventory(&bed, "us-east-2", &ns, &BTreeSet::from([uid.clone()])).await;
     let count = |m: &BTreeMap<String, Vec<String>>| m.get(&uid).map_or(0, Vec::len);
     assert_eq!(
         (count(&found.buckets), count(&found.roles), count(&found.policies)),

@@ -90,8 +90,11 @@ pub enum Ownership {
     Ours,
     /// No tags at all: possibly ours after a crash between CreateBucket and tagging.
     Untagged,
-    /// Tagged, but not for this integration.
+    /// Tagged, but without our uid tag (someone else's bucket; adoptable when allow-listed).
     Foreign(String),
+    /// Tagged for another bucketwire integration: never adopted, whatever the allow-list, so
+    /// that no tenant can take over another's bucket.
+    OtherIntegration(String),
 }
 
 pub fn ownership(tags: Option<&BTreeMap<String, String>>, uid: &str) -> Ownership {
@@ -100,7 +103,9 @@ pub fn ownership(tags: Option<&BTreeMap<String, String>>, uid: &str) -> Ownershi
         Some(t) if t.is_empty() => Ownership::Untagged,
         Some(t) => match t.get(TAG_UID) {
             Some(v) if v == uid => Ownership::Ours,
-            Some(other) => Ownership::Foreign(format!("tagged {TAG_UID}={other}")),
+            Some(other) => Ownership::OtherIntegration(format!(
+                "it belongs to another bucketwire integration (tagged {TAG_UID}={other}); an integration never takes over another's bucket"
+            )),
             None => Ownership::Foreign("its tags do not include bucketwire.io/uid".into()),
         },
     }
@@ -195,6 +200,12 @@ async fn reconcile_bucket(
             return Err(Error::BucketOwnedElsewhere {
                 bucket: bucket.into(),
                 detail: adoption_hint(&detail, desired),
+            });
+        }
+        Ownership::OtherIntegration(detail) => {
+            return Err(Error::BucketOwnedElsewhere {
+                bucket: bucket.into(),
+                detail,
             });
         }
         Ownership::Untagged => {
@@ -652,7 +663,10 @@ mod tests {
         tags.insert("team".into(), "x".into());
         assert!(matches!(ownership(Some(&tags), "u"), Ownership::Foreign(_)));
         tags.insert(TAG_UID.into(), "other".into());
-        assert!(matches!(ownership(Some(&tags), "u"), Ownership::Foreign(d) if d.contains("other")));
+        assert!(
+            matches!(ownership(Some(&tags), "u"), Ownership::OtherIntegration(d) if d.contains("other")),
+            "another integration's bucket is never adoptable"
+        );
         tags.insert(TAG_UID.into(), "u".into());
         assert_eq!(ownership(Some(&tags), "u"), Ownership::Ours);
     }

@@ -65,9 +65,10 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
     req.send().await.expect("bucket created out of band");
 }
 
-/// What carries the `bucketwire.io/uid` tag of each given integration, found by listing
-/// everything (as the administrator) and reading tags: a duplicate under another name, or a
-/// leftover, shows here too.
+/// What carries the `bucketwire.io/uid` tag of each given integration, found by listing (as
+/// the administrator) every bucket, role and policy whose name contains `name_part` (every name
+/// the operator derives contains the integration's namespace) and reading their tags: a
+/// duplicate under another name, or a leftover, shows here too.
 #[derive(Debug, Default)]
 pub struct Inventory {
     /// uid -> bucket names.
@@ -82,12 +83,20 @@ pub struct Inventory {
 
 const UID_TAG: &str = "bucketwire.io/uid";
 
-pub async fn inventory(bed: &TestBed, region: &str, uids: &std::collections::BTreeSet<String>) -> Inventory {
+pub async fn inventory(
+    bed: &TestBed,
+    region: &str,
+    name_part: &str,
+    uids: &std::collections::BTreeSet<String>,
+) -> Inventory {
     let mut found = Inventory::default();
     let s3 = s3(bed, region).await;
     let buckets = s3.list_buckets().send().await.expect("buckets");
     for bucket in buckets.buckets() {
         let name = bucket.name().unwrap_or_default();
+        if !name.contains(name_part) {
+            continue;
+        }
         // Other tests delete their buckets concurrently: a vanished one is not ours.
         let Ok(tags) = s3.get_bucket_tagging().bucket(name).send().await else {
             continue;
@@ -114,6 +123,9 @@ pub async fn inventory(bed: &TestBed, region: &str, uids: &std::collections::BTr
     };
     let roles: Vec<_> = iam.list_roles().into_paginator().items().send().collect().await;
     for role in roles.into_iter().filter_map(Result::ok) {
+        if !role.role_name().contains(name_part) {
+            continue;
+        }
         if let Ok(tags) = iam.list_role_tags().role_name(role.role_name()).send().await
             && let Some(uid) = uid_of(tags.tags())
         {
@@ -134,6 +146,9 @@ pub async fn inventory(bed: &TestBed, region: &str, uids: &std::collections::BTr
         .await;
     for policy in policies.into_iter().filter_map(Result::ok) {
         let arn = policy.arn().unwrap_or_default().to_string();
+        if !arn.contains(name_part) {
+            continue;
+        }
         if let Ok(tags) = iam.list_policy_tags().policy_arn(&arn).send().await
             && let Some(uid) = uid_of(tags.tags())
         {
@@ -149,4 +164,22 @@ pub async fn inventory(bed: &TestBed, region: &str, uids: &std::collections::BTr
         }
     }
     found
+}
+
+/// Writes an object as the administrator.
+pub async fn put_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.as_bytes().to_vec()))
+        .send()
+        .await
+        .expect("object written");
+}
+
+/// An object's content, as the administrator; `None` when it is gone.
+pub async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let bytes = out.body.collect().await.ok()?.into_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
