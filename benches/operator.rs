@@ -27,15 +27,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
-use common::operator::{Operator, is_read};
+use common::operator::{CACHED_LOOKUPS, Operator, is_read};
 use common::{TestBed, install_crd, namespace};
-
-/// Lookups the operator makes once per process and caches (not counted per integration).
-const CACHED_LOOKUPS: [&str; 3] = [
-    "STS:GetCallerIdentity",
-    "EKS:DescribeCluster",
-    "IAM:GetOpenIDConnectProvider",
-];
 
 #[derive(Parser, Debug)]
 struct Args {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use bucketwire::documents::{canonical, parse_document};
 use common::integration::{create, events, ready_status, wait_ready};
-use common::operator::Operator;
+use common::operator::{CACHED_LOOKUPS, Operator, sample};
 use common::{aws, setup, wait_for};
 
 fn doc(text: &str) -> Value {
@@ -483,13 +483,6 @@ async fn an_unchanged_integration_makes_no_mutating_aws_call_on_resync() {
     );
 }
 
-/// Lookups made once per process and cached (issue 7 does not count them per integration).
-const CACHED_LOOKUPS: [&str; 3] = [
-    "STS:GetCallerIdentity",
-    "EKS:DescribeCluster",
-    "IAM:GetOpenIDConnectProvider",
-];
-
 #[tokio::test]
 async fn creating_takes_at_most_14_aws_calls_and_a_resync_at_most_10_reads() {
     let (bed, client, ns) = setup("calls").await;
@@ -598,6 +591,49 @@ async fn an_edited_or_deleted_values_config_map_is_repaired_without_waiting_for_
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn iam_requests_wait_for_the_client_side_rate_limit() {
+    let (bed, client, ns) = setup("ratelimit").await;
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &["--iam-requests-per-second", "2", "--resync-interval", "1h"],
+    );
+    let started = std::time::Instant::now();
+    for name in ["rl1", "rl2"] {
+        create(&client, &ns, name, json!({"region": "us-east-2"})).await;
+    }
+    for name in ["rl1", "rl2"] {
+        wait_ready(&client, &ns, name, &operator).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let metrics = operator.metrics().await;
+    let iam_requests = sample(
+        &metrics,
+        r#"bucketwire_aws_request_duration_seconds_count{service="iam"}"#,
+    );
+    let waited = sample(
+        &metrics,
+        r#"bucketwire_aws_rate_limit_wait_seconds_total{service="iam"}"#,
+    );
+    assert!(iam_requests >= 10.0, "{iam_requests} IAM requests");
+    // A burst of 2, then 2 per second: they cannot have gone out faster. (A lower bound, which a
+    // slow machine only makes easier to meet.)
+    assert!(
+        elapsed >= (iam_requests - 2.0) / 2.0,
+        "{iam_requests} IAM requests in {elapsed:.1} s at a limit of 2 per second"
+    );
+    assert!(waited > 0.0, "the wait is on /metrics");
+    // S3 is not limited.
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"bucketwire_aws_rate_limit_wait_seconds_total{service="s3"}"#
+        ),
+        0.0
+    );
 }
 
 /// Calls by "Service:Operation", outcomes summed.

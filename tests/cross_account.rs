@@ -12,42 +12,11 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use bucketwire::api::BucketIntegration;
-use bucketwire::documents::{canonical, parse_document};
+use bucketwire::documents::canonical;
+use common::aws::{policy_of, trust_of};
 use common::integration::{condition, create, ready_status, wait_ready};
 use common::operator::Operator;
 use common::{aws, run_cli, setup, wait_for};
-
-async fn trust_of(iam: &aws_sdk_iam::Client, role_arn: &str) -> Value {
-    let name = role_arn.rsplit('/').next().expect("role name");
-    let role = iam
-        .get_role()
-        .role_name(name)
-        .send()
-        .await
-        .expect("role")
-        .role
-        .expect("role");
-    parse_document(role.assume_role_policy_document().expect("trust")).expect("json")
-}
-
-async fn policy_of(iam: &aws_sdk_iam::Client, policy_arn: &str) -> Value {
-    let policy = iam
-        .get_policy()
-        .policy_arn(policy_arn)
-        .send()
-        .await
-        .expect("policy")
-        .policy
-        .expect("policy");
-    let version = iam
-        .get_policy_version()
-        .policy_arn(policy_arn)
-        .version_id(policy.default_version_id().expect("default"))
-        .send()
-        .await
-        .expect("version");
-    parse_document(version.policy_version().and_then(|v| v.document()).expect("doc")).expect("json")
-}
 
 fn trust(partition: &str, account: &str, external_id: &str) -> Value {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use bucketwire::api::BucketIntegration;
 use common::integration::create;
-use common::operator::Operator;
+use common::operator::{Operator, http_get, sample};
 use common::{aws, setup, wait_for};
 
 const N: usize = 100;
@@ -52,7 +52,9 @@ impl FaultProxy {
     }
 
     async fn counts(&self) -> Value {
-        let text = reqwest_like_get(&format!("{}/__faults", self.url)).await;
+        let text = http_get(&format!("{}/__faults", self.url))
+            .await
+            .expect("fault counts");
         serde_json::from_str(&text).expect("fault counts")
     }
 }
@@ -62,29 +64,6 @@ impl Drop for FaultProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn reqwest_like_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").expect("http");
-    let (host, path) = rest.split_once('/').expect("path");
-    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("read");
-    body.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
-}
-
-/// A series' value from /metrics text (0 when absent).
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test]

@@ -13,19 +13,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use common::aws::{get_object, put_object};
 use common::integration::{condition, create, wait_condition, wait_ready};
 use common::operator::Operator;
 use common::{aws, namespace, setup, wait_for};
-
-fn trust_of(role: &aws_sdk_iam::types::Role) -> Value {
-    let text = role.assume_role_policy_document().expect("trust policy");
-    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
-    serde_json::from_str(&decoded).expect("trust policy JSON")
-}
 
 #[tokio::test]
 async fn specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one() {
@@ -149,16 +143,7 @@ async fn one_namespace_cannot_reach_another_namespaces_bucket_role_or_service_ac
     let a = wait_ready(&client, &ns_a, "same-sa", &operator_a).await;
     let a_role = a.status.and_then(|s| s.role_arn).expect("role");
     let iam = aws::iam(&bed, "us-east-2").await;
-    let role_name = a_role.rsplit('/').next().expect("name");
-    let role = iam
-        .get_role()
-        .role_name(role_name)
-        .send()
-        .await
-        .expect("role")
-        .role
-        .expect("role");
-    let trust = trust_of(&role);
+    let trust = aws::trust_of(&iam, &a_role).await;
     let text = trust.to_string();
     assert!(
         text.contains(&format!("system:serviceaccount:{ns_a}:milvus")),
@@ -241,15 +226,7 @@ async fn the_role_path_and_permissions_boundary_are_enforced() {
     assert!(role_arn.contains(":role/tenants/a/"), "{role_arn}");
     assert!(status.policy_arn.expect("policy").contains(":policy/tenants/a/"));
     let role_name = role_arn.rsplit('/').next().expect("name").to_string();
-    let get = || async {
-        iam.get_role()
-            .role_name(&role_name)
-            .send()
-            .await
-            .expect("role")
-            .role
-            .expect("role")
-    };
+    let get = || aws::role(&iam, &role_arn);
     let boundary_of = |role: &aws_sdk_iam::types::Role| {
         role.permissions_boundary()
             .and_then(|b| b.permissions_boundary_arn())

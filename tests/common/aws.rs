@@ -183,3 +183,42 @@ pub async fn get_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Opt
     let bytes = out.body.collect().await.ok()?.into_bytes();
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// The IAM role named by `role_arn` (or by its bare name).
+pub async fn role(iam: &aws_sdk_iam::Client, role_arn: &str) -> aws_sdk_iam::types::Role {
+    let name = role_arn.rsplit('/').next().expect("role name");
+    iam.get_role()
+        .role_name(name)
+        .send()
+        .await
+        .expect("role")
+        .role
+        .expect("role")
+}
+
+/// A role's trust policy as IAM holds it.
+pub async fn trust_of(iam: &aws_sdk_iam::Client, role_arn: &str) -> serde_json::Value {
+    let role = role(iam, role_arn).await;
+    bucketwire::documents::parse_document(role.assume_role_policy_document().expect("trust")).expect("json")
+}
+
+/// The default version of a managed policy as IAM holds it.
+pub async fn policy_of(iam: &aws_sdk_iam::Client, policy_arn: &str) -> serde_json::Value {
+    let policy = iam
+        .get_policy()
+        .policy_arn(policy_arn)
+        .send()
+        .await
+        .expect("policy")
+        .policy
+        .expect("policy");
+    let version = iam
+        .get_policy_version()
+        .policy_arn(policy_arn)
+        .version_id(policy.default_version_id().expect("default"))
+        .send()
+        .await
+        .expect("version");
+    bucketwire::documents::parse_document(version.policy_version().and_then(|v| v.document()).expect("doc"))
+        .expect("json")
+}

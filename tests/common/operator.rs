@@ -222,6 +222,23 @@ impl Operator {
     }
 }
 
+/// Lookups the operator makes once per process and caches (issue 7 does not count them per
+/// integration), as "Service:Operation".
+pub const CACHED_LOOKUPS: [&str; 3] = [
+    "STS:GetCallerIdentity",
+    "EKS:DescribeCluster",
+    "IAM:GetOpenIDConnectProvider",
+];
+
+/// A series' value in /metrics text, e.g. `name{label="x"}` (0 when absent).
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn is_read(operation: &str) -> bool {
     ["Get", "List", "Head", "Describe"]
         .iter()
@@ -252,7 +269,8 @@ fn parse_calls(text: &str, identity: &str) -> BTreeMap<(String, String, String),
     out
 }
 
-async fn http_get(url: &str) -> Result<String, String> {
+/// GET over plain HTTP/1.1: Ok(body) for a 200, Err(status line or error) otherwise.
+pub async fn http_get(url: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").ok_or("http only")?;
     let (host, path) = rest
