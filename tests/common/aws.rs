@@ -222,3 +222,49 @@ pub async fn policy_of(iam: &aws_sdk_iam::Client, policy_arn: &str) -> serde_jso
     bucketwire::documents::parse_document(version.policy_version().and_then(|v| v.document()).expect("doc"))
         .expect("json")
 }
+
+/// One request the emulator answered, from its request log (tests/testbed/moto_launcher.py).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct EmulatorRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The `Action` of query-protocol services (IAM, STS); empty for S3 and REST services.
+    pub action: String,
+    #[serde(rename = "accessKey")]
+    pub access_key: String,
+    pub status: u16,
+}
+
+impl EmulatorRequest {
+    /// Whether the request names this bucket (path-style S3: `/<bucket>` or `/<bucket>/<key>`).
+    pub fn is_for_bucket(&self, bucket: &str) -> bool {
+        self.path == format!("/{bucket}") || self.path.starts_with(&format!("/{bucket}/"))
+    }
+
+    /// Whether the request could change something: S3 PUT/POST/DELETE, or an IAM/STS action
+    /// other than Get*/List*/Describe* (AssumeRole* and GetCallerIdentity write nothing).
+    pub fn is_write(&self) -> bool {
+        if !self.action.is_empty() {
+            let reads = ["Get", "List", "Describe", "AssumeRole", "Simulate"];
+            return !reads.iter().any(|p| self.action.starts_with(p));
+        }
+        matches!(self.method.as_str(), "PUT" | "POST" | "DELETE")
+    }
+}
+
+/// Every request the emulator has answered so far (all tests share the emulator: filter).
+pub fn emulator_requests(bed: &TestBed) -> Vec<EmulatorRequest> {
+    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG")).expect("the emulator's request log reads");
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The S3 requests that could change `bucket`, successful or not, from the emulator's own log.
+pub fn bucket_writes(bed: &TestBed, bucket: &str) -> Vec<EmulatorRequest> {
+    emulator_requests(bed)
+        .into_iter()
+        .filter(|r| r.is_for_bucket(bucket) && r.is_write())
+        .collect()
+}

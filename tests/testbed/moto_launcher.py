@@ -28,6 +28,11 @@ Likewise moto files the credentials of an unsigned AssumeRoleWithWebIdentity und
 cannot tell which partition's STS endpoint was meant; temporary credentials unknown in the
 request's partition are looked up in the others and then act in the request's partition.
 
+The request log: with MOTO_REQUEST_LOG set, every request the emulator answers is appended to
+that file as one JSON line (method, path, query, the form's Action for query-protocol services,
+the signing access key and the HTTP status), before any of the above runs. Tests count writes
+from it, so "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
+
 Everything else is moto as released. Usage is that of `moto_server`
 (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
 """
@@ -147,7 +152,49 @@ def create_access_key(account_id, partition, access_key_id, headers):
 
 access_control.create_access_key = create_access_key
 
+def log_requests(path):
+    """Wraps moto's WSGI application so that every request is appended to `path`."""
+    import io
+    import json
+    import threading
+
+    from moto.server import DomainDispatcherApplication
+
+    lock = threading.Lock()
+    out = open(path, "a", buffering=1)
+    dispatch = DomainDispatcherApplication.__call__
+
+    def call(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = ""
+        if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+            action = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action", "")
+        query = environ.get("QUERY_STRING", "")
+        action = action or dict(parse_qsl(query)).get("Action", "")
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        key = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
+        entry = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
+                 "query": query, "action": action, "accessKey": key, "host": environ.get("HTTP_HOST", "")}
+
+        def respond(status, headers, exc_info=None):
+            entry["status"] = int(status.split(" ", 1)[0])
+            with lock:
+                out.write(json.dumps(entry) + "\n")
+            return start_response(status, headers, exc_info)
+
+        return dispatch(self, environ, respond)
+
+    DomainDispatcherApplication.__call__ = call
+
+
 if __name__ == "__main__":
+    import os
+
     from moto.server import main
+
+    if os.environ.get("MOTO_REQUEST_LOG"):
+        log_requests(os.environ["MOTO_REQUEST_LOG"])
 
     main(sys.argv[1:])

@@ -90,6 +90,10 @@ def recorded(name):
     return pid
 
 
+# Every request the emulator answers, one JSON line each (see moto_launcher.py).
+REQUEST_LOG = STATE / "moto-requests.jsonl"
+
+
 def spawn(name, argv, logfile, env=None):
     out = open(STATE / logfile, "wb")
     # A new session makes the process the leader of its own process group, so `down` can
@@ -194,10 +198,12 @@ def start_all():
     endpoint = f"http://127.0.0.1:{moto_port}"
     log(f"starting moto on {endpoint}")
     launcher = Path(__file__).with_name("moto_launcher.py")
+    REQUEST_LOG.unlink(missing_ok=True)
     moto = spawn(
         "moto",
         [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
         "moto.log",
+        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG)},
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
@@ -227,6 +233,7 @@ def start_all():
         "BUCKETWIRE_TESTBED_OIDC_ISSUER": issuer,
         "BUCKETWIRE_TESTBED_OIDC_PROVIDER_ARN": provider_arn,
         "BUCKETWIRE_TESTBED_ACCOUNT_ID": ACCOUNT_ID,
+        "BUCKETWIRE_TESTBED_REQUEST_LOG": str(REQUEST_LOG),
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(
