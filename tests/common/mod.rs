@@ -6,6 +6,7 @@ pub mod admission;
 pub mod aws;
 pub mod integration;
 pub mod operator;
+pub mod results;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
