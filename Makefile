@@ -19,7 +19,7 @@ HELM := $(TESTBED)/bin/helm
 # How deploy/bucketwire.yaml is rendered (tests/chart.rs renders it the same way).
 DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster
 
-.PHONY: help build test unit integration bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
+.PHONY: help build test unit integration reliability bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,16 @@ integration: testbed ## tests against the real kube-apiserver and moto
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
 	  [ $$status -ne 0 ] || $(CARGO) test --locked --bench operator || status=$$?; \
+	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
+
+# The tests whose measured figures RELIABILITY.md quotes. They run in `make test` too (writing
+# under target/reliability/); here, on a test bed of their own, they write reliability/results/,
+# which is committed.
+RELIABILITY_TESTS := --test faults --test crashes --test tenants --test admission
+reliability: testbed ## run the reliability tests; writes reliability/results/*.json (committed, cited by RELIABILITY.md)
+	$(CARGO) test --locked $(RELIABILITY_TESTS) --no-run
+	$(VENV)/bin/python tests/testbed/testbed.py up
+	@status=0; BUCKETWIRE_RESULTS_DIR=$(CURDIR)/reliability/results $(CARGO) test --locked $(RELIABILITY_TESTS) || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
 # N = 100 and 1000, three runs each (override: make bench BENCH_ARGS="--sizes 100 --repetitions 5").

@@ -223,19 +223,51 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
     }
 
+    /// The names are pinned: a change to them would make every existing integration look for
+    /// a bucket, role and policy under new names (and create them again). The expected values
+    /// were computed apart from this code (SHA-256 of `cluster/namespace/name`, first 4 bytes).
     #[test]
-    fn derived_names_are_deterministic() {
+    fn derived_names_are_the_documented_ones() {
+        let o = owner("milvus", "prod");
+        assert_eq!(o.short_hash(), "3f90df2f");
+        assert_eq!(bucket_name(o, None), "bw-milvus-prod-3f90df2f");
+        assert_eq!(bucket_name(o, Some("")), "bw-milvus-prod-3f90df2f");
+        assert_eq!(bucket_name(o, Some("acme-")), "acme-milvus-prod-3f90df2f");
+        assert_eq!(bucket_name(o, Some("Acme_")), "acme-milvus-prod-3f90df2f");
+        assert_eq!(role_name(o), "bucketwire-milvus-prod-3f90df2f");
+        assert_eq!(policy_name(o), "bucketwire-milvus-prod-3f90df2f");
+        // Dots: not in bucket names (they break virtual-hosted TLS), kept in IAM names.
+        let dotted = owner("a", "b.c.d");
+        assert_eq!(bucket_name(dotted, None), "bw-a-b-c-d-d66758d4");
+        assert_eq!(role_name(dotted), "bucketwire-a-b.c.d-d66758d4");
+        // Runs of '-' collapse, and none is left next to the hash.
+        assert_eq!(bucket_name(owner("ns", "----"), None), "bw-ns-d1af185c");
+        // Same readable part, different integrations: the hash tells them apart.
+        assert_eq!(bucket_name(owner("a-b", "c"), None), "bw-a-b-c-60d6af51");
+        assert_eq!(bucket_name(owner("a", "b-c"), None), "bw-a-b-c-761eda84");
+        let other_cluster = Owner {
+            cluster: "staging-eks",
+            namespace: "a-b",
+            name: "c",
+        };
+        assert_eq!(bucket_name(other_cluster, None), "bw-a-b-c-f0fab1b0");
+        // Too long: the readable part is cut to fit, the hash kept.
+        let long_ns = "n".repeat(63);
+        let long_name = format!("{}.{}", "a".repeat(120), "b".repeat(120));
+        let long = owner(&long_ns, &long_name);
+        assert_eq!(bucket_name(long, None), format!("bw-{}-e2bbc4e3", "n".repeat(51)));
+        assert_eq!(role_name(long), format!("bucketwire-{}-e2bbc4e3", "n".repeat(44)));
         assert_eq!(
-            bucket_name(owner("milvus", "prod"), None),
-            bucket_name(owner("milvus", "prod"), None)
+            policy_name(long),
+            format!("bucketwire-{}-{}-e2bbc4e3", "n".repeat(63), "a".repeat(44))
         );
         assert_eq!(
-            role_name(owner("milvus", "prod")),
-            role_name(owner("milvus", "prod"))
-        );
-        assert_eq!(
-            bucket_name(owner("milvus", "prod"), None),
-            format!("bw-milvus-prod-{}", owner("milvus", "prod").short_hash())
+            (
+                bucket_name(long, None).len(),
+                role_name(long).len(),
+                policy_name(long).len()
+            ),
+            (63, 64, 128)
         );
     }
 

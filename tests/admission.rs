@@ -5,7 +5,7 @@
 mod common;
 
 use common::admission::{Layer, fixture, merge, object};
-use common::{TestBed, install_crd, namespace};
+use common::{TestBed, install_crd, namespace, results};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Error};
@@ -142,8 +142,20 @@ async fn invalid_objects_are_rejected_with_a_message_naming_the_field() {
         failures.join("\n")
     );
     // Both layers are exercised: CEL rules and the OpenAPI schema.
-    assert!(f.invalid.iter().any(|c| c.layer == Layer::Schema));
-    assert!(f.invalid.iter().filter(|c| c.layer == Layer::Cel).count() >= 25);
+    let by_layer = |layer| f.invalid.iter().filter(|c| c.layer == layer).count();
+    assert!(by_layer(Layer::Schema) > 0);
+    assert!(by_layer(Layer::Cel) >= 25);
+    results::record(
+        "admission_invalid",
+        &json!({
+            "test": "tests/admission.rs::invalid_objects_are_rejected_with_a_message_naming_the_field",
+            "fixture": "tests/fixtures/admission.yaml",
+            "rejected": f.invalid.len(),
+            "rejected_by_cel_rule": by_layer(Layer::Cel),
+            "rejected_by_schema": by_layer(Layer::Schema),
+            "hostile": f.invalid.iter().filter(|c| c.name.starts_with("hostile:")).count(),
+        }),
+    );
 }
 
 #[tokio::test]
@@ -174,6 +186,15 @@ async fn immutable_fields_cannot_be_changed() {
             case.message
         );
     }
+    results::record(
+        "admission_transitions",
+        &json!({
+            "test": "tests/admission.rs::immutable_fields_cannot_be_changed",
+            "fixture": "tests/fixtures/admission.yaml",
+            "rejected": f.transitions.len(),
+            "cases": f.transitions.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        }),
+    );
 }
 
 #[tokio::test]

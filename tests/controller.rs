@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use bucketwire::documents::{canonical, parse_document};
 use common::integration::{create, events, ready_status, wait_ready};
-use common::operator::{CACHED_LOOKUPS, Operator, sample};
+use common::operator::{CACHED_LOOKUPS, Operator, sample, unchanged_for};
 use common::{aws, setup, wait_for};
 
 fn doc(text: &str) -> Value {
@@ -490,9 +490,12 @@ async fn creating_takes_at_most_14_aws_calls_and_a_resync_at_most_10_reads() {
     let mut operator = Operator::start(&bed, &ns, &["--resync-interval", "1h"]);
     create(&client, &ns, "calls", json!({"region": "us-east-2"})).await;
     wait_ready(&client, &ns, "calls", &operator).await;
-    // Anything the create sets off (its own ConfigMap write, say) has happened by now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let created = operator.aws_calls().await;
+    // Ready is written last: the create's calls are all made. Nothing it sets off (its own
+    // ConfigMap write, say) makes another AWS call: checked across 3 s.
+    let created = unchanged_for("the AWS calls after Ready", Duration::from_secs(3), || {
+        operator.aws_calls()
+    })
+    .await;
     let creating = per_operation(&created);
     let counted: u64 = creating
         .iter()
@@ -550,15 +553,21 @@ async fn an_edited_or_deleted_values_config_map_is_repaired_without_waiting_for_
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let name = "vals-milvus-values";
     let original = cms.get(name).await.expect("values").data.expect("data");
-    // The operator's own ConfigMap write does not set off another reconcile.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let settled = operator.reconciles().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        operator.reconciles().await,
-        settled,
-        "no reconcile without a change"
-    );
+    // Two reconciles: the one that adds the finalizer, and the create (counted right after it
+    // wrote Ready). The operator's own ConfigMap write sets off no third: checked across 5 s.
+    wait_for(
+        "the create's reconcile to be counted",
+        Duration::from_secs(10),
+        || async { (operator.reconciles().await >= 2).then_some(()) },
+    )
+    .await;
+    let settled = unchanged_for(
+        "the reconcile count with nothing changed",
+        Duration::from_secs(5),
+        || operator.reconciles(),
+    )
+    .await;
+    assert_eq!(settled, 2, "no reconcile without a change");
 
     let edit = json!({"data": {"values.yaml": "externalS3: {bucketName: someone-elses}\n"}});
     cms.patch(

@@ -1,16 +1,22 @@
 //! Faults: a reverse proxy in front of the AWS emulator (tests/faultproxy/faultproxy.py) fails
 //! a fifth of all AWS requests the ways AWS does (IAM Throttling, S3 503 SlowDown, 500s,
-//! connection resets before and after the request ran, slow answers). A hundred integrations
-//! still all become Ready and are all deleted; retries back off (the delays are on /metrics);
-//! listing everything by our tags finds exactly one bucket, role and policy (of one version)
-//! per integration, and nothing after deletion.
+//! connection resets before and after the request ran) and answers another 5% slowly. A hundred
+//! integrations still all become Ready and are all deleted; listing everything by our tags finds
+//! exactly one bucket, role and policy (of one version) per integration, and nothing after
+//! deletion.
+//!
+//! Failures and slow answers are counted apart, by the proxy, and the failure share is asserted.
+//! Backoff is measured, not read back from the delay the operator scheduled: for every failed
+//! reconcile (the operator's JSON log, `reconcile error`, with its time and the integration's
+//! count of consecutive failures), the next AWS request naming that integration (the proxy's
+//! request log, with its time) must come at least one backoff step (less the 20% jitter) later.
+//! One extra integration has its first nine requests failed on purpose (three reconciles' worth
+//! of the SDK's three attempts), so that the doubling is measured on every run.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::ResourceExt;
@@ -18,58 +24,121 @@ use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 
 use bucketwire::api::BucketIntegration;
+use bucketwire::controller::transient_retry_delay;
 use common::integration::create;
-use common::operator::{Operator, http_get, sample};
-use common::{aws, setup, wait_for};
+use common::operator::{AwsProxy, Operator};
+use common::{aws, results, setup, wait_for};
 
 const N: usize = 100;
+/// Share of AWS requests the proxy fails, and the tolerance the test allows around it. (The
+/// proxy's draws are seeded; over the ~2000 or more requests of a run the binomial standard
+/// deviation is under 1 point.)
+const FAILURE_RATE: f64 = 0.20;
+const TOLERANCE: f64 = 0.03;
+/// Share answered slowly (and successfully), and how slowly.
+const SLOW_RATE: f64 = 0.05;
+const SLOW_SECONDS: f64 = 1.5;
+/// Requests of the integration `retry` failed on purpose: three reconciles, three SDK attempts each.
+const FORCED: u32 = 9;
+/// How much earlier than the bound a measured retry may look, for the two clocks read (the
+/// operator's log and the proxy's, both the machine's wall clock).
+const CLOCK_SLACK: f64 = 0.01;
+const FAILURE_KINDS: [&str; 5] = ["throttle", "slowdown", "internal", "reset-before", "reset-after"];
 
-struct FaultProxy {
-    child: Child,
-    url: String,
+/// The proxy's counts as figures: requests, failed and slow, with their shares.
+fn shares(counts: &Value) -> Value {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let requests = n(&counts["requests"]) - n(&counts["unattributed"]) - n(&counts["forced"]);
+    let failed = n(&counts["failed"]);
+    let slow = n(&counts["slow"]);
+    json!({
+        "requests": requests,
+        "failed": failed,
+        "failed_share": failed as f64 / requests.max(1) as f64,
+        "slow": slow,
+        "slow_share": slow as f64 / requests.max(1) as f64,
+        "failed_by_kind": counts["by_kind"],
+        "by_service": counts["by_service"],
+        "forced": n(&counts["forced"]),
+        "unattributed": n(&counts["unattributed"]),
+    })
 }
 
-impl FaultProxy {
-    fn start(target: &str, rate: f64) -> Self {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut child = Command::new(format!("{root}/target/testbed/venv/bin/python"))
-            .arg(format!("{root}/tests/faultproxy/faultproxy.py"))
-            .args(["--target", target, "--rate", &rate.to_string(), "--slow", "1.5"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the fault proxy starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the proxy says where it listens");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected proxy output: {line}"))
-            .to_string();
-        Self { child, url }
+fn assert_shares(phase: &str, figures: &Value) {
+    let requests = figures["requests"].as_u64().unwrap_or(0);
+    let failed = figures["failed_share"].as_f64().unwrap_or(0.0);
+    let slow = figures["slow_share"].as_f64().unwrap_or(0.0);
+    assert!(requests >= 1000, "{phase}: only {requests} requests: {figures}");
+    assert!(
+        (failed - FAILURE_RATE).abs() <= TOLERANCE,
+        "{phase}: {failed:.3} of requests failed, not {FAILURE_RATE} ± {TOLERANCE}: {figures}"
+    );
+    assert!(
+        (slow - SLOW_RATE).abs() <= TOLERANCE,
+        "{phase}: {slow:.3} of requests were slow, not {SLOW_RATE} ± {TOLERANCE}: {figures}"
+    );
+    assert_eq!(figures["unattributed"], 0, "{phase}: {figures}");
+    for kind in FAILURE_KINDS {
+        assert!(
+            figures["failed_by_kind"][kind].as_u64().unwrap_or(0) > 0,
+            "{phase}: no {kind}: {figures}"
+        );
     }
-
-    async fn counts(&self) -> Value {
-        let text = http_get(&format!("{}/__faults", self.url))
-            .await
-            .expect("fault counts");
-        serde_json::from_str(&text).expect("fault counts")
+    for service in ["iam", "s3", "sts"] {
+        assert!(
+            figures["by_service"][service]["failed"].as_u64().unwrap_or(0) > 0,
+            "{phase}: no {service} failure: {figures}"
+        );
     }
 }
 
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A failed reconcile, from the operator's JSON log.
+struct Failure {
+    at: f64,
+    name: String,
+    failures: u32,
+    terminal: bool,
+}
+
+fn failed_reconciles(log: &str, ns: &str) -> Vec<Failure> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|e| e["fields"]["message"] == "reconcile error")
+        .filter(|e| e["fields"]["namespace"].as_str().is_some_and(|n| n.contains(ns)))
+        .map(|e| {
+            let at: jiff::Timestamp = e["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("a log timestamp: {e}"));
+            Failure {
+                at: at.as_duration().as_secs_f64(),
+                name: e["fields"]["name"].as_str().expect("name").to_string(),
+                failures: e["fields"]["failures"]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .expect("failures"),
+                terminal: e["fields"]["terminal"].as_bool().expect("terminal"),
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_and_delete_cleanly() {
+    let started = Instant::now();
     let (bed, client, ns) = setup("faults").await;
-    let proxy = FaultProxy::start(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"), 0.2);
+    let proxy = AwsProxy::start(
+        bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"),
+        &ns,
+        &[
+            "--rate",
+            &FAILURE_RATE.to_string(),
+            "--slow-rate",
+            &SLOW_RATE.to_string(),
+            "--slow",
+            &SLOW_SECONDS.to_string(),
+        ],
+    );
     let operator = Operator::start_with_env(
         &bed,
         &ns,
@@ -80,11 +149,15 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
             "8",
             "--iam-requests-per-second",
             "50",
+            "--log-format",
+            "json",
         ],
         &[("BUCKETWIRE_AWS_ENDPOINT_URL", proxy.url.as_str())],
     );
     let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
-    let names: Vec<String> = (0..N).map(|i| format!("f{i:03}")).collect();
+    proxy.force(&format!("{ns}-retry-"), FORCED).await;
+    let mut names: Vec<String> = vec!["retry".into()];
+    names.extend((0..N).map(|i| format!("f{i:03}")));
     futures::stream::iter(&names)
         .for_each_concurrent(10, |name| {
             let (client, ns) = (client.clone(), ns.clone());
@@ -116,19 +189,21 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
             })
             .unwrap_or(0)
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let ready = ready_count().await;
-        if ready == N {
+        if ready == names.len() {
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
-            "{ready} of {N} Ready after 10 minutes; faults: {}",
+            Instant::now() < deadline,
+            "{ready} of {} Ready after 10 minutes; faults: {}",
+            names.len(),
             proxy.counts().await
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let all_ready = started.elapsed();
     let uids: BTreeSet<String> = api
         .list(&ListParams::default())
         .await
@@ -138,46 +213,12 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
         .filter_map(|bi| bi.uid())
         .collect();
 
-    // The faults really happened, of every kind, on every service.
-    let counts = proxy.counts().await;
-    let requests = counts["requests"].as_u64().unwrap_or(0);
-    let injected = counts["injected"].as_u64().unwrap_or(0);
-    eprintln!("faults: {counts}");
-    assert!(injected * 100 >= requests * 15, "about 20% failed: {counts}");
-    for kind in [
-        "throttle",
-        "slowdown",
-        "internal",
-        "reset-before",
-        "reset-after",
-        "slow",
-    ] {
-        assert!(
-            counts["by_kind"][kind].as_u64().unwrap_or(0) > 0,
-            "no {kind}: {counts}"
-        );
-    }
-
-    // No hot loop: every scheduled retry waited at least the first backoff step (2 s less 20%
-    // jitter), and reconciles stayed within a few per integration. (Most faults are absorbed by
-    // the SDK's own three attempts, so how many reconciles fail varies from run to run.)
-    let metrics = operator.metrics().await;
-    let retries = sample(&metrics, "bucketwire_reconcile_retry_delay_seconds_count");
-    let waited = sample(&metrics, "bucketwire_reconcile_retry_delay_seconds_sum");
-    let reconciles: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("bucketwire_reconciles_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    eprintln!("reconciles: {reconciles}, retries: {retries}, waiting {waited:.1} s in all");
-    assert!(
-        waited >= 1.6 * retries,
-        "retries back off: {retries} waited {waited} s"
-    );
-    assert!(
-        reconciles <= 6 * N as u64,
-        "{reconciles} reconciles for {N} integrations"
-    );
+    // The faults really happened, at the stated rate, of every kind, on every service; slow
+    // answers (which succeed) are counted apart from failures.
+    let creation = shares(&proxy.counts().await);
+    eprintln!("faults while creating: {creation}");
+    assert_shares("creating", &creation);
+    assert_eq!(creation["forced"], FORCED, "{creation}");
 
     // No duplicates.
     let found = aws::inventory(&bed, "us-east-2", &ns, &uids).await;
@@ -209,5 +250,108 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
     assert!(
         left.buckets.is_empty() && left.roles.is_empty() && left.policies.is_empty(),
         "leftovers: {left:?}"
+    );
+    let whole = shares(&proxy.counts().await);
+    eprintln!("faults over the whole run: {whole}");
+    assert_shares("creating and deleting", &whole);
+
+    // Backoff, measured: after each failed reconcile, the integration's next AWS request came
+    // no sooner than the backoff step for its count of consecutive failures, less the jitter.
+    // Nothing else can set off an earlier reconcile here: the triggers that legitimately do
+    // (a spec change, an annotation, a finalizer change, someone else's edit or deletion of the
+    // values ConfigMap) do not happen in this test once an integration's first reconcile ran.
+    let failures = failed_reconciles(&operator.log(), &ns);
+    let requests = proxy.requests();
+    let mut intervals = vec![];
+    for f in &failures {
+        let part = format!("{ns}-{}-", f.name);
+        let Some(next) = requests
+            .iter()
+            .filter(|r| r.t > f.at && r.names_any(&part))
+            .map(|r| r.t)
+            .min_by(f64::total_cmp)
+        else {
+            continue; // deleted after this failure's retry needed no AWS call
+        };
+        let bound = if f.terminal {
+            Duration::from_secs(300)
+        } else {
+            transient_retry_delay(f.failures, 1.0)
+        }
+        .as_secs_f64();
+        let measured = next - f.at;
+        assert!(
+            measured + CLOCK_SLACK >= bound,
+            "{}: retry {:.3} s after failure {} (terminal: {}), sooner than the backoff ({bound:.2} s)",
+            f.name,
+            measured,
+            f.failures,
+            f.terminal
+        );
+        intervals.push(
+            json!({"integration": f.name, "failures": f.failures, "terminal": f.terminal,
+                              "bound_seconds": bound, "measured_seconds": measured}),
+        );
+    }
+    assert!(
+        failures.iter().all(|f| !f.terminal),
+        "only transient failures here"
+    );
+    let retry: Vec<&Value> = intervals.iter().filter(|i| i["integration"] == "retry").collect();
+    let doubling: Vec<u64> = retry.iter().filter_map(|i| i["failures"].as_u64()).collect();
+    assert!(
+        doubling.starts_with(&[1, 2, 3]),
+        "the forced failures were three failed reconciles in a row, each retried: {retry:?}"
+    );
+
+    let metrics = operator.metrics().await;
+    let reconciles: BTreeMap<String, u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("bucketwire_reconciles_total{"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let result = series.split("result=\"").nth(1)?.split('"').next()?;
+            Some((result.to_string(), value.parse().ok()?))
+        })
+        .collect();
+    let total: u64 = reconciles.values().sum();
+    assert!(
+        total <= 6 * names.len() as u64,
+        "{total} reconciles for {} integrations: {reconciles:?}",
+        names.len()
+    );
+    let shortest = intervals
+        .iter()
+        .filter_map(|i| Some(i["measured_seconds"].as_f64()? / i["bound_seconds"].as_f64()?))
+        .min_by(f64::total_cmp);
+    results::record(
+        "faults",
+        &json!({
+            "test": "tests/faults.rs::with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_and_delete_cleanly",
+            "machine": results::machine(),
+            "integrations": names.len(),
+            "max_concurrent_reconciles": 8,
+            "proxy": {"failure_rate": FAILURE_RATE, "tolerance": TOLERANCE, "slow_rate": SLOW_RATE,
+                      "slow_seconds": SLOW_SECONDS, "forced_failures": FORCED},
+            "while_creating": creation,
+            "whole_run": whole,
+            "seconds_to_all_ready": all_ready.as_secs_f64(),
+            "seconds_total": started.elapsed().as_secs_f64(),
+            "reconciles": {"total": total, "by_result": reconciles},
+            "backoff": {
+                "failed_reconciles": failures.len(),
+                "retries_measured": intervals.len(),
+                "shortest_measured_over_bound": shortest,
+                "forced_integration": retry,
+                "intervals": intervals,
+            },
+            "inventory": {
+                "after_create": {"buckets": found.buckets.values().map(Vec::len).sum::<usize>(),
+                                 "roles": found.roles.values().map(Vec::len).sum::<usize>(),
+                                 "policies": found.policies.values().map(Vec::len).sum::<usize>()},
+                "after_delete": {"buckets": left.buckets.len(), "roles": left.roles.len(),
+                                 "policies": left.policies.len()},
+            },
+        }),
     );
 }

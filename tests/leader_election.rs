@@ -27,10 +27,15 @@ async fn two_replicas_one_reconciles_and_a_killed_leader_is_replaced_within_15s(
     let second = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "one", json!({"region": "us-east-2"})).await;
     wait_ready(&client, &ns, "one", &first).await;
-    // Several resyncs later, still only one replica has reconciled anything.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (_, standby, first_leads) = leader_of(&first, &second).await;
-    assert_eq!(standby.reconciles().await, 0);
+    // Three resyncs (every 2 s) later, still only one replica has reconciled anything: the
+    // standby's count is checked at every poll across that window, not once at its end.
+    let (leader, standby, first_leads) = leader_of(&first, &second).await;
+    let start = leader.reconciles().await;
+    wait_for("three resyncs by the leader", Duration::from_secs(20), || async {
+        assert_eq!(standby.reconciles().await, 0, "the standby reconciled");
+        (leader.reconciles().await >= start + 3).then_some(())
+    })
+    .await;
     let lease: Lease = Api::namespaced(client.clone(), &ns)
         .get("bucketwire")
         .await

@@ -16,7 +16,7 @@ use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
 use common::aws::{get_object, put_object};
 use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
-use common::operator::Operator;
+use common::operator::{AwsProxy, Operator};
 use common::{aws, setup, wait_for};
 
 async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str, tags: &[(&str, &str)]) {
@@ -608,13 +608,48 @@ async fn deletion_policy_delete_removes_only_an_empty_bucket() {
     );
 }
 
+/// SIGTERM (the Deployment deleted, a node drained) is a shutdown, never a cleanup. A cleanup
+/// would show here: it would delete the empty bucket of `empty` (deletionPolicy Delete), the
+/// roles and policies, and remove the finalizers and the ServiceAccount annotations; a data
+/// loss would show as a missing object in `data`'s bucket. The proxy every AWS request of the
+/// operator goes through shows that it wrote nothing to AWS from the SIGTERM on.
 #[tokio::test]
-async fn stopping_the_operator_deletes_nothing_in_aws() {
+async fn sigterm_writes_nothing_to_aws_and_keeps_every_bucket_object_role_and_annotation() {
     let (bed, client, ns) = setup("stop").await;
-    let mut operator = Operator::start(&bed, &ns, &[]);
-    create(&client, &ns, "stop", json!({"region": "us-east-2"})).await;
-    let status = ready_status(&client, &ns, "stop", &operator).await;
-    // SIGTERM, as when the Deployment is deleted: a clean shutdown, not a cleanup.
+    let proxy = AwsProxy::start(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"), &ns, &["--rate", "0"]);
+    // No resync during the test: no reconcile is in flight when SIGTERM comes.
+    let mut operator = Operator::start_with_env(
+        &bed,
+        &ns,
+        &["--resync-interval", "1h"],
+        &[("BUCKETWIRE_AWS_ENDPOINT_URL", proxy.url.as_str())],
+    );
+    let spec = json!({"region": "us-east-2", "bucket": {"deletionPolicy": "Delete"}});
+    create(&client, &ns, "data", spec.clone()).await;
+    create(&client, &ns, "empty", spec).await;
+    let s3 = aws::s3(&bed, "us-east-2").await;
+    let mut statuses = BTreeMap::new();
+    for name in ["data", "empty"] {
+        statuses.insert(name, ready_status(&client, &ns, name, &operator).await);
+    }
+    let bucket = |name: &str| {
+        statuses[name]
+            .bucket
+            .as_ref()
+            .and_then(|b| b.name.clone())
+            .expect("bucket")
+    };
+    for i in 0..3 {
+        put_object(
+            &s3,
+            &bucket("data"),
+            &format!("files/segment-{i}"),
+            &format!("vectors {i}"),
+        )
+        .await;
+    }
+
+    let before_sigterm = proxy.requests().len();
     operator.terminate();
     assert!(
         operator.wait_for_exit(Duration::from_secs(20)),
@@ -625,29 +660,57 @@ async fn stopping_the_operator_deletes_nothing_in_aws() {
         "{}",
         operator.log()
     );
-    let s3 = aws::s3(&bed, "us-east-2").await;
+    let after: Vec<_> = proxy.requests().into_iter().skip(before_sigterm).collect();
+    let writes: Vec<_> = after.iter().filter(|r| r.is_write()).collect();
+    assert!(writes.is_empty(), "AWS writes after SIGTERM: {writes:?}");
+
     let iam = aws::iam(&bed, "us-east-1").await;
-    assert!(
-        s3.head_bucket()
-            .bucket(status.bucket.and_then(|b| b.name).expect("b"))
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    for name in ["data", "empty"] {
+        let status = &statuses[name];
+        assert!(
+            s3.head_bucket().bucket(bucket(name)).send().await.is_ok(),
+            "{name}: the bucket is still there"
+        );
+        let role_arn = status.role_arn.clone().expect("role");
+        let policy_arn = status.policy_arn.clone().expect("policy");
+        let role_name = role_arn.rsplit('/').next().expect("role name").to_string();
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(&role_name)
             .send()
             .await
-            .is_ok()
-    );
-    let role_name = status
-        .role_arn
-        .as_deref()
-        .and_then(|a| a.rsplit('/').next())
-        .expect("role")
-        .to_string();
-    assert!(iam.get_role().role_name(&role_name).send().await.is_ok());
-    assert!(
-        iam.get_policy()
-            .policy_arn(status.policy_arn.expect("p"))
-            .send()
-            .await
-            .is_ok()
-    );
+            .unwrap_or_else(|e| panic!("{name}: the role is still there: {e}"));
+        assert_eq!(
+            attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn())
+                .collect::<Vec<_>>(),
+            [policy_arn.as_str()],
+            "{name}: the policy is still attached"
+        );
+        let bi = api.get(name).await.expect("the integration is still there");
+        assert!(
+            bi.finalizers().iter().any(|f| f == bucketwire::api::FINALIZER),
+            "{name}: the finalizer stays, so a later deletion still cleans up: {:?}",
+            bi.finalizers()
+        );
+        let sa = sas.get(name).await.expect("the ServiceAccount is still there");
+        assert_eq!(
+            sa.annotations().get("eks.amazonaws.com/role-arn"),
+            Some(&role_arn),
+            "{name}: the ServiceAccount still names the role"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            get_object(&s3, &bucket("data"), &format!("files/segment-{i}")).await,
+            Some(format!("vectors {i}")),
+            "files/segment-{i}"
+        );
+    }
 }
 
 /// Kills the operator (abort, as kill -9) right after a step, restarts it, and counts what

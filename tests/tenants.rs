@@ -18,40 +18,49 @@ use serde_json::json;
 use bucketwire::api::BucketIntegration;
 use common::aws::{get_object, put_object};
 use common::integration::{condition, create, wait_condition, wait_ready};
-use common::operator::Operator;
-use common::{aws, namespace, setup, wait_for};
+use common::operator::{AwsProxy, Operator};
+use common::{aws, namespace, results, setup, wait_for};
 
 #[tokio::test]
 async fn specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one() {
     let (bed, client, ns) = setup("hostile").await;
-    let operator = Operator::start(
+    // Every AWS request of this operator goes through a recording proxy (nothing is failed), so
+    // that each one can be attributed by the bucket or IAM name it carries.
+    let proxy = AwsProxy::start(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"), &ns, &["--rate", "0"]);
+    let operator = Operator::start_with_env(
         &bed,
         &ns,
         &["--bucket-prefix", "team-a-", "--resync-interval", "1h"],
+        &[("BUCKETWIRE_AWS_ENDPOINT_URL", proxy.url.as_str())],
     );
     // Twenty admitted specs naming buckets outside this operator's prefix, then one good one.
-    for i in 0..20 {
+    let bad: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let bucket: String = format!("team-b-{i:02}-{ns}").chars().take(63).collect();
+            (format!("bad{i:02}"), bucket.trim_end_matches('-').to_string())
+        })
+        .collect();
+    for (name, bucket) in &bad {
         create(
             &client,
             &ns,
-            &format!("bad{i:02}"),
-            json!({"region": "us-east-2", "bucket": {"name": format!("team-b-{i:02}-{ns}").chars().take(63).collect::<String>().trim_end_matches('-')}}),
+            name,
+            json!({"region": "us-east-2", "bucket": {"name": bucket}}),
         )
         .await;
     }
     create(&client, &ns, "good", json!({"region": "us-east-2"})).await;
     let good = wait_ready(&client, &ns, "good", &operator).await;
-    assert!(
-        good.status
-            .and_then(|s| s.bucket?.name)
-            .is_some_and(|b| b.starts_with("team-a-")),
-        "derived names use the prefix"
-    );
-    for i in 0..20 {
+    let good_bucket = good
+        .status
+        .and_then(|s| s.bucket?.name)
+        .expect("the good one's bucket");
+    assert!(good_bucket.starts_with("team-a-"), "derived names use the prefix");
+    for (name, _) in &bad {
         let bi = wait_condition(
             &client,
             &ns,
-            &format!("bad{i:02}"),
+            name,
             "Ready",
             "False",
             Some("InvalidSpec"),
@@ -61,7 +70,40 @@ async fn specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one() 
         let message = condition(&bi, "Ready").expect("Ready").message;
         assert!(message.contains("team-a-"), "{message}");
     }
-    // Every AWS call was for the good one: one of each create, and nothing else.
+
+    // Zero AWS requests for the twenty, counted by the emulator (every request naming one of
+    // their buckets, from any client) and by the proxy (every request of this operator naming
+    // one of their buckets or IAM names, which all contain `<namespace>-badNN`).
+    let emulator: Vec<_> = aws::emulator_requests(&bed)
+        .into_iter()
+        .filter(|r| bad.iter().any(|(_, b)| r.is_for_bucket(b)))
+        .collect();
+    assert!(emulator.is_empty(), "requests for the 20: {emulator:?}");
+    let requests = proxy.requests();
+    let for_bad: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            bad.iter()
+                .any(|(name, bucket)| r.names_any(&format!("{ns}-{name}")) || r.names_any(bucket))
+        })
+        .collect();
+    assert!(for_bad.is_empty(), "requests for the 20: {for_bad:?}");
+    // And every request the operator made names the good one, or is a lookup made once per
+    // process (caller identity, cluster, OIDC provider), which names no integration.
+    let good_part = format!("{ns}-good-");
+    let (for_good, other): (Vec<_>, Vec<_>) = requests
+        .iter()
+        .partition(|r| r.names_any(&good_part) || r.names_any(&good_bucket));
+    let lookups = ["GetCallerIdentity", "GetOpenIDConnectProvider"];
+    assert!(
+        other
+            .iter()
+            .all(|r| lookups.contains(&r.action.as_str()) || r.service == "eks" && r.method == "GET"),
+        "requests that name no integration: {other:?}"
+    );
+    assert!(!for_good.is_empty());
+
+    // The operator's own counter agrees: one of each create, for the good one.
     let calls = operator.mutating_calls().await;
     for op in [
         "S3:CreateBucket",
@@ -71,12 +113,18 @@ async fn specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one() 
     ] {
         assert_eq!(calls.get(op), Some(&1), "{op}: {calls:?}");
     }
-    let all: u64 = operator.aws_calls().await.values().sum();
-    assert!(
-        all <= 14 + 3,
-        "{all} AWS calls for one valid integration (and 20 invalid ones)"
-    );
     assert!(!operator.log().contains("panicked"), "the operator never panics");
+    results::record(
+        "tenants_invalid",
+        &json!({
+            "test": "tests/tenants.rs::specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one",
+            "invalid_integrations": bad.len(),
+            "requests_for_them_emulator_log": emulator.len(),
+            "requests_for_them_proxy_log": for_bad.len(),
+            "requests_for_the_good_one": for_good.len(),
+            "once_per_process_lookups": other.len(),
+        }),
+    );
 }
 
 #[tokio::test]

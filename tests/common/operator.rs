@@ -302,3 +302,126 @@ impl Drop for Operator {
         self.kill();
     }
 }
+
+/// A "nothing happens during `window`" check: reads `value` every 200 ms for `window` and
+/// panics, naming `what`, as soon as it differs from the first reading; returns that reading.
+pub async fn unchanged_for<T, F, Fut>(what: &str, window: Duration, mut value: F) -> T
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let first = value().await;
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = value().await;
+        assert_eq!(now, first, "{what} changed within {window:?}");
+    }
+    first
+}
+
+/// tests/faultproxy/faultproxy.py between an operator and the emulator: it fails and slows the
+/// share of requests it is told to (none with `--rate 0`), and records every request it saw
+/// (time, service, action, the resources named) in its request log.
+pub struct AwsProxy {
+    child: Child,
+    pub url: String,
+    log: std::path::PathBuf,
+}
+
+/// One request the proxy saw, from its request log.
+#[derive(Debug, serde::Deserialize)]
+pub struct ProxyRequest {
+    /// Unix time, seconds.
+    pub t: f64,
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub action: String,
+    /// The bucket of an S3 path and every `*Name`/`*Arn` parameter of the form.
+    pub names: Vec<String>,
+    /// `pass`, `slow`, `forced` or a failure kind.
+    pub outcome: String,
+}
+
+impl ProxyRequest {
+    /// Whether the request names something containing `part` (in its path or parameters).
+    pub fn names_any(&self, part: &str) -> bool {
+        self.path.contains(part) || self.names.iter().any(|n| n.contains(part))
+    }
+
+    /// Whether the request could change something: S3 PUT/POST/DELETE, or an IAM/STS action
+    /// other than Get*/List*/Describe*/AssumeRole*/Simulate* (the test bed's rule, tests/common/aws.rs).
+    pub fn is_write(&self) -> bool {
+        if !self.action.is_empty() {
+            let reads = ["Get", "List", "Describe", "AssumeRole", "Simulate"];
+            return !reads.iter().any(|p| self.action.starts_with(p));
+        }
+        matches!(self.method.as_str(), "PUT" | "POST" | "DELETE")
+    }
+}
+
+impl AwsProxy {
+    /// Starts the proxy in front of `target` with `args` (e.g. `["--rate", "0"]`), logging to
+    /// `target/testbed/awsproxy-<name>.jsonl`.
+    pub fn start(target: &str, name: &str, args: &[&str]) -> Self {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let log = std::path::PathBuf::from(root).join(format!("target/testbed/awsproxy-{name}.jsonl"));
+        let _ = std::fs::remove_file(&log);
+        let mut child = Command::new(format!("{root}/target/testbed/venv/bin/python"))
+            .arg(format!("{root}/tests/faultproxy/faultproxy.py"))
+            .args(["--target", target])
+            .args(args)
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the AWS proxy starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the proxy says where it listens");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected proxy output: {line}"))
+            .to_string();
+        Self { child, url, log }
+    }
+
+    /// The proxy's counters (`GET /__faults`).
+    pub async fn counts(&self) -> serde_json::Value {
+        let text = http_get(&format!("{}/__faults", self.url))
+            .await
+            .expect("proxy counts");
+        serde_json::from_str(&text).expect("proxy counts")
+    }
+
+    /// Fails the next `count` requests naming `part`, whatever the random draw.
+    pub async fn force(&self, part: &str, count: u32) {
+        http_get(&format!("{}/__force?match={part}&count={count}", self.url))
+            .await
+            .expect("force");
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<ProxyRequest> {
+        std::fs::read_to_string(&self.log)
+            .expect("the proxy's request log")
+            .lines()
+            // A line being written as this reads is incomplete: skipped.
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

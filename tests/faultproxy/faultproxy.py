@@ -1,13 +1,27 @@
-"""A reverse proxy in front of the AWS emulator that fails a set share of requests, the ways AWS
-fails: IAM Throttling, S3 503 SlowDown, 500 InternalError, connection resets (before the request
-reaches the emulator, and after it ran there, so the answer is lost), and slow answers.
+"""A reverse proxy in front of the AWS emulator that fails a set share of requests the ways AWS
+fails (IAM Throttling, S3 503 SlowDown, 500 InternalError, connection resets before the request
+reaches the emulator and after it ran there, so that the answer is lost), answers another share
+slowly (successfully), and can record every request it saw.
 
-Test-only code (tests/faults.rs starts it). Standard library only.
+Test-only code (tests/faults.rs and tests/tenants.rs start it). Standard library only.
 
-    faultproxy.py --target http://127.0.0.1:5000 --rate 0.2 [--seed 7] [--slow 2.0]
+    faultproxy.py --target http://127.0.0.1:5000 [--rate 0.2] [--slow-rate 0.05] [--slow 1.5]
+                  [--seed 7] [--log requests.jsonl]
 
-Prints `listening on http://127.0.0.1:PORT` once ready. `GET /__faults` answers the counts so
-far (by kind and by service), as JSON, without touching the emulator.
+Each request the proxy can attribute to an AWS service draws one random number: below `rate` it
+fails (one of the five failure kinds, picked evenly), below `rate + slow-rate` it is answered
+after `slow` seconds (and succeeds), otherwise it passes untouched. Failures and slow answers are
+counted apart, so "20% failed" means failed, not "failed or slow".
+
+Prints `listening on http://127.0.0.1:PORT` once ready.
+
+- `GET /__faults` answers the counts so far, as JSON, without touching the emulator.
+- `POST /__force?match=TEXT&count=N` makes the next N requests that name TEXT (in the path, or in
+  a `*Name`/`*Arn` parameter of the form) fail with a 500 InternalError, whatever the draw;
+  these are counted as `forced`, apart from the random failures.
+- `--log FILE`: one JSON line per request, written as it arrives: `t` (Unix time, seconds),
+  `service`, `method`, `path`, `action`, `names` (the bucket of an S3 path and every
+  `*Name`/`*Arn` form parameter) and `outcome` (`pass`, `slow`, a failure kind, or `forced`).
 """
 
 import argparse
@@ -23,7 +37,7 @@ import threading
 import time
 import urllib.parse
 
-KINDS = ["throttle", "slowdown", "internal", "reset-before", "reset-after", "slow"]
+FAILURES = ["throttle", "slowdown", "internal", "reset-before", "reset-after"]
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[0-9]{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 
 
@@ -36,6 +50,25 @@ def service_of(headers, body):
     if b"Action=AssumeRoleWithWebIdentity" in body:
         return "sts"
     return "unknown"
+
+
+def describe(service, path, headers, body):
+    """(action, names) of a request: the form's Action, and the resources it names."""
+    action, names = "", []
+    query = urllib.parse.urlsplit(path).query
+    form = urllib.parse.parse_qsl(query)
+    if headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+        form += urllib.parse.parse_qsl(body.decode("utf-8", "replace"))
+    for key, value in form:
+        if key == "Action":
+            action = value
+        elif key.endswith("Name") or key.endswith("Arn"):
+            names.append(value)
+    if service == "s3":
+        bucket = urllib.parse.unquote(urllib.parse.urlsplit(path).path).lstrip("/").split("/", 1)[0]
+        if bucket:
+            names.append(bucket)
+    return action, names
 
 
 def error_answer(kind, service):
@@ -64,25 +97,67 @@ def error_answer(kind, service):
 
 
 class Faults:
-    def __init__(self, rate, seed, slow):
+    def __init__(self, rate, slow_rate, seed, slow, log_path):
         self.rate = rate
+        self.slow_rate = slow_rate
         self.slow = slow
         self.random = random.Random(seed)
         self.lock = threading.Lock()
-        self.counts = {"requests": 0, "injected": 0, "by_kind": {}, "by_service": {}}
+        self.forced = []  # [match, remaining]
+        self.log = open(log_path, "a", buffering=1) if log_path else None
+        self.counts = {
+            "requests": 0,
+            "unattributed": 0,
+            "passed": 0,
+            "failed": 0,
+            "slow": 0,
+            "forced": 0,
+            "by_kind": {},
+            "by_service": {},
+        }
 
-    def pick(self, service):
-        """None (pass through) or the kind of fault for this request."""
+    def force(self, match, count):
         with self.lock:
-            self.counts["requests"] += 1
-            if service == "unknown" or self.random.random() >= self.rate:
-                return None
-            kind = self.random.choice(KINDS)
-            self.counts["injected"] += 1
-            self.counts["by_kind"][kind] = self.counts["by_kind"].get(kind, 0) + 1
-            key = f"{service}:{kind}"
-            self.counts["by_service"][key] = self.counts["by_service"].get(key, 0) + 1
-            return kind
+            self.forced.append([match, count])
+
+    def pick(self, service, method, path, action, names):
+        """The outcome of this request: `pass`, `slow`, `forced` or a failure kind."""
+        with self.lock:
+            counts = self.counts
+            counts["requests"] += 1
+            outcome = "pass"
+            forced = next(
+                (f for f in self.forced if f[1] > 0 and (f[0] in path or any(f[0] in n for n in names))),
+                None,
+            )
+            if forced is not None:
+                forced[1] -= 1
+                outcome = "forced"
+                counts["forced"] += 1
+            elif service == "unknown":
+                counts["unattributed"] += 1
+            else:
+                draw = self.random.random()
+                if draw < self.rate:
+                    outcome = self.random.choice(FAILURES)
+                    counts["failed"] += 1
+                    counts["by_kind"][outcome] = counts["by_kind"].get(outcome, 0) + 1
+                elif draw < self.rate + self.slow_rate:
+                    outcome = "slow"
+                    counts["slow"] += 1
+                else:
+                    counts["passed"] += 1
+                per = counts["by_service"].setdefault(service, {"requests": 0, "failed": 0, "slow": 0})
+                per["requests"] += 1
+                if outcome in FAILURES:
+                    per["failed"] += 1
+                elif outcome == "slow":
+                    per["slow"] += 1
+            if self.log:
+                entry = {"t": time.time(), "service": service, "method": method, "path": path,
+                         "action": action, "names": names, "outcome": outcome}
+                self.log.write(json.dumps(entry) + "\n")
+            return outcome
 
 
 def handler(target, faults):
@@ -135,12 +210,17 @@ def handler(target, faults):
                 with faults.lock:
                     data = json.dumps(faults.counts).encode()
                 return self.answer(200, [("Content-Type", "application/json")], data)
+            if self.path.startswith("/__force?"):
+                params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                faults.force(params["match"], int(params["count"]))
+                return self.answer(200, [("Content-Type", "text/plain")], b"ok\n")
             service = service_of(self.headers, body)
-            kind = faults.pick(service)
+            action, names = describe(service, self.path, self.headers, body)
+            kind = faults.pick(service, self.command, self.path, action, names)
             if kind == "reset-before":
                 return self.reset()
-            if kind in ("throttle", "slowdown", "internal"):
-                status, content_type, data = error_answer(kind, service)
+            if kind in ("throttle", "slowdown", "internal", "forced"):
+                status, content_type, data = error_answer("internal" if kind == "forced" else kind, service)
                 return self.answer(status, [("Content-Type", content_type)], data)
             if kind == "slow":
                 time.sleep(faults.slow)
@@ -158,12 +238,14 @@ def handler(target, faults):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", required=True)
-    parser.add_argument("--rate", type=float, default=0.2)
+    parser.add_argument("--rate", type=float, default=0.2, help="share of requests that fail")
+    parser.add_argument("--slow-rate", type=float, default=0.0, help="share answered slowly")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--slow", type=float, default=2.0, help="seconds a slow answer takes")
+    parser.add_argument("--slow", type=float, default=1.5, help="seconds a slow answer takes")
+    parser.add_argument("--log", help="append one JSON line per request to this file")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    faults = Faults(args.rate, args.seed, args.slow)
+    faults = Faults(args.rate, args.slow_rate, args.seed, args.slow, args.log)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler(args.target, faults))
     server.daemon_threads = True
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
