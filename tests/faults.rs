@@ -320,6 +320,22 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
         "{total} reconciles for {} integrations: {reconciles:?}",
         names.len()
     );
+    // The shortest measured wait before the retry after the 1st, 2nd, ... consecutive failure.
+    let mut by_failure_count = BTreeMap::<u64, Value>::new();
+    for i in &intervals {
+        let n = i["failures"].as_u64().unwrap_or(0);
+        let measured = i["measured_seconds"].as_f64().unwrap_or(0.0);
+        let entry = by_failure_count.entry(n).or_insert_with(
+            || json!({"retries": 0, "bound_seconds": i["bound_seconds"], "shortest_seconds": measured}),
+        );
+        entry["retries"] = json!(entry["retries"].as_u64().unwrap_or(0) + 1);
+        entry["shortest_seconds"] = json!(
+            entry["shortest_seconds"]
+                .as_f64()
+                .unwrap_or(measured)
+                .min(measured)
+        );
+    }
     let shortest = intervals
         .iter()
         .filter_map(|i| Some(i["measured_seconds"].as_f64()? / i["bound_seconds"].as_f64()?))
@@ -337,11 +353,13 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
             "whole_run": whole,
             "seconds_to_all_ready": all_ready.as_secs_f64(),
             "seconds_total": started.elapsed().as_secs_f64(),
-            "reconciles": {"total": total, "by_result": reconciles},
+            "reconciles": {"total": total, "failed": total - reconciles.get("success").copied().unwrap_or(0),
+                           "by_result": reconciles},
             "backoff": {
                 "failed_reconciles": failures.len(),
                 "retries_measured": intervals.len(),
                 "shortest_measured_over_bound": shortest,
+                "by_consecutive_failures": by_failure_count,
                 "forced_integration": retry,
                 "intervals": intervals,
             },
