@@ -30,11 +30,13 @@ use common::operator::{AwsProxy, Operator};
 use common::{aws, results, setup, wait_for};
 
 const N: usize = 100;
-/// Share of AWS requests the proxy fails, and the tolerance the test allows around it. (The
-/// proxy's draws are seeded; over the ~2000 or more requests of a run the binomial standard
-/// deviation is under 1 point.)
+/// Share of AWS requests the proxy fails, and the tolerance the test allows around it. The
+/// proxy's draws are seeded and taken in arrival order, so the share over the first n requests
+/// depends on n only; the test has the proxy compute how far it strays for any n from
+/// MIN_REQUESTS to 50000 (`--worst-shares`), and checks that it stays within the tolerance.
 const FAILURE_RATE: f64 = 0.20;
-const TOLERANCE: f64 = 0.03;
+const TOLERANCE: f64 = 0.025;
+const MIN_REQUESTS: u64 = 1500;
 /// Share answered slowly (and successfully), and how slowly.
 const SLOW_RATE: f64 = 0.05;
 const SLOW_SECONDS: f64 = 1.5;
@@ -51,6 +53,11 @@ fn shares(counts: &Value) -> Value {
     let requests = n(&counts["requests"]) - n(&counts["unattributed"]) - n(&counts["forced"]);
     let failed = n(&counts["failed"]);
     let slow = n(&counts["slow"]);
+    assert_eq!(
+        failed + slow + n(&counts["passed"]),
+        requests,
+        "every request failed, was slow or passed: {counts}"
+    );
     json!({
         "requests": requests,
         "failed": failed,
@@ -68,7 +75,10 @@ fn assert_shares(phase: &str, figures: &Value) {
     let requests = figures["requests"].as_u64().unwrap_or(0);
     let failed = figures["failed_share"].as_f64().unwrap_or(0.0);
     let slow = figures["slow_share"].as_f64().unwrap_or(0.0);
-    assert!(requests >= 1000, "{phase}: only {requests} requests: {figures}");
+    assert!(
+        requests >= MIN_REQUESTS,
+        "{phase}: only {requests} requests: {figures}"
+    );
     assert!(
         (failed - FAILURE_RATE).abs() <= TOLERANCE,
         "{phase}: {failed:.3} of requests failed, not {FAILURE_RATE} ± {TOLERANCE}: {figures}"
@@ -123,9 +133,29 @@ fn failed_reconciles(log: &str, ns: &str) -> Vec<Failure> {
         .collect()
 }
 
+/// How far the failed and slow shares of the proxy's seeded stream stray from their rates, over
+/// any number of requests from MIN_REQUESTS to 50000.
+fn worst_shares() -> Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/target/testbed/venv/bin/python"))
+        .arg(format!("{root}/tests/faultproxy/faultproxy.py"))
+        .args(["--target", "unused", "--rate", &FAILURE_RATE.to_string()])
+        .args(["--slow-rate", &SLOW_RATE.to_string()])
+        .args(["--worst-shares", &MIN_REQUESTS.to_string(), "50000"])
+        .output()
+        .expect("the proxy runs");
+    serde_json::from_slice(&out.stdout).expect("worst shares")
+}
+
 #[tokio::test]
 async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_and_delete_cleanly() {
     let started = Instant::now();
+    let stream = worst_shares();
+    assert!(
+        stream["failed"].as_f64().is_some_and(|w| w <= TOLERANCE)
+            && stream["slow"].as_f64().is_some_and(|w| w <= TOLERANCE),
+        "the seeded stream itself strays further than the tolerance: {stream}"
+    );
     let (bed, client, ns) = setup("faults").await;
     let proxy = AwsProxy::start(
         bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"),
@@ -347,7 +377,9 @@ async fn with_a_fifth_of_aws_requests_failing_a_hundred_integrations_converge_an
             "machine": results::machine(),
             "integrations": names.len(),
             "max_concurrent_reconciles": 8,
-            "proxy": {"failure_rate": FAILURE_RATE, "tolerance": TOLERANCE, "slow_rate": SLOW_RATE,
+            "proxy": {"failure_rate": FAILURE_RATE, "tolerance": TOLERANCE, "min_requests": MIN_REQUESTS,
+                      "seeded_stream_worst_distance_1500_to_50000": stream,
+                      "slow_rate": SLOW_RATE,
                       "slow_seconds": SLOW_SECONDS, "forced_failures": FORCED},
             "while_creating": creation,
             "whole_run": whole,

@@ -16,9 +16,13 @@ counted apart, so "20% failed" means failed, not "failed or slow".
 Prints `listening on http://127.0.0.1:PORT` once ready.
 
 - `GET /__faults` answers the counts so far, as JSON, without touching the emulator.
-- `POST /__force?match=TEXT&count=N` makes the next N requests that name TEXT (in the path, or in
+- `GET /__force?match=TEXT&count=N` makes the next N requests that name TEXT (in the path, or in
   a `*Name`/`*Arn` parameter of the form) fail with a 500 InternalError, whatever the draw;
   these are counted as `forced`, apart from the random failures.
+- `--worst-shares LOW HIGH`: no proxy; prints (JSON) the largest distance of the failed and
+  slow shares from their rates over the first n draws of the seeded stream, for n in LOW..HIGH.
+  Draws are taken in arrival order, so over n requests the shares are exactly those of the
+  stream's first n draws.
 - `--log FILE`: one JSON line per request, written as it arrives: `t` (Unix time, seconds),
   `service`, `method`, `path`, `action`, `names` (the bucket of an S3 path and every
   `*Name`/`*Arn` form parameter) and `outcome` (`pass`, `slow`, a failure kind, or `forced`).
@@ -96,6 +100,32 @@ def error_answer(kind, service):
     return status, "text/xml", body.encode()
 
 
+def draw(rng, rate, slow_rate):
+    """One request's fate: a failure kind, `slow` or `pass` (consumes the seeded stream)."""
+    x = rng.random()
+    if x < rate:
+        return rng.choice(FAILURES)
+    if x < rate + slow_rate:
+        return "slow"
+    return "pass"
+
+
+def worst_shares(seed, rate, slow_rate, low, high):
+    """The largest distance of the failed and slow shares from `rate` and `slow_rate` over the
+    first n draws of the seeded stream, for every n from `low` to `high`."""
+    rng = random.Random(seed)
+    failed = slow = 0
+    worst = {"failed": 0.0, "slow": 0.0}
+    for n in range(1, high + 1):
+        outcome = draw(rng, rate, slow_rate)
+        failed += outcome in FAILURES
+        slow += outcome == "slow"
+        if n >= low:
+            worst["failed"] = max(worst["failed"], abs(failed / n - rate))
+            worst["slow"] = max(worst["slow"], abs(slow / n - slow_rate))
+    return worst
+
+
 class Faults:
     def __init__(self, rate, slow_rate, seed, slow, log_path):
         self.rate = rate
@@ -137,13 +167,11 @@ class Faults:
             elif service == "unknown":
                 counts["unattributed"] += 1
             else:
-                draw = self.random.random()
-                if draw < self.rate:
-                    outcome = self.random.choice(FAILURES)
+                outcome = draw(self.random, self.rate, self.slow_rate)
+                if outcome in FAILURES:
                     counts["failed"] += 1
                     counts["by_kind"][outcome] = counts["by_kind"].get(outcome, 0) + 1
-                elif draw < self.rate + self.slow_rate:
-                    outcome = "slow"
+                elif outcome == "slow":
                     counts["slow"] += 1
                 else:
                     counts["passed"] += 1
@@ -244,7 +272,13 @@ def main():
     parser.add_argument("--slow", type=float, default=1.5, help="seconds a slow answer takes")
     parser.add_argument("--log", help="append one JSON line per request to this file")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--worst-shares", nargs=2, type=int, metavar=("LOW", "HIGH"),
+                        help="print how far the shares of the seeded stream stray over LOW..HIGH requests, and exit")
     args = parser.parse_args()
+    if args.worst_shares:
+        low, high = args.worst_shares
+        print(json.dumps(worst_shares(args.seed, args.rate, args.slow_rate, low, high)))
+        return 0
     faults = Faults(args.rate, args.slow_rate, args.seed, args.slow, args.log)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler(args.target, faults))
     server.daemon_threads = True
