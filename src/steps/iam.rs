@@ -49,6 +49,16 @@ fn owned(tags: &[Tag], uid: &str) -> Result<(), String> {
     }
 }
 
+/// Whether the entity was tagged by an earlier integration of the same cluster, namespace and
+/// name (see `bucket::is_predecessor`): then this integration takes it back.
+fn predecessor(tags: &[Tag], ours: &BTreeMap<String, String>) -> bool {
+    let tags: BTreeMap<String, String> = tags
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    crate::steps::bucket::is_predecessor(&tags, ours)
+}
+
 /// Creates the policy, or makes a new default version when its document drifted.
 pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy) -> Result<Outcome, Error> {
     let policy = match get_policy(iam, &desired.arn).await? {
@@ -76,11 +86,22 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
             }
         }
     };
-    owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
-        kind: "IAM policy",
-        name: desired.arn.clone(),
-        detail,
-    })?;
+    let mut taken_back = false;
+    if predecessor(policy.tags(), &desired.tags) {
+        iam.tag_policy()
+            .policy_arn(&desired.arn)
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:TagPolicy", AwsFailure::from_sdk(&e)))?;
+        taken_back = true;
+    } else {
+        owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+            kind: "IAM policy",
+            name: desired.arn.clone(),
+            detail,
+        })?;
+    }
 
     let version_id = policy.default_version_id().unwrap_or("v1").to_string();
     let version = iam
@@ -98,6 +119,12 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
         .as_ref()
         .is_some_and(|doc| documents_equivalent(doc, &desired.document))
     {
+        if taken_back {
+            return Ok(Outcome::adopted(format!(
+                "took back policy {} from an earlier integration of the same name",
+                desired.arn
+            )));
+        }
         return Ok(Outcome::up_to_date(format!("policy {} matches", desired.arn)));
     }
 
@@ -171,13 +198,23 @@ pub async fn reconcile_role(
             }
         }
     };
-    owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
-        kind: "IAM role",
-        name: desired.name.clone(),
-        detail,
-    })?;
     let arn = role.arn().to_string();
     let mut repaired = vec![];
+    if predecessor(role.tags(), &desired.tags) {
+        iam.tag_role()
+            .role_name(&desired.name)
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:TagRole", AwsFailure::from_sdk(&e)))?;
+        repaired.push("ownership (taken back from an earlier integration of the same name)");
+    } else {
+        owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+            kind: "IAM role",
+            name: desired.name.clone(),
+            detail,
+        })?;
+    }
 
     let trust = role.assume_role_policy_document().and_then(parse_document);
     if !trust

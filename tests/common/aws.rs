@@ -231,6 +231,9 @@ pub struct EmulatorRequest {
     pub query: String,
     /// The `Action` of query-protocol services (IAM, STS); empty for S3 and REST services.
     pub action: String,
+    /// The RoleName or PolicyArn an IAM request names (empty otherwise).
+    #[serde(default)]
+    pub target: String,
     #[serde(rename = "accessKey")]
     pub access_key: String,
     pub status: u16,
@@ -266,5 +269,14 @@ pub fn bucket_writes(bed: &TestBed, bucket: &str) -> Vec<EmulatorRequest> {
     emulator_requests(bed)
         .into_iter()
         .filter(|r| r.is_for_bucket(bucket) && r.is_write())
+        .collect()
+}
+
+/// The IAM requests that could change the role or policy named `target` (a role name or a
+/// policy ARN), from the emulator's own log.
+pub fn iam_writes(bed: &TestBed, target: &str) -> Vec<EmulatorRequest> {
+    emulator_requests(bed)
+        .into_iter()
+        .filter(|r| r.target == target && r.is_write())
         .collect()
 }

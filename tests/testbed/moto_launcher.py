@@ -29,8 +29,8 @@ cannot tell which partition's STS endpoint was meant; temporary credentials unkn
 request's partition are looked up in the others and then act in the request's partition.
 
 The request log: with MOTO_REQUEST_LOG set, every request the emulator answers is appended to
-that file as one JSON line (method, path, query, the form's Action for query-protocol services,
-the signing access key and the HTTP status), before any of the above runs. Tests count writes
+that file as one JSON line (method, path, query, the form's Action and the RoleName or PolicyArn it names
+for query-protocol services, the signing access key and the HTTP status), before any of the above runs. Tests count writes
 from it, so "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
 Everything else is moto as released. Usage is that of `moto_server`
@@ -168,15 +168,17 @@ def log_requests(path):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        action = ""
+        form = {}
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-            action = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action", "")
+            form = dict(parse_qsl(body.decode("utf-8", "replace")))
         query = environ.get("QUERY_STRING", "")
-        action = action or dict(parse_qsl(query)).get("Action", "")
+        action = form.get("Action") or dict(parse_qsl(query)).get("Action", "")
+        # The IAM entity a query-protocol request names, so tests can count writes to it.
+        target = form.get("RoleName") or form.get("PolicyArn") or ""
         auth = environ.get("HTTP_AUTHORIZATION", "")
         key = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
         entry = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
-                 "query": query, "action": action, "accessKey": key, "host": environ.get("HTTP_HOST", "")}
+                 "query": query, "action": action, "target": target, "accessKey": key, "host": environ.get("HTTP_HOST", "")}
 
         def respond(status, headers, exc_info=None):
             entry["status"] = int(status.split(" ", 1)[0])
