@@ -168,16 +168,20 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         .map(|t| t.0);
     let bucket_adopted = recorded_bucket.and_then(|b| b.adopted).unwrap_or(false);
     let mut settings_notes = vec![];
-    let (role_path, role_name) =
-        match recorded_status.and_then(|s| s.role_arn.as_deref()).and_then(iam_path_and_name) {
-            Some((path, name)) => (path, name),
-            None => (settings.role_path.clone(), naming::role_name(owner)),
-        };
-    let (policy_path, policy_name) =
-        match recorded_status.and_then(|s| s.policy_arn.as_deref()).and_then(iam_path_and_name) {
-            Some((path, name)) => (path, name),
-            None => (settings.role_path.clone(), naming::policy_name(owner)),
-        };
+    let (role_path, role_name) = match recorded_status
+        .and_then(|s| s.role_arn.as_deref())
+        .and_then(iam_path_and_name)
+    {
+        Some((path, name)) => (path, name),
+        None => (settings.role_path.clone(), naming::role_name(owner)),
+    };
+    let (policy_path, policy_name) = match recorded_status
+        .and_then(|s| s.policy_arn.as_deref())
+        .and_then(iam_path_and_name)
+    {
+        Some((path, name)) => (path, name),
+        None => (settings.role_path.clone(), naming::policy_name(owner)),
+    };
     if role_path != settings.role_path || policy_path != settings.role_path {
         settings_notes.push(format!(
             "the role and policy keep their recorded path {role_path} (the operator's --role-path is now {}; IAM cannot move a role, re-create the integration to move it)",
@@ -406,7 +410,10 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let identity_recorded = r.bucket_recorded
         && recorded.and_then(|s| s.policy_arn.as_deref()) == Some(policy_arn.as_str())
         && recorded.and_then(|s| s.role_arn.as_deref()).is_some()
-        && recorded.and_then(|s| s.external_id.clone()) == external_id.clone().or_else(|| recorded.and_then(|s| s.external_id.clone()));
+        && recorded.and_then(|s| s.external_id.clone())
+            == external_id
+                .clone()
+                .or_else(|| recorded.and_then(|s| s.external_id.clone()));
     if !identity_recorded {
         let role_arn = recorded
             .and_then(|s| s.role_arn.clone())
@@ -462,7 +469,8 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     )
     .await?;
     if bucket_report.created_and_tagged
-        && (r.bucket_create_started_at.is_some() || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
+        && (r.bucket_create_started_at.is_some()
+            || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
     {
         // The bucket carries our tags now: the intent has done its job.
         record_status(
@@ -767,7 +775,8 @@ impl bucket::Journal for StatusJournal<'_> {
             "record the intent to create the bucket",
         )
         .await?;
-        self.wrote_intent.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wrote_intent
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(now)
     }
 
@@ -1101,10 +1110,16 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
         // An uninstall, not a user's decision to clean up: every Milvus keeps its bucket, role,
         // policy and ServiceAccount annotation; the integration is only released.
         let message = "the BucketIntegration CRD is being deleted: released without deleting anything in AWS (bucket, role, policy and ServiceAccount annotation kept)";
-        info!(namespace = bi.namespace().unwrap_or_default(), name = bi.name_any(), "{message}");
+        info!(
+            namespace = bi.namespace().unwrap_or_default(),
+            name = bi.name_any(),
+            "{message}"
+        );
         publish(ctx, bi, "Cleanup", EventType::Normal, "Released", message).await;
-        ctx.metrics
-            .set_conditions(&format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any()), None);
+        ctx.metrics.set_conditions(
+            &format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any()),
+            None,
+        );
         return Ok(());
     }
     let result = cleanup_steps(bi, ctx).await;
@@ -1149,7 +1164,10 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
 /// cleans up, as it always did.
 async fn crd_being_deleted(ctx: &Context) -> bool {
     let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
-    match crds.get_opt(&format!("bucketintegrations.{}", crate::api::GROUP)).await {
+    match crds
+        .get_opt(&format!("bucketintegrations.{}", crate::api::GROUP))
+        .await
+    {
         Ok(Some(crd)) => crd.metadata.deletion_timestamp.is_some(),
         Ok(None) => true,
         Err(err) => {
@@ -1204,7 +1222,8 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
         .unwrap_or_else(|| name.clone());
     let role_arn = recorded.and_then(|s| s.role_arn.as_deref());
     done.extend(
-        kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn).await?,
+        kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn)
+            .await?,
     );
 
     let recorded_bucket = bi

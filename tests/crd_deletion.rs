@@ -98,14 +98,30 @@ async fn deleting_the_crd_keeps_every_bucket_and_object() {
         let role_arn = status.role_arn.clone().expect("role");
         let role = aws::role(&iam, &role_arn).await;
         assert!(
-            role.tags().iter().any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid),
+            role.tags()
+                .iter()
+                .any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid),
             "the role {role_arn} is kept, still tagged"
         );
         let policy_arn = status.policy_arn.clone().expect("policy");
-        let policy = iam.get_policy().policy_arn(&policy_arn).send().await.expect("the policy is kept");
+        let policy = iam
+            .get_policy()
+            .policy_arn(&policy_arn)
+            .send()
+            .await
+            .expect("the policy is kept");
         assert!(policy.policy().is_some());
-        let tags = s3.get_bucket_tagging().bucket(bucket_of(bi)).send().await.expect("bucket tags");
-        assert!(tags.tag_set().iter().any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid));
+        let tags = s3
+            .get_bucket_tagging()
+            .bucket(bucket_of(bi))
+            .send()
+            .await
+            .expect("bucket tags");
+        assert!(
+            tags.tag_set()
+                .iter()
+                .any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid)
+        );
         let sa_name = bi.metadata.name.clone().expect("name");
         let sa = sa_api.get(&sa_name).await.expect("the ServiceAccount is kept");
         assert_eq!(
@@ -140,13 +156,24 @@ async fn deleting_the_crd_keeps_every_bucket_and_object() {
     for old in [&retained, &deletable] {
         let name = old.metadata.name.clone().expect("name");
         let again = wait_ready(&client, &ns, &name, &operator).await;
-        let (old_status, new_status) = (old.status.clone().expect("old"), again.status.clone().expect("new"));
+        let (old_status, new_status) = (
+            old.status.clone().expect("old"),
+            again.status.clone().expect("new"),
+        );
         assert_eq!(new_status.role_arn, old_status.role_arn, "{name}: the same role");
-        assert_eq!(new_status.policy_arn, old_status.policy_arn, "{name}: the same policy");
+        assert_eq!(
+            new_status.policy_arn, old_status.policy_arn,
+            "{name}: the same policy"
+        );
         assert_eq!(bucket_of(&again), bucket_of(old), "{name}: the same bucket");
         let uid = new_status.integration_id.clone().expect("uid");
         let role = aws::role(&iam, new_status.role_arn.as_deref().expect("role")).await;
-        assert!(role.tags().iter().any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid), "re-tagged for its new owner");
+        assert!(
+            role.tags()
+                .iter()
+                .any(|t| t.key() == "bucketwire.io/uid" && t.value() == uid),
+            "re-tagged for its new owner"
+        );
     }
     common::results::record(
         "uninstall-crd-deletion",

@@ -56,7 +56,9 @@ async fn status(client: &kube::Client, ns: &str, name: &str) -> BucketIntegratio
 
 async fn delete(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<BucketIntegration> = Api::namespaced(client.clone(), ns);
-    api.delete(name, &DeleteParams::default()).await.expect("delete accepted");
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete accepted");
     wait_for(&format!("{name} to be gone"), Duration::from_secs(60), || async {
         api.get_opt(name).await.ok()?.is_none().then_some(())
     })
@@ -79,7 +81,12 @@ async fn tag(s3: &aws_sdk_s3::Client, bucket: &str, tags: &[(&str, &str)]) {
         .collect();
     s3.put_bucket_tagging()
         .bucket(bucket)
-        .tagging(Tagging::builder().set_tag_set(Some(tags)).build().expect("tagging"))
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .expect("tagging"),
+        )
         .send()
         .await
         .expect("tagged");
@@ -125,7 +132,10 @@ async fn an_untagged_bucket_is_never_taken_over() {
     )
     .await;
     assert_eq!(
-        bi.status.as_ref().and_then(|s| s.bucket.as_ref()).and_then(|b| b.name.clone()),
+        bi.status
+            .as_ref()
+            .and_then(|s| s.bucket.as_ref())
+            .and_then(|b| b.name.clone()),
         Some(bucket.clone()),
         "the name is recorded"
     );
@@ -142,7 +152,10 @@ async fn an_untagged_bucket_is_never_taken_over() {
     )
     .await;
     assert!(
-        condition(&bi, "Ready").expect("ready").message.contains("without bucketwire tags"),
+        condition(&bi, "Ready")
+            .expect("ready")
+            .message
+            .contains("without bucketwire tags"),
         "{:?}",
         condition(&bi, "Ready")
     );
@@ -202,7 +215,10 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
         )
     };
     let recorded = [("irsa", identity(&irsa)), ("zilliz", identity(&zilliz))];
-    assert!(zilliz.external_id.is_some(), "a generated external ID is recorded");
+    assert!(
+        zilliz.external_id.is_some(),
+        "a generated external ID is recorded"
+    );
     let uids: BTreeSet<String> = [&irsa, &zilliz]
         .iter()
         .map(|s| s.integration_id.clone().expect("uid"))
@@ -212,9 +228,21 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
         async move {
             let found = inventory(bed, "us-east-2", ns, uids).await;
             for uid in uids {
-                assert_eq!(found.buckets.get(uid).map(Vec::len), Some(1), "{label}: one bucket: {found:?}");
-                assert_eq!(found.roles.get(uid).map(Vec::len), Some(1), "{label}: one role: {found:?}");
-                assert_eq!(found.policies.get(uid).map(Vec::len), Some(1), "{label}: one policy: {found:?}");
+                assert_eq!(
+                    found.buckets.get(uid).map(Vec::len),
+                    Some(1),
+                    "{label}: one bucket: {found:?}"
+                );
+                assert_eq!(
+                    found.roles.get(uid).map(Vec::len),
+                    Some(1),
+                    "{label}: one role: {found:?}"
+                );
+                assert_eq!(
+                    found.policies.get(uid).map(Vec::len),
+                    Some(1),
+                    "{label}: one policy: {found:?}"
+                );
             }
         }
     };
@@ -222,12 +250,33 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
 
     // A failed reconcile (the bucket now carries another integration's tag) keeps every name.
     let bucket = irsa.bucket.as_ref().and_then(|b| b.name.clone()).expect("bucket");
-    let tags = s3.get_bucket_tagging().bucket(&bucket).send().await.expect("tags");
-    let original: Vec<(String, String)> =
-        tags.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("tags");
+    let original: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
     tag(&s3, &bucket, &[("bucketwire.io/uid", "someone-else")]).await;
-    wait_condition(&client, &ns, "irsa", "Ready", "False", Some("BucketOwnedElsewhere"), &operator).await;
-    assert_eq!(identity(&status(&client, &ns, "irsa").await), recorded[0].1, "a bucket failure keeps the names");
+    wait_condition(
+        &client,
+        &ns,
+        "irsa",
+        "Ready",
+        "False",
+        Some("BucketOwnedElsewhere"),
+        &operator,
+    )
+    .await;
+    assert_eq!(
+        identity(&status(&client, &ns, "irsa").await),
+        recorded[0].1,
+        "a bucket failure keeps the names"
+    );
     let original: Vec<(&str, &str)> = original.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     tag(&s3, &bucket, &original).await;
     ready_status(&client, &ns, "irsa", &operator).await;
@@ -238,13 +287,26 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     let requests_before = common::aws::emulator_requests(&bed).len();
     operator = Operator::start(&bed, &ns, &["--bucket-prefix", "acme-"]);
     for (name, _) in &recorded {
-        let bi = wait_condition(&client, &ns, name, "Ready", "False", Some("SettingConflict"), &operator).await;
+        let bi = wait_condition(
+            &client,
+            &ns,
+            name,
+            "Ready",
+            "False",
+            Some("SettingConflict"),
+            &operator,
+        )
+        .await;
         assert!(condition(&bi, "Ready").expect("ready").message.contains("acme-"));
     }
     wait_reconciles(&operator, 4).await;
     for (name, before) in &recorded {
         let now = status(&client, &ns, name).await;
-        assert_eq!(&identity(&now), before, "{name}: the conflict keeps every recorded name");
+        assert_eq!(
+            &identity(&now),
+            before,
+            "{name}: the conflict keeps every recorded name"
+        );
     }
     let writes_during_conflict: Vec<_> = common::aws::emulator_requests(&bed)[requests_before..]
         .iter()
@@ -252,22 +314,35 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
             r.is_write()
                 && recorded.iter().any(|(_, (b, role, policy, _))| {
                     b.as_deref().is_some_and(|b| r.is_for_bucket(b))
-                        || role.as_deref().is_some_and(|a| a.ends_with(&format!("/{}", r.target)) && !r.target.is_empty())
+                        || role
+                            .as_deref()
+                            .is_some_and(|a| a.ends_with(&format!("/{}", r.target)) && !r.target.is_empty())
                         || policy.as_deref() == Some(r.target.as_str())
                 })
         })
         .cloned()
         .collect();
-    assert!(writes_during_conflict.is_empty(), "no AWS write while settings conflict: {writes_during_conflict:?}");
+    assert!(
+        writes_during_conflict.is_empty(),
+        "no AWS write while settings conflict: {writes_during_conflict:?}"
+    );
 
     // --cluster-name (with the issuer given, as the new name has no EKS cluster): the same
     // bucket, role and policy, Ready again.
     operator.kill();
     let issuer = bed.var("BUCKETWIRE_TESTBED_OIDC_ISSUER").to_string();
-    operator = Operator::start(&bed, &ns, &["--cluster-name", "renamed-cluster", "--oidc-issuer", &issuer]);
+    operator = Operator::start(
+        &bed,
+        &ns,
+        &["--cluster-name", "renamed-cluster", "--oidc-issuer", &issuer],
+    );
     for (name, before) in &recorded {
         let now = ready_status(&client, &ns, name, &operator).await;
-        assert_eq!(&identity(&now), before, "{name}: a new cluster name keeps the recorded names");
+        assert_eq!(
+            &identity(&now),
+            before,
+            "{name}: a new cluster name keeps the recorded names"
+        );
     }
     one_of_each("after --cluster-name").await;
 
@@ -276,14 +351,25 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     operator = Operator::start(&bed, &ns, &["--role-path", "/moved/"]);
     for (name, before) in &recorded {
         // Awaited on the message: the status the previous operator wrote is Ready too.
-        let bi = wait_for(&format!("{name}: Ready naming /moved/"), Duration::from_secs(60), || async {
-            let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns).get(name).await.ok()?;
-            let ready = condition(&bi, "Ready")?;
-            (ready.status == "True" && ready.message.contains("/moved/")).then_some(bi)
-        })
+        let bi = wait_for(
+            &format!("{name}: Ready naming /moved/"),
+            Duration::from_secs(60),
+            || async {
+                let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+                    .get(name)
+                    .await
+                    .ok()?;
+                let ready = condition(&bi, "Ready")?;
+                (ready.status == "True" && ready.message.contains("/moved/")).then_some(bi)
+            },
+        )
         .await;
         let now = bi.status.clone().expect("status");
-        assert_eq!(&identity(&now), before, "{name}: a new role path keeps the recorded names");
+        assert_eq!(
+            &identity(&now),
+            before,
+            "{name}: a new role path keeps the recorded names"
+        );
     }
     one_of_each("after --role-path").await;
 
@@ -292,8 +378,14 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     delete(&client, &ns, "irsa").await;
     delete(&client, &ns, "zilliz").await;
     let found = inventory(&bed, "us-east-2", &ns, &uids).await;
-    assert!(found.roles.is_empty() && found.policies.is_empty(), "no role or policy leaked: {found:?}");
-    assert!(iam.get_role().role_name(&irsa_role).send().await.is_err(), "the role is gone");
+    assert!(
+        found.roles.is_empty() && found.policies.is_empty(),
+        "no role or policy leaked: {found:?}"
+    );
+    assert!(
+        iam.get_role().role_name(&irsa_role).send().await.is_err(),
+        "the role is gone"
+    );
     record(
         "ownership-recorded-identity",
         &json!({
@@ -325,10 +417,21 @@ async fn an_adopted_bucket_is_never_managed_or_deleted() {
     )
     .await;
     let ready = ready_status(&client, &ns, "legacy", &operator).await;
-    assert_eq!(ready.bucket.as_ref().and_then(|b| b.adopted), Some(true), "adoption is recorded");
-    let tags = s3.get_bucket_tagging().bucket(&bucket).send().await.expect("tags");
+    assert_eq!(
+        ready.bucket.as_ref().and_then(|b| b.adopted),
+        Some(true),
+        "adoption is recorded"
+    );
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("tags");
     assert!(
-        tags.tag_set().iter().any(|t| t.key() == "bucketwire.io/adopted" && t.value() == "true"),
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "bucketwire.io/adopted" && t.value() == "true"),
         "the bucket says it was adopted"
     );
 
@@ -353,13 +456,36 @@ async fn an_adopted_bucket_is_never_managed_or_deleted() {
     api.patch("legacy", &PatchParams::default(), &Patch::Merge(&flip))
         .await
         .expect("admitted without the record");
-    let bi = wait_condition(&client, &ns, "legacy", "BucketReady", "False", Some("InvalidSpec"), &operator).await;
-    assert!(condition(&bi, "BucketReady").expect("bucket").message.contains("adopted"));
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "legacy",
+        "BucketReady",
+        "False",
+        Some("InvalidSpec"),
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&bi, "BucketReady")
+            .expect("bucket")
+            .message
+            .contains("adopted")
+    );
     wait_reconciles(&operator, 3).await;
-    assert_eq!(bucket_writes(&bed, &bucket).len(), writes_before, "no write to the adopted bucket");
+    assert_eq!(
+        bucket_writes(&bed, &bucket).len(),
+        writes_before,
+        "no write to the adopted bucket"
+    );
 
     // Empty the bucket: deletionPolicy Delete still never deletes an adopted bucket.
-    s3.delete_object().bucket(&bucket).key("files/legacy").send().await.expect("emptied");
+    s3.delete_object()
+        .bucket(&bucket)
+        .key("files/legacy")
+        .send()
+        .await
+        .expect("emptied");
     delete(&client, &ns, "legacy").await;
     assert!(bucket_exists(&s3, &bucket).await, "the adopted bucket is kept");
     record(
@@ -388,10 +514,22 @@ async fn annotation(client: &kube::Client, ns: &str, name: &str) -> Option<Strin
 async fn one_service_account_serves_one_integration() {
     let (bed, client, ns) = setup("shared-sa").await;
     let operator = Operator::start(&bed, &ns, &[]);
-    create(&client, &ns, "first", json!({"region": "us-east-2", "serviceAccount": {"name": "milvus"}})).await;
+    create(
+        &client,
+        &ns,
+        "first",
+        json!({"region": "us-east-2", "serviceAccount": {"name": "milvus"}}),
+    )
+    .await;
     let first = ready_status(&client, &ns, "first", &operator).await;
     let first_role = first.role_arn.clone().expect("role");
-    create(&client, &ns, "second", json!({"region": "us-east-2", "serviceAccount": {"name": "milvus"}})).await;
+    create(
+        &client,
+        &ns,
+        "second",
+        json!({"region": "us-east-2", "serviceAccount": {"name": "milvus"}}),
+    )
+    .await;
     let bi = wait_condition(
         &client,
         &ns,
@@ -402,22 +540,40 @@ async fn one_service_account_serves_one_integration() {
         &operator,
     )
     .await;
-    assert!(condition(&bi, "ServiceAccountReady").expect("sa").message.contains("bucketwire/first"));
+    assert!(
+        condition(&bi, "ServiceAccountReady")
+            .expect("sa")
+            .message
+            .contains("bucketwire/first")
+    );
 
     // Over several resyncs of both, the annotation never moves.
     let mut seen = BTreeSet::new();
     let start = reconciles_finished(&operator).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while reconciles_finished(&operator).await < start + 6 {
-        assert!(std::time::Instant::now() < deadline, "6 more reconciles within 60s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "6 more reconciles within 60s"
+        );
         seen.insert(annotation(&client, &ns, "milvus").await);
         tokio::time::sleep(Duration::from_millis(100)).await; // the polling interval
     }
-    assert_eq!(seen, BTreeSet::from([Some(first_role.clone())]), "the annotation never flipped");
     assert_eq!(
-        condition(&Api::<BucketIntegration>::namespaced(client.clone(), &ns).get("first").await.expect("first"), "Ready")
-            .expect("ready")
-            .status,
+        seen,
+        BTreeSet::from([Some(first_role.clone())]),
+        "the annotation never flipped"
+    );
+    assert_eq!(
+        condition(
+            &Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+                .get("first")
+                .await
+                .expect("first"),
+            "Ready"
+        )
+        .expect("ready")
+        .status,
         "True"
     );
 
@@ -452,9 +608,18 @@ async fn one_service_account_serves_one_integration() {
         &operator,
     )
     .await;
-    assert!(condition(&bi, "ServiceAccountReady").expect("sa").message.contains("flux"));
+    assert!(
+        condition(&bi, "ServiceAccountReady")
+            .expect("sa")
+            .message
+            .contains("flux")
+    );
     wait_reconciles(&operator, 3).await;
-    assert_eq!(annotation(&client, &ns, "milvus").await.as_deref(), Some(theirs), "no flip war");
+    assert_eq!(
+        annotation(&client, &ns, "milvus").await.as_deref(),
+        Some(theirs),
+        "no flip war"
+    );
     record(
         "ownership-service-account",
         &json!({

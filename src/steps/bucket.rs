@@ -368,7 +368,12 @@ enum TagsAnswer {
 
 /// The bucket's CreationDate, as S3 lists it for this account.
 async fn creation_date(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<jiff::Timestamp>, Error> {
-    let mut pages = s3.list_buckets().prefix(bucket).max_buckets(1000).into_paginator().send();
+    let mut pages = s3
+        .list_buckets()
+        .prefix(bucket)
+        .max_buckets(1000)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| Error::aws("s3:ListBuckets", AwsFailure::from_sdk(&e)))?;
         if let Some(found) = page.buckets().iter().find(|b| b.name() == Some(bucket)) {
@@ -818,7 +823,8 @@ mod tests {
         let earlier = crate::documents::ownership_tags("c", "ns", "n", "old-uid", &BTreeMap::new());
         assert_eq!(ownership(Some(&earlier), &ours()), Ownership::Predecessor);
         for (cluster, namespace, name) in [("other", "ns", "n"), ("c", "other", "n"), ("c", "ns", "other")] {
-            let tags = crate::documents::ownership_tags(cluster, namespace, name, "old-uid", &BTreeMap::new());
+            let tags =
+                crate::documents::ownership_tags(cluster, namespace, name, "old-uid", &BTreeMap::new());
             assert!(
                 matches!(ownership(Some(&tags), &ours()), Ownership::OtherIntegration(_)),
                 "{cluster}/{namespace}/{name} is another integration"

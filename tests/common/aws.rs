@@ -258,7 +258,8 @@ impl EmulatorRequest {
 
 /// Every request the emulator has answered so far (all tests share the emulator: filter).
 pub fn emulator_requests(bed: &TestBed) -> Vec<EmulatorRequest> {
-    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG")).expect("the emulator's request log reads");
+    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .expect("the emulator's request log reads");
     text.lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
