@@ -319,7 +319,10 @@ fn rbac_objects(manifest: &str) -> Vec<(String, String, String, Vec<serde_json::
         .map(|v| {
             (
                 v["kind"].as_str().unwrap_or_default().to_string(),
-                v["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+                v["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 v["metadata"]["name"].as_str().unwrap_or_default().to_string(),
                 v["rules"].as_array().cloned().unwrap_or_default(),
             )
@@ -372,16 +375,16 @@ fn both_modes_render_the_crd_rule_and_only_the_cluster_mode_a_cluster_token_gran
     }
     for objects in [&cluster, &namespaced] {
         assert!(
-            objects
-                .iter()
-                .any(|(kind, _, _, rules)| kind == "ClusterRole" && rules.len() == 1 && is_crd_get(&rules[0])),
+            objects.iter().any(|(kind, _, _, rules)| kind == "ClusterRole"
+                && rules.len() == 1
+                && is_crd_get(&rules[0])),
             "the CRD rule is rendered in both modes: {objects:?}"
         );
     }
     assert!(
-        namespaced
-            .iter()
-            .any(|(kind, ns, _, rules)| kind == "Role" && ns == "milvus" && grants(rules, "serviceaccounts/token")),
+        namespaced.iter().any(|(kind, ns, _, rules)| kind == "Role"
+            && ns == "milvus"
+            && grants(rules, "serviceaccounts/token")),
         "{namespaced:?}"
     );
 }
@@ -462,7 +465,10 @@ async fn with_watch_namespace_the_operator_cannot_mint_tokens_elsewhere() {
         .filter(|(kind, ..)| kind == "ClusterRole")
         .flat_map(|(.., rules)| rules.clone())
         .collect();
-    assert!(!grants(&cluster_rules, "serviceaccounts/token"), "{cluster_rules:?}");
+    assert!(
+        !grants(&cluster_rules, "serviceaccounts/token"),
+        "{cluster_rules:?}"
+    );
     assert!(cluster_rules.iter().all(is_crd_get), "{cluster_rules:?}");
 
     let (as_operator, kubeconfig) = client_as(&bed, &admin, &release_ns, &service_account).await;
@@ -491,17 +497,30 @@ async fn with_watch_namespace_the_operator_cannot_mint_tokens_elsewhere() {
     let own = Api::<ServiceAccount>::namespaced(as_operator.clone(), &ns)
         .create_token_request(&milvus_sa, &Default::default(), &sts_token_request())
         .await;
-    assert!(own.is_ok(), "token in the watched namespace: {own:?}");
+    assert!(
+        own.is_ok(),
+        "token in the watched namespace: {:?}",
+        own.as_ref().map(|_| "issued")
+    );
     // ...and nowhere else: a token for another namespace's ServiceAccount, that namespace's
     // ConfigMaps and ServiceAccounts, and integrations across the cluster are refused.
     let elsewhere = Api::<ServiceAccount>::namespaced(as_operator.clone(), &other)
         .create_token_request("victim", &Default::default(), &sts_token_request())
         .await;
-    assert!(forbidden(&elsewhere), "TokenRequest for {other}/victim: {elsewhere:?}");
+    // (The token itself is never printed.)
+    assert!(
+        forbidden(&elsewhere),
+        "TokenRequest for {other}/victim was not refused: {:?}",
+        elsewhere.as_ref().map(|_| "a token was issued")
+    );
     let admin_can = Api::<ServiceAccount>::namespaced(admin.clone(), &other)
         .create_token_request("victim", &Default::default(), &sts_token_request())
         .await;
-    assert!(admin_can.is_ok(), "the ServiceAccount exists: {admin_can:?}");
+    assert!(
+        admin_can.is_ok(),
+        "the ServiceAccount exists: {:?}",
+        admin_can.as_ref().map(|_| "issued")
+    );
     assert!(forbidden(
         &Api::<ServiceAccount>::namespaced(as_operator.clone(), &other)
             .get("victim")
@@ -554,6 +573,9 @@ struct Wiring {
     role_arn: String,
     policy_arn: String,
     service_account: String,
+    values_config_map: String,
+    /// The role's trust policy and the policy's document as IAM held them when Ready.
+    documents: Option<(serde_json::Value, serde_json::Value)>,
     /// `status.lastValidated` as last read: a newer one was written by a later reconcile.
     last_validated: Option<String>,
 }
@@ -571,6 +593,11 @@ impl Wiring {
                 .service_account
                 .and_then(|sa| sa.split_once('/').map(|(_, n)| n.to_string()))
                 .expect("ServiceAccount"),
+            values_config_map: status
+                .values_config_map
+                .map(|cm| cm.rsplit('/').next().unwrap_or_default().to_string())
+                .expect("values ConfigMap"),
+            documents: None,
             last_validated: status.last_validated.map(|t| t.0.to_string()),
         }
     }
@@ -588,9 +615,15 @@ async fn two_ready(admin: &Client, ns: &str, operator: &Operator) -> Vec<Wiring>
         json!({"region": "us-east-2", "bucket": {"deletionPolicy": "Delete"}}),
     )
     .await;
+    let iam = aws::iam(&TestBed::load(), "us-east-2").await;
     let mut out = Vec::new();
     for name in ["retain", "delete"] {
-        out.push(Wiring::of(&wait_ready(admin, ns, name, operator).await));
+        let mut w = Wiring::of(&wait_ready(admin, ns, name, operator).await);
+        w.documents = Some((
+            aws::trust_of(&iam, &w.role_arn).await,
+            aws::policy_of(&iam, &w.policy_arn).await,
+        ));
+        out.push(w);
     }
     out
 }
@@ -622,7 +655,11 @@ async fn assert_kept(bed: &TestBed, admin: &Client, ns: &str, wiring: &[Wiring])
             "{} is being deleted",
             w.name
         );
-        assert_eq!(bi.metadata.uid.as_deref(), Some(w.uid.as_str()), "the same object");
+        assert_eq!(
+            bi.metadata.uid.as_deref(),
+            Some(w.uid.as_str()),
+            "the same object"
+        );
         assert!(
             bi.metadata
                 .finalizers
@@ -656,6 +693,16 @@ async fn assert_kept(bed: &TestBed, admin: &Client, ns: &str, wiring: &[Wiring])
             "{} keeps its policy attached",
             w.role_arn
         );
+        let documents = (
+            aws::trust_of(&iam, &w.role_arn).await,
+            aws::policy_of(&iam, &w.policy_arn).await,
+        );
+        assert_eq!(
+            Some(&documents),
+            w.documents.as_ref(),
+            "{}: the same trust and permissions",
+            w.name
+        );
         let policy_tags = iam
             .list_policy_tags()
             .policy_arn(&w.policy_arn)
@@ -684,6 +731,10 @@ async fn assert_kept(bed: &TestBed, admin: &Client, ns: &str, wiring: &[Wiring])
             );
         }
 
+        Api::<ConfigMap>::namespaced(admin.clone(), ns)
+            .get(&w.values_config_map)
+            .await
+            .unwrap_or_else(|e| panic!("values ConfigMap {} kept: {e}", w.values_config_map));
         let sa = sas.get(&w.service_account).await.expect("ServiceAccount kept");
         assert_eq!(
             sa.metadata
@@ -701,8 +752,16 @@ async fn assert_kept(bed: &TestBed, admin: &Client, ns: &str, wiring: &[Wiring])
 
 /// After the operator is back: each integration is Ready again with the same role, policy and
 /// bucket, and nothing was created twice (every bucket, role and policy tagged with the
-/// integration's uid, listed from AWS).
-async fn assert_readopted(bed: &TestBed, admin: &Client, ns: &str, before: &[Wiring], operator: &Operator) {
+/// integration's uid, listed from AWS). Returns how long after `started` the last one was
+/// validated again.
+async fn assert_readopted(
+    bed: &TestBed,
+    admin: &Client,
+    ns: &str,
+    before: &[Wiring],
+    operator: &Operator,
+    started: std::time::Instant,
+) -> Duration {
     let api: Api<BucketIntegration> = Api::namespaced(admin.clone(), ns);
     for w in before {
         // Ready again, validated by the operator that is back (a newer lastValidated).
@@ -727,6 +786,7 @@ async fn assert_readopted(bed: &TestBed, admin: &Client, ns: &str, before: &[Wir
         assert_eq!(again.policy_arn, w.policy_arn, "the same policy");
         assert_eq!(again.bucket, w.bucket, "the same bucket");
     }
+    let validated_again = started.elapsed();
     let uids = before.iter().map(|w| w.uid.clone()).collect();
     let found = aws::inventory(bed, "us-east-2", ns, &uids).await;
     for w in before {
@@ -734,6 +794,7 @@ async fn assert_readopted(bed: &TestBed, admin: &Client, ns: &str, before: &[Wir
         assert_eq!(found.policies.get(&w.uid).map(Vec::len), Some(1), "{found:?}");
         assert_eq!(found.buckets.get(&w.uid).map(Vec::len), Some(1), "{found:?}");
     }
+    validated_again
 }
 
 /// Deletes the integrations (the path that does clean up) and waits until they are gone.
@@ -806,7 +867,10 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
     write_data(&bed, &wiring).await;
 
     // The uninstall runs while the operator still runs, as a Deployment being deleted would.
-    let out = helm(&["uninstall", &release, "--namespace", &release_ns, "--wait"], Some(kubeconfig));
+    let out = helm(
+        &["uninstall", &release, "--namespace", &release_ns, "--wait"],
+        Some(kubeconfig),
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     operator.kill();
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
@@ -821,22 +885,33 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
     install();
     let started = std::time::Instant::now();
     let operator = operator_as(&bed, &admin, &ns, &release_ns, &service_account).await;
-    assert_readopted(&bed, &admin, &ns, &kept, &operator).await;
-    let ready_again = started.elapsed();
+    let ready_again = assert_readopted(&bed, &admin, &ns, &kept, &operator, started).await;
     common::results::record(
         "uninstall_helm",
         &json!({
             "integrations": wiring.len(),
-            "kept_after_uninstall": {"integrations_not_deleting": checked, "roles": checked, "policies": checked, "buckets_tagged": checked, "service_account_annotations": checked},
+            "kept_after_uninstall": {
+                "integrations_with_finalizer_not_deleting": checked,
+                "roles_same_trust_tagged": checked,
+                "policies_same_document_attached": checked,
+                "buckets_tagged": checked,
+                "service_account_annotations": checked,
+                "values_config_maps": checked,
+                "objects_in_the_retain_bucket_intact": 1,
+            },
             "crd_kept": true,
-            "ready_again_with_same_role_after_reinstall": true,
-            "seconds_from_reinstall_to_ready": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
+            "validated_again_with_same_role_policy_bucket": checked,
+            "roles_policies_buckets_per_integration_after_reinstall": 1,
+            "seconds_from_operator_start_to_validated_again": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
         }),
     );
 
     delete_all(&admin, &ns, &wiring).await;
     drop(operator);
-    let _ = helm(&["uninstall", &release, "--namespace", &release_ns], Some(kubeconfig));
+    let _ = helm(
+        &["uninstall", &release, "--namespace", &release_ns],
+        Some(kubeconfig),
+    );
 }
 
 /// Runs the PyPI kubectl (installed by `make testbed`) against the test bed: (success, output).
@@ -919,16 +994,24 @@ async fn kubectl_delete_k_deploy_removes_the_operator_and_nothing_else() {
     apply();
     let started = std::time::Instant::now();
     let operator = operator_as(&bed, &admin, &ns, "bucketwire-system", "bucketwire").await;
-    assert_readopted(&bed, &admin, &ns, &kept, &operator).await;
-    let ready_again = started.elapsed();
+    let ready_again = assert_readopted(&bed, &admin, &ns, &kept, &operator, started).await;
     common::results::record(
         "uninstall_kubectl_delete_k",
         &json!({
             "integrations": wiring.len(),
-            "kept_after_delete": {"integrations_not_deleting": checked, "roles": checked, "policies": checked, "buckets_tagged": checked, "service_account_annotations": checked},
+            "kept_after_delete": {
+                "integrations_with_finalizer_not_deleting": checked,
+                "roles_same_trust_tagged": checked,
+                "policies_same_document_attached": checked,
+                "buckets_tagged": checked,
+                "service_account_annotations": checked,
+                "values_config_maps": checked,
+                "objects_in_the_retain_bucket_intact": 1,
+            },
             "crd_kept": true,
-            "ready_again_with_same_role_after_apply": true,
-            "seconds_from_apply_to_ready": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
+            "validated_again_with_same_role_policy_bucket": checked,
+            "roles_policies_buckets_per_integration_after_apply": 1,
+            "seconds_from_operator_start_to_validated_again": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
         }),
     );
 
