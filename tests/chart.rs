@@ -531,6 +531,17 @@ async fn with_watch_namespace_the_operator_cannot_mint_tokens_elsewhere() {
             .list(&ListParams::default())
             .await
     ));
+    // In the watched namespace too, only what the operator uses.
+    assert!(forbidden(
+        &Api::<Secret>::namespaced(as_operator.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(forbidden(
+        &Api::<ConfigMap>::namespaced(as_operator.clone(), &ns)
+            .delete("anything", &DeleteParams::default())
+            .await
+    ));
     assert!(forbidden(
         &Api::<BucketIntegration>::all(as_operator.clone())
             .list(&ListParams::default())
