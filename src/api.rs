@@ -402,6 +402,9 @@ pub struct BucketIntegrationStatus {
     pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
+    /// The permissions boundary bucketwire put on the role (the only one it ever removes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_arn: Option<String>,
     /// CrossAccount mode: the account trusted to assume the role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_account_id: Option<String>,

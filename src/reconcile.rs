@@ -310,6 +310,7 @@ fn recorded_identity(bi: &BucketIntegration) -> BucketIntegrationStatus {
         policy_arn: status.policy_arn.clone(),
         role_arn: status.role_arn.clone(),
         oidc_provider_arn: status.oidc_provider_arn.clone(),
+        permissions_boundary_arn: status.permissions_boundary_arn.clone(),
         trusted_account_id: status.trusted_account_id.clone(),
         external_id: status.external_id.clone(),
         service_account: status.service_account.clone(),
@@ -550,11 +551,17 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         description,
         trust,
         permissions_boundary: ctx.settings.permissions_boundary.clone(),
+        boundary_set_by_us: bi.status.as_ref().and_then(|s| s.permissions_boundary_arn.clone()),
         policy_arn: policy_arn.clone(),
         tags: r.tags.clone(),
         uid: r.uid.clone(),
     };
-    let (outcome, role_arn) = iam::reconcile_role(&iam_client, &desired_role).await?;
+    let iam::RoleReport {
+        outcome,
+        arn: role_arn,
+        boundary_set_by_us,
+    } = iam::reconcile_role(&iam_client, &desired_role).await?;
+    report.status.permissions_boundary_arn = boundary_set_by_us;
     report.iam_changed |= outcome.changed();
     report.status.role_arn = Some(role_arn.clone());
     report.steps.push(("RoleReady", Ok(outcome), ""));

@@ -386,6 +386,7 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
         iam.get_role().role_name(&irsa_role).send().await.is_err(),
         "the role is gone"
     );
+    drop(operator); // it ran the deletions above
     record(
         "ownership-recorded-identity",
         &json!({
