@@ -683,10 +683,7 @@ impl Summary {
             "resync_workload_calls",
             figure(&|r| r.resync_workload.per_integration),
         );
-        figures.insert(
-            "resync_workload_writes",
-            figure(&|r| r.resync_workload.mutating),
-        );
+        figures.insert("resync_workload_writes", figure(&|r| r.resync_workload.mutating));
         figures.insert("delete_calls", figure(&|r| r.delete.per_integration));
         figures.insert("delete_mutating", figure(&|r| r.delete.mutating));
         figures.insert("delete_reads", figure(&|r| r.delete.reads));

@@ -149,7 +149,10 @@ fn operator_policy() -> Value {
     ]
     .iter()
     .fold(text, |t, (from, to)| t.replace(from, to));
-    assert!(!filled.contains("${"), "a placeholder the README does not fill: {filled}");
+    assert!(
+        !filled.contains("${"),
+        "a placeholder the README does not fill: {filled}"
+    );
     serde_json::from_str(&filled).expect("valid JSON")
 }
 
@@ -180,10 +183,17 @@ fn only_probe_keys_may_lose_versions_and_only_by_the_operator() {
     let granting = |action: &str| -> Vec<&Value> {
         statements
             .iter()
-            .filter(|s| bucketwire::documents::string_list(&s["Action"]).iter().any(|a| a == action))
+            .filter(|s| {
+                bucketwire::documents::string_list(&s["Action"])
+                    .iter()
+                    .any(|a| a == action)
+            })
             .collect()
     };
-    assert!(granting("s3:DeleteObject").is_empty(), "the operator never deletes objects");
+    assert!(
+        granting("s3:DeleteObject").is_empty(),
+        "the operator never deletes objects"
+    );
     let [statement] = granting("s3:DeleteObjectVersion")[..] else {
         panic!("exactly one statement grants s3:DeleteObjectVersion: {policy}");
     };
@@ -261,9 +271,8 @@ fn parliament_finds_nothing_in_the_probe_cleanup_statement() {
         .output()
         .expect("python runs (installed by `make testbed`)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr))
-    });
+    let report: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["findings"], serde_json::json!([]), "{report}");
     assert!(out.status.success(), "{stdout}");
 }
