@@ -346,29 +346,65 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     // 6. The object operations Milvus makes, on a probe object under rootPath.
     let key = target.probe_key();
     let mut made = ProbeVersions::default();
-    if target.access == Access::ReadWrite {
-        let body = ByteStream::from(format!("bucketwire validation probe for {subject}\n").into_bytes());
-        match s3
-            .put_object()
-            .bucket(&target.bucket)
-            .key(&key)
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(out) => made.object = out.version_id().map(str::to_string),
-            Err(err) => {
-                return report.fail(
-                    "put",
-                    probe_failure("s3:PutObject", &target.bucket, AwsFailure::from_sdk(&err)),
-                );
+    if let Err((name, error)) = object_operations(&s3, target, &key, &subject, &mut report, &mut made).await {
+        report = report.fail(name, error);
+    }
+
+    // 7. On a versioned bucket the put left an object version and the delete a delete marker
+    //    (also when a step after the put failed). The workload may not remove versions (Milvus
+    //    never needs s3:DeleteObjectVersion, so its role does not get it): the operator does,
+    //    with its own credentials, for this probe key only.
+    if made.versioned() {
+        let operator_s3 = aws.s3(&target.region);
+        match remove_probe_versions(&operator_s3, &target.bucket, &key, &made).await {
+            Ok(removed) => report.pass(
+                "cleanup",
+                format!(
+                    "removed {removed} version(s) of s3://{}/{key} as the operator (s3:DeleteObjectVersion)",
+                    target.bucket
+                ),
+            ),
+            Err(detail) => {
+                tracing::warn!(bucket = %target.bucket, %key, %detail, "probe versions left behind");
+                // Not a validation failure: the workload's wiring is what is validated, and
+                // failing here would retry (and leave versions) faster. The summary says it.
+                report.checks.push(Check {
+                    name: "cleanup",
+                    passed: false,
+                    detail,
+                });
             }
         }
-        report.pass("put", format!("PutObject s3://{}/{key}", target.bucket));
+    }
+    report
+}
+
+/// Put (ReadWrite), get, list and delete (ReadWrite) of the probe object as the workload, each
+/// passed into `report`; stops at the first failure and returns it. `made` records the versions
+/// the put and the delete made.
+async fn object_operations(
+    s3: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    subject: &str,
+    report: &mut Report,
+    made: &mut ProbeVersions,
+) -> Result<(), (&'static str, Error)> {
+    let bucket = &target.bucket;
+    if target.access == Access::ReadWrite {
+        let body = ByteStream::from(format!("bucketwire validation probe for {subject}\n").into_bytes());
+        match s3.put_object().bucket(bucket).key(key).body(body).send().await {
+            Ok(out) => made.object = out.version_id().map(str::to_string),
+            Err(err) => {
+                let failure = AwsFailure::from_sdk(&err);
+                return Err(("put", probe_failure("s3:PutObject", bucket, failure)));
+            }
+        }
+        report.pass("put", format!("PutObject s3://{bucket}/{key}"));
         crate::failpoint::crash_point("after-probe-put");
     }
-    match s3.get_object().bucket(&target.bucket).key(&key).send().await {
-        Ok(_) => report.pass("get", format!("GetObject s3://{}/{key}", target.bucket)),
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(_) => report.pass("get", format!("GetObject s3://{bucket}/{key}")),
         Err(err) => {
             let failure = AwsFailure::from_sdk(&err);
             // ReadOnly: there is no probe object; NoSuchKey proves the read was allowed.
@@ -377,75 +413,44 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
             {
                 report.pass(
                     "get",
-                    format!("GetObject s3://{}/{key} allowed (no such key)", target.bucket),
+                    format!("GetObject s3://{bucket}/{key} allowed (no such key)"),
                 );
             } else {
-                return report.fail("get", probe_failure("s3:GetObject", &target.bucket, failure));
+                return Err(("get", probe_failure("s3:GetObject", bucket, failure)));
             }
         }
     }
     let prefix = format!("{}/", target.root_path);
     match s3
         .list_objects_v2()
-        .bucket(&target.bucket)
+        .bucket(bucket)
         .prefix(&prefix)
         .max_keys(1)
         .send()
         .await
     {
-        Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{}/{prefix}", target.bucket)),
+        Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{bucket}/{prefix}")),
         Err(err) => {
-            return report.fail(
-                "list",
-                probe_failure("s3:ListBucket", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
+            let failure = AwsFailure::from_sdk(&err);
+            return Err(("list", probe_failure("s3:ListBucket", bucket, failure)));
         }
     }
     if target.access == Access::ReadWrite {
-        match s3.delete_object().bucket(&target.bucket).key(&key).send().await {
+        match s3.delete_object().bucket(bucket).key(key).send().await {
             Ok(out) => {
                 if out.delete_marker() == Some(true) {
                     made.delete_marker = out.version_id().map(str::to_string);
                 }
             }
             Err(err) => {
-                return report.fail(
-                    "delete",
-                    probe_failure("s3:DeleteObject", &target.bucket, AwsFailure::from_sdk(&err)),
-                );
+                let failure = AwsFailure::from_sdk(&err);
+                return Err(("delete", probe_failure("s3:DeleteObject", bucket, failure)));
             }
         }
-        report.pass("delete", format!("DeleteObject s3://{}/{key}", target.bucket));
+        report.pass("delete", format!("DeleteObject s3://{bucket}/{key}"));
         crate::failpoint::crash_point("after-probe-delete");
-
-        // 7. On a versioned bucket the put left an object version and the delete a delete
-        //    marker. The workload may not remove versions (Milvus never needs
-        //    s3:DeleteObjectVersion, so its role does not get it): the operator does, with its
-        //    own credentials, for this probe key only.
-        if made.versioned() {
-            let operator_s3 = aws.s3(&target.region);
-            match remove_probe_versions(&operator_s3, &target.bucket, &key, &made).await {
-                Ok(removed) => report.pass(
-                    "cleanup",
-                    format!(
-                        "removed {removed} version(s) of s3://{}/{key} as the operator (s3:DeleteObjectVersion)",
-                        target.bucket
-                    ),
-                ),
-                Err(detail) => {
-                    tracing::warn!(bucket = %target.bucket, %key, %detail, "probe versions left behind");
-                    // Not a validation failure: the workload's wiring is proven, and failing
-                    // here would retry (and leave versions) faster. The summary says it.
-                    report.checks.push(Check {
-                        name: "cleanup",
-                        passed: false,
-                        detail,
-                    });
-                }
-            }
-        }
     }
-    report
+    Ok(())
 }
 
 /// The object versions one probe made: on an unversioned bucket both are `None`.

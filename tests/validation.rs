@@ -783,3 +783,38 @@ async fn a_role_without_s3_list_bucket_fails_at_head_bucket_as_milvus_would() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_probe_that_fails_after_its_put_still_removes_its_version() {
+    let (bed, client, ns) = setup("failedprobe").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    let spec = json!({"region": "us-east-2", "bucket": {"versioning": true}});
+    create(&client, &ns, "milvus", spec).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+
+    // With the operator stopped (nothing repairs), drop s3:GetObject: the probe's put succeeds
+    // and its get is denied.
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let policy_arn = status.policy_arn.expect("policy");
+    let mut doc = aws::policy_of(&iam, &policy_arn).await;
+    assert_eq!(doc["Statement"][1]["Sid"], "ObjectLevel", "{doc}");
+    doc["Statement"][1]["Action"] = json!(["s3:PutObject", "s3:DeleteObject"]);
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(doc.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .expect("narrowed");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ok   put") && out.contains("FAIL get") && out.contains("ok   cleanup"),
+        "{out}"
+    );
+    let left = all_versions(&aws::s3(&bed, "us-east-2").await, &bucket).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
