@@ -1,4 +1,4 @@
-"""Starts moto's server with four corrections, so that IAM enforcement behaves as on AWS, and
+"""Starts moto's server with five corrections, so that IAM enforcement behaves as on AWS, and
 one convenience for a test bed with a single administrator.
 
 1. moto 5.1/5.2 do not know the `Bool` condition operator and then ignore the condition,
@@ -19,6 +19,9 @@ one convenience for a test bed with a single administrator.
    received already percent-decoded (`prefix=files/` where the client signed `files%2F`).
    Valid signatures then fail. Here the signature is checked against the bytes that were sent,
    and the query is canonically re-encoded, as AWS does.
+5. moto authorizes HeadBucket as `s3:HeadBucket` (moto/s3/responses.py, ACTION_MAP), an action
+   that does not exist: no real policy grants it, so every HeadBucket under enforcement is
+   denied. On AWS HeadBucket is authorized by `s3:ListBucket`; here it is too.
 
 Conveniences for partitions: the test bed has one administrator, created in the `aws`
 partition. A China or GovCloud account would have its own; here a user access key that is
@@ -46,6 +49,7 @@ from moto.iam import policy_conditions
 from botocore.awsrequest import AWSRequest
 from moto.iam import access_control
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
+from moto.s3 import responses as s3_responses
 
 # Request context the emulator does not provide itself.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
@@ -123,6 +127,9 @@ def create_aws_request(self):
 
 
 IAMRequestBase._create_aws_request = create_aws_request
+
+# correction 5: HeadBucket is authorized by s3:ListBucket, as on AWS.
+s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
 
 _create_access_key = access_control.create_access_key
 
