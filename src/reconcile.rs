@@ -551,7 +551,10 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         description,
         trust,
         permissions_boundary: ctx.settings.permissions_boundary.clone(),
-        boundary_set_by_us: bi.status.as_ref().and_then(|s| s.permissions_boundary_arn.clone()),
+        boundary_set_by_us: bi
+            .status
+            .as_ref()
+            .and_then(|s| s.permissions_boundary_arn.clone()),
         policy_arn: policy_arn.clone(),
         tags: r.tags.clone(),
         uid: r.uid.clone(),

@@ -631,3 +631,148 @@ async fn one_service_account_serves_one_integration() {
         }),
     );
 }
+
+async fn boundary_of(iam: &aws_sdk_iam::Client, role: &str) -> Option<String> {
+    iam.get_role()
+        .role_name(role)
+        .send()
+        .await
+        .expect("role")
+        .role()
+        .and_then(|r| r.permissions_boundary())
+        .and_then(|b| b.permissions_boundary_arn())
+        .map(str::to_string)
+}
+
+async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str) -> Vec<String> {
+    iam.list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .expect("inline policies")
+        .policy_names()
+        .to_vec()
+}
+
+async fn put_inline(iam: &aws_sdk_iam::Client, role: &str) {
+    let wide = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::other-bucket/*"}]});
+    iam.put_role_policy()
+        .role_name(role)
+        .policy_name("added-by-hand")
+        .policy_document(wide.to_string())
+        .send()
+        .await
+        .expect("inline policy added out of band");
+}
+
+async fn managed_policy(iam: &aws_sdk_iam::Client, name: &str) -> String {
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::x"}]});
+    iam.create_policy()
+        .policy_name(name)
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .expect("policy")
+        .policy()
+        .and_then(|p| p.arn())
+        .expect("arn")
+        .to_string()
+}
+
+/// Item 8: with no boundary configured, a boundary someone else set stays (only the one
+/// bucketwire set is removed); an inline policy added to the role is drift, removed, and never
+/// blocks deleting the role.
+#[tokio::test]
+async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion() {
+    let (bed, client, ns) = setup("boundary").await;
+    let iam = aws::iam(&bed, "us-east-2").await;
+    let theirs = managed_policy(&iam, &format!("{ns}-their-boundary")).await;
+    let ours = managed_policy(&iam, &format!("{ns}-our-boundary")).await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "bounded", json!({"region": "us-east-2"})).await;
+    let role = role_name(&ready_status(&client, &ns, "bounded", &operator).await);
+
+    // Someone else sets a boundary and adds an inline policy.
+    iam.put_role_permissions_boundary()
+        .role_name(&role)
+        .permissions_boundary(&theirs)
+        .send()
+        .await
+        .expect("boundary set out of band");
+    put_inline(&iam, &role).await;
+    wait_for(
+        "the inline policy to be removed",
+        Duration::from_secs(60),
+        || async { inline_policies(&iam, &role).await.is_empty().then_some(()) },
+    )
+    .await;
+    wait_reconciles(&operator, 3).await;
+    assert_eq!(
+        boundary_of(&iam, &role).await.as_deref(),
+        Some(theirs.as_str()),
+        "their boundary stays"
+    );
+    let boundary_deletes = common::aws::emulator_requests(&bed)
+        .into_iter()
+        .filter(|r| r.action == "DeleteRolePermissionsBoundary" && r.target == role)
+        .count();
+    assert_eq!(
+        boundary_deletes, 0,
+        "never asked to remove a boundary it did not set"
+    );
+    let events = common::integration::events(&client, &ns, "bounded").await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "DriftCorrected" && message.contains("added-by-hand")),
+        "the removal is an Event: {events:?}"
+    );
+
+    // The operator's own boundary replaces theirs when configured, and is the one it removes
+    // when the setting goes away.
+    operator.kill();
+    operator = Operator::start(&bed, &ns, &["--permissions-boundary", &ours]);
+    wait_for("our boundary on the role", Duration::from_secs(60), || async {
+        (boundary_of(&iam, &role).await.as_deref() == Some(ours.as_str())).then_some(())
+    })
+    .await;
+    wait_for("our boundary recorded", Duration::from_secs(60), || async {
+        let recorded = status(&client, &ns, "bounded").await.permissions_boundary_arn;
+        (recorded.as_deref() == Some(ours.as_str())).then_some(())
+    })
+    .await;
+    operator.kill();
+    operator = Operator::start(&bed, &ns, &[]);
+    wait_for("our boundary removed", Duration::from_secs(60), || async {
+        boundary_of(&iam, &role).await.is_none().then_some(())
+    })
+    .await;
+    ready_status(&client, &ns, "bounded", &operator).await;
+
+    // An inline policy added while the integration is being deleted does not block DeleteRole.
+    operator.kill();
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    api.delete("bounded", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
+    put_inline(&iam, &role).await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    wait_for("the integration to be gone", Duration::from_secs(60), || async {
+        api.get_opt("bounded").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        iam.get_role().role_name(&role).send().await.is_err(),
+        "the role is deleted"
+    );
+    drop(operator);
+    record(
+        "ownership-boundary-inline",
+        &json!({
+            "foreignBoundaryKeptOverReconciles": 3,
+            "deleteRolePermissionsBoundaryRequestsForAForeignBoundary": boundary_deletes,
+            "inlinePolicyRemovedAsDrift": true,
+            "roleDeletedDespiteAnInlinePolicy": true,
+        }),
+    );
+}

@@ -183,7 +183,11 @@ pub enum BoundaryChange {
     Delete,
 }
 
-pub fn boundary_change(current: Option<&str>, desired: Option<&str>, set_by_us: Option<&str>) -> BoundaryChange {
+pub fn boundary_change(
+    current: Option<&str>,
+    desired: Option<&str>,
+    set_by_us: Option<&str>,
+) -> BoundaryChange {
     match (current, desired) {
         (c, Some(d)) if c != Some(d) => BoundaryChange::Put(d.to_string()),
         (Some(c), None) if set_by_us == Some(c) => BoundaryChange::Delete,
@@ -383,7 +387,13 @@ async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<St
 }
 
 async fn delete_inline(iam: &aws_sdk_iam::Client, role: &str, policy: &str) -> Result<(), Error> {
-    match iam.delete_role_policy().role_name(role).policy_name(policy).send().await {
+    match iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) => {
             let failure = AwsFailure::from_sdk(&e);
@@ -510,16 +520,31 @@ mod tests {
 
     #[test]
     fn a_configured_boundary_is_enforced() {
-        assert_eq!(boundary_change(None, Some("b"), None), BoundaryChange::Put("b".into()));
-        assert_eq!(boundary_change(Some("x"), Some("b"), None), BoundaryChange::Put("b".into()));
-        assert_eq!(boundary_change(Some("b"), Some("b"), Some("b")), BoundaryChange::None);
+        assert_eq!(
+            boundary_change(None, Some("b"), None),
+            BoundaryChange::Put("b".into())
+        );
+        assert_eq!(
+            boundary_change(Some("x"), Some("b"), None),
+            BoundaryChange::Put("b".into())
+        );
+        assert_eq!(
+            boundary_change(Some("b"), Some("b"), Some("b")),
+            BoundaryChange::None
+        );
     }
 
     #[test]
     fn without_a_configured_boundary_only_ours_is_removed() {
         assert_eq!(boundary_change(Some("theirs"), None, None), BoundaryChange::None);
-        assert_eq!(boundary_change(Some("theirs"), None, Some("ours")), BoundaryChange::None);
-        assert_eq!(boundary_change(Some("ours"), None, Some("ours")), BoundaryChange::Delete);
+        assert_eq!(
+            boundary_change(Some("theirs"), None, Some("ours")),
+            BoundaryChange::None
+        );
+        assert_eq!(
+            boundary_change(Some("ours"), None, Some("ours")),
+            BoundaryChange::Delete
+        );
         assert_eq!(boundary_change(None, None, Some("ours")), BoundaryChange::None);
     }
 }
