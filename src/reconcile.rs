@@ -411,10 +411,8 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let identity_recorded = r.bucket_recorded
         && recorded.and_then(|s| s.policy_arn.as_deref()) == Some(policy_arn.as_str())
         && recorded.and_then(|s| s.role_arn.as_deref()).is_some()
-        && recorded.and_then(|s| s.external_id.clone())
-            == external_id
-                .clone()
-                .or_else(|| recorded.and_then(|s| s.external_id.clone()));
+        && (external_id.is_none()
+            || recorded.and_then(|s| s.external_id.as_deref()) == external_id.as_deref());
     if !identity_recorded {
         let role_arn = recorded
             .and_then(|s| s.role_arn.clone())
@@ -482,10 +480,10 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         )
         .await?;
     }
-    if !spec.bucket.create {
-        if let Some(b) = report.status.bucket.as_mut() {
-            b.adopted = Some(true);
-        }
+    if !spec.bucket.create
+        && let Some(b) = report.status.bucket.as_mut()
+    {
+        b.adopted = Some(true);
     }
     report.steps.push(("BucketReady", Ok(bucket_report.outcome), ""));
     crate::failpoint::crash_point("after-bucket");
