@@ -124,10 +124,26 @@ async fn main() {
 
 /// What every run must show, whatever its size (the smoke run in `make test` checks these).
 fn check(run: &Run) {
+    // The operator's own identity. The integrations here are unversioned (the default): on a
+    // versioned bucket the operator also deletes the probe's object versions at each validation.
     assert_eq!(
         run.resync.mutating, 0.0,
-        "a no-op resync wrote to AWS: {:?}",
+        "a no-op resync wrote to AWS with the operator's credentials: {:?}",
         run.resync
+    );
+    // As the workload, a resync writes exactly what the validation probe writes: its probe
+    // object, put and deleted.
+    let workload_writes: Vec<&String> = run
+        .resync_workload
+        .by_operation
+        .keys()
+        .filter(|op| !is_workload_read(op.split_once(':').map(|(_, o)| o).unwrap_or(op)))
+        .collect();
+    assert_eq!(
+        workload_writes,
+        ["S3:DeleteObject", "S3:PutObject"],
+        "the resync's writes as the workload: {:?}",
+        run.resync_workload
     );
     assert!(
         run.resync.per_integration > 0.0,
@@ -145,11 +161,16 @@ struct Run {
     batch_seconds: f64,
     /// From each integration's create to its Ready.
     ready_seconds: Distribution,
+    /// With the operator's own credentials (the validation probe's calls are apart).
     create: Calls,
     resync: Calls,
     delete: Calls,
-    /// The validation probe (as the workload), per integration.
+    /// The validation probe (as the workload), per integration, while creating.
     validation_calls_per_integration: f64,
+    /// What the no-op resync did as the workload (the validation probe), per integration;
+    /// `mutating` counts writes (S3 PutObject/DeleteObject; AssumeRoleWithWebIdentity writes
+    /// nothing).
+    resync_workload: Calls,
     delete_seconds: f64,
     peak_rss_mib: f64,
     /// Operator CPU over the whole run (both processes).
@@ -180,10 +201,25 @@ struct Calls {
 }
 
 impl Calls {
+    /// The operator's own calls between two snapshots, per integration.
     fn between(before: &Snapshot, after: &Snapshot, n: usize) -> Self {
+        Self::of(&before.operator_calls, &after.operator_calls, n, is_read)
+    }
+
+    /// The calls made as the workload (the validation probe) between two snapshots.
+    fn workload_between(before: &Snapshot, after: &Snapshot, n: usize) -> Self {
+        Self::of(&before.workload_calls, &after.workload_calls, n, is_workload_read)
+    }
+
+    fn of(
+        before: &BTreeMap<String, f64>,
+        after: &BTreeMap<String, f64>,
+        n: usize,
+        is_read: impl Fn(&str) -> bool,
+    ) -> Self {
         let mut calls = Calls::default();
-        for (op, count) in &after.operator_calls {
-            let delta = count - before.operator_calls.get(op).copied().unwrap_or(0.0);
+        for (op, count) in after {
+            let delta = count - before.get(op).copied().unwrap_or(0.0);
             if delta <= 0.0 {
                 continue;
             }
@@ -203,6 +239,12 @@ impl Calls {
         }
         calls
     }
+}
+
+/// Whether an operation made as the workload writes nothing: reads, and STS's
+/// AssumeRoleWithWebIdentity (which hands out credentials and changes nothing).
+fn is_workload_read(operation: &str) -> bool {
+    is_read(operation) || operation.starts_with("AssumeRole")
 }
 
 #[derive(Serialize, Debug, Default, Clone)]
@@ -236,7 +278,8 @@ impl Distribution {
 #[derive(Default, Clone)]
 struct Snapshot {
     operator_calls: BTreeMap<String, f64>,
-    workload_calls: f64,
+    /// Calls made with the workload's credentials (the validation probe), by "Service:Operation".
+    workload_calls: BTreeMap<String, f64>,
     kubernetes_requests: BTreeMap<String, f64>,
     request_seconds: BTreeMap<String, f64>,
     requests: BTreeMap<String, f64>,
@@ -268,7 +311,11 @@ impl Snapshot {
                         .entry(format!("{}:{}", label("service"), label("operation")))
                         .or_default() += value;
                 }
-                "bucketwire_aws_calls_total" => s.workload_calls += value,
+                "bucketwire_aws_calls_total" if label("identity") == "workload" => {
+                    *s.workload_calls
+                        .entry(format!("{}:{}", label("service"), label("operation")))
+                        .or_default() += value;
+                }
                 "bucketwire_kubernetes_requests_total" => {
                     *s.kubernetes_requests.entry(label("verb")).or_default() += value;
                 }
@@ -516,7 +563,8 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         create: Calls::between(&start, &converged, n),
         resync: Calls::between(&restarted, &resynced, n),
         delete: Calls::between(&resynced, &deleted, n),
-        validation_calls_per_integration: (converged.workload_calls - start.workload_calls) / n as f64,
+        validation_calls_per_integration: Calls::workload_between(&start, &converged, n).per_integration,
+        resync_workload: Calls::workload_between(&restarted, &resynced, n),
         delete_seconds,
         peak_rss_mib: first_rss.max(second_rss),
         operator_cpu_seconds: first_cpu + second_cpu,
@@ -612,6 +660,7 @@ struct Summary {
     figures: BTreeMap<&'static str, Spread>,
     create_by_operation: BTreeMap<String, f64>,
     resync_by_operation: BTreeMap<String, f64>,
+    resync_workload_by_operation: BTreeMap<String, f64>,
     delete_by_operation: BTreeMap<String, f64>,
 }
 
@@ -630,6 +679,11 @@ impl Summary {
         figures.insert("resync_calls", figure(&|r| r.resync.per_integration));
         figures.insert("resync_mutating", figure(&|r| r.resync.mutating));
         figures.insert("resync_reads", figure(&|r| r.resync.reads));
+        figures.insert(
+            "resync_workload_calls",
+            figure(&|r| r.resync_workload.per_integration),
+        );
+        figures.insert("resync_workload_writes", figure(&|r| r.resync_workload.mutating));
         figures.insert("delete_calls", figure(&|r| r.delete.per_integration));
         figures.insert("delete_mutating", figure(&|r| r.delete.mutating));
         figures.insert("delete_reads", figure(&|r| r.delete.reads));
@@ -674,6 +728,7 @@ impl Summary {
             figures,
             create_by_operation: by_operation(&|r| &r.create.by_operation),
             resync_by_operation: by_operation(&|r| &r.resync.by_operation),
+            resync_workload_by_operation: by_operation(&|r| &r.resync_workload.by_operation),
             delete_by_operation: by_operation(&|r| &r.delete.by_operation),
         }
     }
@@ -713,7 +768,7 @@ fn markdown(report: &Report) -> String {
         .collect();
     let _ = writeln!(out, "| figure | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
-    let rows: [(&str, &str, usize); 26] = [
+    let rows: [(&str, &str, usize); 28] = [
         ("batch_seconds", "whole batch, first create to last Ready (s)", 1),
         ("ready_p50_seconds", "create to Ready, p50 (s)", 2),
         ("ready_p95_seconds", "create to Ready, p95 (s)", 2),
@@ -721,7 +776,7 @@ fn markdown(report: &Report) -> String {
         ("delete_seconds", "delete all, to gone (s)", 1),
         (
             "create_calls",
-            "AWS calls to create one (excl. validation probe, cached lookups)",
+            "AWS calls to create one, operator's identity (excl. validation probe, cached lookups)",
             2,
         ),
         ("create_mutating", "… of which mutating", 2),
@@ -731,10 +786,24 @@ fn markdown(report: &Report) -> String {
             "validation probe calls per integration (as the workload)",
             2,
         ),
-        ("resync_calls", "AWS calls per no-op resync of one", 2),
+        (
+            "resync_calls",
+            "AWS calls per no-op resync of one, operator's identity",
+            2,
+        ),
         ("resync_mutating", "… of which mutating", 2),
         ("resync_reads", "… of which reads", 2),
-        ("delete_calls", "AWS calls to delete one", 2),
+        (
+            "resync_workload_calls",
+            "AWS calls per no-op resync of one, as the workload (validation probe)",
+            2,
+        ),
+        (
+            "resync_workload_writes",
+            "… of which writes (probe PutObject, DeleteObject)",
+            2,
+        ),
+        ("delete_calls", "AWS calls to delete one, operator's identity", 2),
         ("delete_mutating", "… of which mutating", 2),
         ("delete_reads", "… of which reads", 2),
         ("peak_rss_mib", "operator peak RSS (MiB)", 1),
@@ -770,6 +839,10 @@ fn markdown(report: &Report) -> String {
             (|s: &Summary| &s.create_by_operation) as fn(&Summary) -> &BTreeMap<String, f64>,
         ),
         ("No-op resync", |s: &Summary| &s.resync_by_operation),
+        (
+            "No-op resync, as the workload (validation probe)",
+            |s: &Summary| &s.resync_workload_by_operation,
+        ),
         ("Delete", |s: &Summary| &s.delete_by_operation),
     ] {
         let _ = writeln!(

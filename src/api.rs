@@ -40,6 +40,13 @@ const BUCKET_NAME_RECORDED_RULE: &str = "!has(self.status) || !has(self.status.b
      !has(self.spec.bucket.name) || self.spec.bucket.name == '' || \
      self.spec.bucket.name == self.status.bucket.name";
 
+/// CEL (whole object): a bucket the operator recorded as adopted is never managed or deleted,
+/// so `bucket.create` cannot become true on it. (The status subresource keeps `self.status`
+/// as recorded when the spec is updated.)
+const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket) || \
+     !has(self.status.bucket.adopted) || !self.status.bucket.adopted || \
+     !has(self.spec.bucket) || !self.spec.bucket.create";
+
 /// Desired state of one Milvus-to-S3 wiring.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -61,6 +68,10 @@ const BUCKET_NAME_RECORDED_RULE: &str = "!has(self.status) || !has(self.status.b
     validation = Rule::new(BUCKET_NAME_RECORDED_RULE)
         .message("spec.bucket.name is immutable once recorded in status.bucket.name")
         .field_path(".spec.bucket.name")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new(ADOPTED_BUCKET_RULE)
+        .message("spec.bucket.create cannot become true: this integration adopted an existing bucket (status.bucket.adopted), which bucketwire never manages or deletes")
+        .field_path(".spec.bucket.create")
         .reason(Reason::FieldValueForbidden)
 )]
 #[serde(rename_all = "camelCase")]
@@ -391,6 +402,9 @@ pub struct BucketIntegrationStatus {
     pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
+    /// The permissions boundary bucketwire put on the role (the only one it ever removes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary_arn: Option<String>,
     /// CrossAccount mode: the account trusted to assume the role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_account_id: Option<String>,
@@ -420,6 +434,15 @@ pub struct BucketStatus {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// This integration uses an existing bucket it did not create: the bucket is never managed
+    /// or deleted by bucketwire, and `spec.bucket.create` cannot become true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
+    /// When this integration, having found no bucket of this name, recorded that it was about to
+    /// create it; cleared once the bucket carries its tags. Only a bucket S3 says was created
+    /// after this moment can be this integration's interrupted creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_started_at: Option<Time>,
 }
 
 fn default_true() -> bool {

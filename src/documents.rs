@@ -187,6 +187,8 @@ pub const TAG_CLUSTER: &str = "bucketwire.io/cluster";
 pub const TAG_NAMESPACE: &str = "bucketwire.io/namespace";
 pub const TAG_NAME: &str = "bucketwire.io/name";
 pub const TAG_UID: &str = "bucketwire.io/uid";
+/// On a bucket the integration adopted (`bucket.create: false`): never managed, never deleted.
+pub const TAG_ADOPTED: &str = "bucketwire.io/adopted";
 
 /// Milvus Helm values (chart >= 4.2.2): external S3 through IAM, no MinIO, no keys.
 #[derive(Serialize, Debug, PartialEq)]

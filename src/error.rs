@@ -8,6 +8,22 @@ pub enum Error {
     #[error("{0}")]
     InvalidSpec(String),
 
+    /// An operator setting changed under a name this integration already recorded.
+    #[error("{0}")]
+    SettingConflict(String),
+
+    /// Another integration (or another field manager, such as a GitOps tool) sets the role
+    /// annotation on this ServiceAccount.
+    #[error(
+        "ServiceAccount {namespace}/{name} is wired by someone else ({manager} sets {annotation}); one ServiceAccount serves one integration. Name another serviceAccount, or remove the other's annotation"
+    )]
+    ServiceAccountOwnedElsewhere {
+        namespace: String,
+        name: String,
+        manager: String,
+        annotation: String,
+    },
+
     #[error(
         "check bucket failed: bucket {bucket} does not exist (NoSuchBucket); create it, or set bucket.create: true"
     )]
@@ -114,6 +130,8 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidSpec(_) => "InvalidSpec",
+            Self::SettingConflict(_) => "SettingConflict",
+            Self::ServiceAccountOwnedElsewhere { .. } => "ServiceAccountOwnedElsewhere",
             Self::BucketNotFound { .. } => "BucketNotFound",
             Self::BucketRegionMismatch { .. } => "BucketRegionMismatch",
             Self::BucketOwnedElsewhere { .. } => "BucketOwnedElsewhere",

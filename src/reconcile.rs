@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -80,13 +81,24 @@ pub struct Resolved {
     pub bucket: String,
     /// Whether status already records this bucket name.
     pub bucket_recorded: bool,
+    /// When this integration recorded that it was about to create the bucket (and has not yet
+    /// seen it tagged as its own).
+    pub bucket_create_started_at: Option<jiff::Timestamp>,
+    /// Status records that this integration adopted the bucket.
+    pub bucket_adopted: bool,
     /// Whether an earlier reconcile found this bucket, ours, in this region (BucketReady). A
     /// bucket's region never changes, so resyncs need not ask again.
     pub bucket_region_verified: bool,
     pub service_account: String,
     pub values_config_map: String,
+    /// IAM names and paths: the ones recorded in status (`roleArn`, `policyArn`) once recorded,
+    /// derived from the settings only before that, so a settings change never moves them.
     pub role_name: String,
+    pub role_path: String,
     pub policy_name: String,
+    pub policy_path: String,
+    /// What the current settings would have named differently (kept recorded names, said in Ready).
+    pub settings_notes: Vec<String>,
     pub eks_cluster: String,
     pub issuer_override: Option<String>,
     pub tags: BTreeMap<String, String>,
@@ -137,9 +149,50 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
     if let Some(prefix) = settings.bucket_prefix.as_deref().filter(|p| !p.is_empty())
         && !bucket.starts_with(prefix)
     {
+        if recorded.as_deref() == Some(bucket.as_str()) {
+            // Never a second bucket: the recorded one stays this integration's bucket, and the
+            // operator stops touching it until the setting and the record agree again.
+            return Err(Error::SettingConflict(format!(
+                "bucket {bucket} is recorded in status, but the operator's --bucket-prefix is now {prefix}; bucketwire does not move an integration to a new bucket. Add the old prefix back to the operator's setting, or delete this integration (its bucket is kept unless deletionPolicy is Delete)"
+            )));
+        }
         return Err(Error::InvalidSpec(format!(
             "bucket name {bucket} does not start with {prefix}, the prefix this operator is allowed to use"
         )));
+    }
+    let recorded_status = bi.status.as_ref();
+    let recorded_bucket = recorded_status.and_then(|s| s.bucket.as_ref());
+    let bucket_create_started_at = recorded_bucket
+        .filter(|_| recorded.as_deref() == Some(bucket.as_str()))
+        .and_then(|b| b.create_started_at.as_ref())
+        .map(|t| t.0);
+    let bucket_adopted = recorded_bucket.and_then(|b| b.adopted).unwrap_or(false);
+    let mut settings_notes = vec![];
+    let (role_path, role_name) = match recorded_status
+        .and_then(|s| s.role_arn.as_deref())
+        .and_then(iam_path_and_name)
+    {
+        Some((path, name)) => (path, name),
+        None => (settings.role_path.clone(), naming::role_name(owner)),
+    };
+    let (policy_path, policy_name) = match recorded_status
+        .and_then(|s| s.policy_arn.as_deref())
+        .and_then(iam_path_and_name)
+    {
+        Some((path, name)) => (path, name),
+        None => (settings.role_path.clone(), naming::policy_name(owner)),
+    };
+    if role_path != settings.role_path || policy_path != settings.role_path {
+        settings_notes.push(format!(
+            "the role and policy keep their recorded path {role_path} (the operator's --role-path is now {}; IAM cannot move a role, re-create the integration to move it)",
+            settings.role_path
+        ));
+    }
+    if role_name != naming::role_name(owner) {
+        settings_notes.push(format!(
+            "the role keeps its recorded name {role_name} (the current --cluster-name would name it {})",
+            naming::role_name(owner)
+        ));
     }
     let service_account = spec
         .service_account
@@ -171,11 +224,16 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         region: spec.region.clone(),
         bucket_recorded: recorded.as_deref() == Some(bucket.as_str()),
         bucket_region_verified: region_verified(bi, &bucket),
+        bucket_create_started_at,
+        bucket_adopted,
         bucket,
         service_account,
         values_config_map,
-        role_name: naming::role_name(owner),
-        policy_name: naming::policy_name(owner),
+        role_name,
+        role_path,
+        policy_name,
+        policy_path,
+        settings_notes,
         eks_cluster,
         issuer_override,
         tags,
@@ -183,6 +241,17 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         name,
         uid,
     })
+}
+
+/// `arn:<partition>:iam::<account>:role/<path...>/<name>` -> (`/<path...>/`, `<name>`).
+pub fn iam_path_and_name(arn: &str) -> Option<(String, String)> {
+    let resource = arn.splitn(6, ':').nth(5)?;
+    let (_kind, rest) = resource.split_once('/')?;
+    let (path, name) = match rest.rsplit_once('/') {
+        Some((path, name)) => (format!("/{path}/"), name),
+        None => ("/".to_string(), rest),
+    };
+    (!name.is_empty()).then(|| (path, name.to_string()))
 }
 
 /// What the reconcile learned and did, step by step, for status and Events.
@@ -194,6 +263,8 @@ struct Report {
     validated: Option<Validated>,
     /// Whether the policy or role changed in this reconcile (IAM may need to propagate).
     iam_changed: bool,
+    /// Recorded names the current settings would have chosen differently (said in Ready).
+    notes: Vec<String>,
 }
 
 /// The Validated condition and what follows from it.
@@ -223,10 +294,38 @@ fn steps(bi: &BucketIntegration) -> &'static [&'static str] {
     }
 }
 
+/// What status already records about the integration's identity in AWS (bucket, adoption,
+/// role, policy, provider, external ID). Every status write starts from it, so a reconcile that
+/// fails before reaching a step never erases what an earlier one recorded.
+fn recorded_identity(bi: &BucketIntegration) -> BucketIntegrationStatus {
+    let Some(status) = bi.status.as_ref() else {
+        return BucketIntegrationStatus::default();
+    };
+    BucketIntegrationStatus {
+        bucket: status.bucket.clone().map(|b| BucketStatus {
+            // Owned by the journal's merge patches, never re-sent by the status apply.
+            create_started_at: None,
+            ..b
+        }),
+        policy_arn: status.policy_arn.clone(),
+        role_arn: status.role_arn.clone(),
+        oidc_provider_arn: status.oidc_provider_arn.clone(),
+        permissions_boundary_arn: status.permissions_boundary_arn.clone(),
+        trusted_account_id: status.trusted_account_id.clone(),
+        external_id: status.external_id.clone(),
+        service_account: status.service_account.clone(),
+        values_config_map: status.values_config_map.clone(),
+        ..BucketIntegrationStatus::default()
+    }
+}
+
 /// Runs the pipeline and always writes status. Returns the first error, if any, or how soon
 /// to look again when that should be sooner than the resync (validation propagating).
 pub async fn apply(bi: &BucketIntegration, ctx: &Context) -> Result<Option<Duration>, Error> {
-    let mut report = Report::default();
+    let mut report = Report {
+        status: recorded_identity(bi),
+        ..Report::default()
+    };
     report.status.integration_id = bi.uid();
     let result = run_steps(bi, ctx, &mut report).await;
     if let Err(err) = &result {
@@ -263,6 +362,7 @@ async fn clear_validate_annotation(bi: &BucketIntegration, ctx: &Context) -> Res
 
 async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
     let r = resolve(bi, &ctx.settings)?;
+    report.notes = r.settings_notes.clone();
     let spec = &bi.spec;
     let cross_account = spec.identity.mode == IdentityMode::CrossAccount;
     report.status.bucket = Some(BucketStatus {
@@ -270,23 +370,22 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         arn: Some(naming::bucket_arn(r.partition, &r.bucket)),
         region: Some(r.region.clone()),
         endpoint: Some(naming::s3_host(&r.region)),
+        adopted: r.bucket_adopted.then_some(true),
+        create_started_at: None,
     });
     if !cross_account {
         report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
         report.status.values_config_map = Some(r.values_config_map.clone());
     }
 
-    // Identity first: the bucket name (so an interrupted create is recognisable) and, across
-    // accounts, the external ID (so a generated one is never lost) are recorded before use.
+    // Identity first: the bucket name (so an interrupted create is recognisable), the role
+    // and policy ARNs (so a settings change never renames them) and, across accounts, the
+    // external ID (so a generated one is never lost) are recorded before any AWS write.
     let external_id = if cross_account {
         Some(external_id(bi)?)
     } else {
         None
     };
-    let recorded_external_id = bi.status.as_ref().and_then(|s| s.external_id.clone());
-    if !r.bucket_recorded || (external_id.is_some() && external_id != recorded_external_id) {
-        record_identity(bi, ctx, &r, external_id.as_deref()).await?;
-    }
     report.status.external_id = external_id.clone();
     report.status.trusted_account_id = spec
         .identity
@@ -296,6 +395,44 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         .map(|c| c.trusted_account_id.clone());
 
     let account = caller_account(ctx, r.partition).await?;
+    let policy_arn = format!(
+        "arn:{}:iam::{account}:policy{}{}",
+        r.partition.id(),
+        r.policy_path,
+        r.policy_name
+    );
+    let derived_role_arn = format!(
+        "arn:{}:iam::{account}:role{}{}",
+        r.partition.id(),
+        r.role_path,
+        r.role_name
+    );
+    let recorded = bi.status.as_ref();
+    let identity_recorded = r.bucket_recorded
+        && recorded.and_then(|s| s.policy_arn.as_deref()) == Some(policy_arn.as_str())
+        && recorded.and_then(|s| s.role_arn.as_deref()).is_some()
+        && (external_id.is_none()
+            || recorded.and_then(|s| s.external_id.as_deref()) == external_id.as_deref());
+    if !identity_recorded {
+        let role_arn = recorded
+            .and_then(|s| s.role_arn.clone())
+            .unwrap_or_else(|| derived_role_arn.clone());
+        record_status(
+            bi,
+            ctx,
+            json!({
+                "integrationId": r.uid,
+                "bucket": {"name": r.bucket},
+                "policyArn": policy_arn,
+                "roleArn": role_arn,
+                "externalId": external_id,
+            }),
+            "record the integration's names in status",
+        )
+        .await?;
+        report.status.role_arn = Some(role_arn);
+    }
+    report.status.policy_arn = Some(policy_arn.clone());
     let spec_kms_key = match spec.bucket.encryption.kind {
         EncryptionType::SseKms => spec.bucket.encryption.kms_key_arn.clone(),
         EncryptionType::SseS3 => None,
@@ -313,33 +450,54 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         uid: r.uid.clone(),
     };
     let s3 = ctx.aws.s3(&r.region);
-    let (outcome, adopted_kms_key) = bucket::reconcile(
+    let journal = StatusJournal {
+        bi,
+        ctx,
+        wrote_intent: std::sync::atomic::AtomicBool::new(false),
+    };
+    let bucket_report = bucket::reconcile(
         &s3,
         &desired_bucket,
         bucket::Known {
-            name_recorded: r.bucket_recorded,
+            create_started_at: r.bucket_create_started_at,
+            adopted: r.bucket_adopted,
             region_verified: r.bucket_region_verified,
         },
         ctx.settings.may_adopt(&r.bucket),
+        &journal,
     )
     .await?;
-    report.steps.push(("BucketReady", Ok(outcome), ""));
+    if bucket_report.created_and_tagged
+        && (r.bucket_create_started_at.is_some()
+            || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        // The bucket carries our tags now: the intent has done its job.
+        record_status(
+            bi,
+            ctx,
+            json!({"bucket": {"createStartedAt": null}}),
+            "clear the bucket's create intent",
+        )
+        .await?;
+    }
+    if !spec.bucket.create
+        && let Some(b) = report.status.bucket.as_mut()
+    {
+        b.adopted = Some(true);
+    }
+    report.steps.push(("BucketReady", Ok(bucket_report.outcome), ""));
     crate::failpoint::crash_point("after-bucket");
     // An adopted bucket's key is whatever it actually uses; ours is the spec's.
     let kms_key = if spec.bucket.create {
         spec_kms_key
     } else {
-        adopted_kms_key.map(|id| naming::kms_key_arn(r.partition, &r.region, &account, &id))
+        bucket_report
+            .adopted_kms_key
+            .map(|id| naming::kms_key_arn(r.partition, &r.region, &account, &id))
     };
 
     // 2. Policy
     let iam_client = ctx.aws.iam(r.partition);
-    let path = ctx.settings.role_path.clone();
-    let policy_arn = format!(
-        "arn:{}:iam::{account}:policy{path}{}",
-        r.partition.id(),
-        r.policy_name
-    );
     let description = spec
         .description
         .clone()
@@ -358,7 +516,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let desired_policy = DesiredPolicy {
         arn: policy_arn.clone(),
         name: r.policy_name.clone(),
-        path: path.clone(),
+        path: r.policy_path.clone(),
         description: description.clone(),
         document,
         tags: r.tags.clone(),
@@ -366,7 +524,6 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     };
     let outcome = iam::reconcile_policy(&iam_client, &desired_policy).await?;
     report.iam_changed |= outcome.changed();
-    report.status.policy_arn = Some(policy_arn.clone());
     report.steps.push(("PolicyReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-policy");
 
@@ -388,15 +545,24 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     };
     let desired_role = DesiredRole {
         name: r.role_name.clone(),
-        path,
+        path: r.role_path.clone(),
         description,
         trust,
         permissions_boundary: ctx.settings.permissions_boundary.clone(),
+        boundary_set_by_us: bi
+            .status
+            .as_ref()
+            .and_then(|s| s.permissions_boundary_arn.clone()),
         policy_arn: policy_arn.clone(),
         tags: r.tags.clone(),
         uid: r.uid.clone(),
     };
-    let (outcome, role_arn) = iam::reconcile_role(&iam_client, &desired_role).await?;
+    let iam::RoleReport {
+        outcome,
+        arn: role_arn,
+        boundary_set_by_us,
+    } = iam::reconcile_role(&iam_client, &desired_role).await?;
+    report.status.permissions_boundary_arn = boundary_set_by_us;
     report.iam_changed |= outcome.changed();
     report.status.role_arn = Some(role_arn.clone());
     report.steps.push(("RoleReady", Ok(outcome), ""));
@@ -580,30 +746,57 @@ fn precise(failure: &Error) -> Validated {
     }
 }
 
-async fn record_identity(
+/// Merges `status` into the integration's status (a JSON merge patch: fields it does not name
+/// are kept, so what an earlier reconcile recorded is never lost by this write).
+async fn record_status(
     bi: &BucketIntegration,
     ctx: &Context,
-    r: &Resolved,
-    external_id: Option<&str>,
+    status: serde_json::Value,
+    operation: &'static str,
 ) -> Result<(), Error> {
-    let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &r.namespace);
-    let mut status = json!({"integrationId": r.uid, "bucket": {"name": r.bucket}});
-    if let Some(id) = external_id {
-        status["externalId"] = json!(id);
-    }
-    let patch = json!({
-        "apiVersion": "bucketwire.io/v1alpha1",
-        "kind": "BucketIntegration",
-        "status": status,
-    });
-    api.patch_status(
-        &bi.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube("record bucket name in status"))?;
+    let api: Api<BucketIntegration> =
+        Api::namespaced(ctx.client.clone(), &bi.namespace().unwrap_or_default());
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&bi.name_any(), &params, &Patch::Merge(&json!({"status": status})))
+        .await
+        .map_err(Error::kube(operation))?;
     Ok(())
+}
+
+/// The bucket step's records, written to this integration's status before the AWS call.
+struct StatusJournal<'a> {
+    bi: &'a BucketIntegration,
+    ctx: &'a Context,
+    wrote_intent: std::sync::atomic::AtomicBool,
+}
+
+impl bucket::Journal for StatusJournal<'_> {
+    async fn creating(&self) -> Result<jiff::Timestamp, Error> {
+        let now = jiff::Timestamp::now();
+        record_status(
+            self.bi,
+            self.ctx,
+            json!({"bucket": {"createStartedAt": Time(now)}}),
+            "record the intent to create the bucket",
+        )
+        .await?;
+        self.wrote_intent
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(now)
+    }
+
+    async fn adopting(&self) -> Result<(), Error> {
+        record_status(
+            self.bi,
+            self.ctx,
+            json!({"bucket": {"adopted": true}}),
+            "record the bucket's adoption",
+        )
+        .await
+    }
 }
 
 async fn caller_account(ctx: &Context, partition: Partition) -> Result<String, Error> {
@@ -781,7 +974,12 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
             (None, true) => (
                 "True",
                 "Ready".to_string(),
-                "bucket, policy, role, ServiceAccount and values are in place and validated".to_string(),
+                std::iter::once(
+                    "bucket, policy, role, ServiceAccount and values are in place and validated".to_string(),
+                )
+                .chain(report.notes.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("; "),
             ),
             (None, false) => ("Unknown", "Waiting".to_string(), "reconciling".to_string()),
         };
@@ -916,6 +1114,22 @@ pub async fn publish(
 /// Cleanup on deletion (see `cleanup_steps`). When it cannot finish, the Ready condition says
 /// why: an Event alone may not be possible (a terminating namespace refuses new Events).
 pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    if crd_being_deleted(ctx).await {
+        // An uninstall, not a user's decision to clean up: every Milvus keeps its bucket, role,
+        // policy and ServiceAccount annotation; the integration is only released.
+        let message = "the BucketIntegration CRD is being deleted: released without deleting anything in AWS (bucket, role, policy and ServiceAccount annotation kept)";
+        info!(
+            namespace = bi.namespace().unwrap_or_default(),
+            name = bi.name_any(),
+            "{message}"
+        );
+        publish(ctx, bi, "Cleanup", EventType::Normal, "Released", message).await;
+        ctx.metrics.set_conditions(
+            &format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any()),
+            None,
+        );
+        return Ok(());
+    }
     let result = cleanup_steps(bi, ctx).await;
     if let Err(err) = &result {
         let previous = bi
@@ -953,6 +1167,24 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
     result
 }
 
+/// Whether the BucketIntegration CRD itself has a deletion timestamp. When the operator may not
+/// read it (an install without that RBAC rule), the answer is no: deleting an integration
+/// cleans up, as it always did.
+async fn crd_being_deleted(ctx: &Context) -> bool {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    match crds
+        .get_opt(&format!("bucketintegrations.{}", crate::api::GROUP))
+        .await
+    {
+        Ok(Some(crd)) => crd.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        Err(err) => {
+            warn!(%err, "cannot read the BucketIntegration CRD; treating this deletion as a user's");
+            false
+        }
+    }
+}
+
 /// Role and policy (detached first), our ServiceAccount annotation (or the ServiceAccount if
 /// we created it), and the bucket only if deletionPolicy is Delete, we created it, and it is
 /// empty. The ConfigMap goes with its owner.
@@ -966,10 +1198,11 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
         name: &name,
     };
     let partition = Partition::of_region(&bi.spec.region);
-    let recorded_policy = bi.status.as_ref().and_then(|s| s.policy_arn.clone());
+    let recorded = bi.status.as_ref();
     let mut done = vec![];
 
-    let policy_arn = match recorded_policy {
+    // The names status recorded; derived from today's settings only if nothing was recorded.
+    let policy_arn = match recorded.and_then(|s| s.policy_arn.clone()) {
         Some(arn) => arn,
         None => {
             let account = caller_account(ctx, partition).await?;
@@ -981,15 +1214,12 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
             )
         }
     };
-    done.extend(
-        iam::delete_role_and_policy(
-            &ctx.aws.iam(partition),
-            &naming::role_name(owner),
-            &policy_arn,
-            &uid,
-        )
-        .await?,
-    );
+    let role_name = recorded
+        .and_then(|s| s.role_arn.as_deref())
+        .and_then(iam_path_and_name)
+        .map(|(_, name)| name)
+        .unwrap_or_else(|| naming::role_name(owner));
+    done.extend(iam::delete_role_and_policy(&ctx.aws.iam(partition), &role_name, &policy_arn, &uid).await?);
 
     let service_account = bi
         .spec
@@ -998,16 +1228,31 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| name.clone());
-    done.extend(kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name).await?);
+    let role_arn = recorded.and_then(|s| s.role_arn.as_deref());
+    done.extend(
+        kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn)
+            .await?,
+    );
 
     let recorded_bucket = bi
         .status
         .as_ref()
         .and_then(|s| s.bucket.as_ref())
         .and_then(|b| b.name.clone());
-    if bi.spec.bucket.deletion_policy == DeletionPolicy::Delete && bi.spec.bucket.create {
+    let adopted = recorded
+        .and_then(|s| s.bucket.as_ref())
+        .and_then(|b| b.adopted)
+        .unwrap_or(false);
+    if bi.spec.bucket.deletion_policy == DeletionPolicy::Delete && bi.spec.bucket.create && !adopted {
         if let Some(bucket) = recorded_bucket {
-            match bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &uid).await {
+            let ours = documents::ownership_tags(
+                &ctx.settings.cluster_name,
+                &namespace,
+                &name,
+                &uid,
+                &bi.spec.bucket.tags,
+            );
+            match bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &ours).await {
                 Ok(outcome) => done.push(outcome.message),
                 Err(err) => {
                     publish(

@@ -3,8 +3,12 @@
 //! TokenRequest (audience `sts.amazonaws.com`, 10 minutes, never logged or stored) -> a static
 //! check of the token's `iss`/`sub`/`aud` against the role's trust policy and OIDC provider
 //! (the emulator does not enforce trust policies; AWS does, and the static check catches a
-//! mismatch in both) -> AssumeRoleWithWebIdentity -> GetBucketLocation -> put, get, list and
-//! delete of a probe object under `rootPath` (ReadOnly: get and list).
+//! mismatch in both) -> AssumeRoleWithWebIdentity -> HeadBucket (first, as Milvus's S3 client
+//! starts) -> GetBucketLocation -> put, get, list and delete of a probe object under `rootPath`
+//! (ReadOnly: get and list). On a versioned bucket the put leaves an object version and the
+//! delete a delete marker; the operator, with its own credentials, then deletes every version of
+//! the probe key (this probe's, and any an interrupted probe left), so validation never keeps a
+//! bucket from being deleted. The workload's role is not given s3:DeleteObjectVersion.
 
 use std::time::Duration;
 
@@ -101,14 +105,25 @@ impl Report {
             Access::ReadWrite => "put/get/list/delete",
             Access::ReadOnly => "get/list",
         };
-        format!(
+        let mut summary = format!(
             "assumed {} as {}; bucket {} is in {}; {ops} under {}/ succeeded",
             target.role_arn,
             target.subject(),
             target.bucket,
             target.region,
             target.root_path
-        )
+        );
+        if let Some(cleanup) = self.checks.iter().find(|c| c.name == "cleanup") {
+            if cleanup.passed {
+                summary.push_str("; the probe's object versions were removed");
+            } else {
+                summary.push_str(&format!(
+                    "; but the probe's object versions were not removed: {}",
+                    cleanup.detail
+                ));
+            }
+        }
+        summary
     }
 }
 
@@ -308,8 +323,18 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
         format!("AssumeRoleWithWebIdentity {} as {subject}", target.role_arn),
     );
 
-    // 4. The bucket is where Milvus will look for it.
+    // 4. HeadBucket first, as Milvus's S3 client does when it connects (on AWS HeadBucket is
+    //    authorized by s3:ListBucket). A bucket in another region is named here already.
     let s3 = aws.workload_s3(&target.region, credentials);
+    if let Err(error) = head_bucket(&s3, &target.bucket, &target.region).await {
+        return report.fail("head-bucket", error);
+    }
+    report.pass(
+        "head-bucket",
+        format!("HeadBucket s3://{} (s3:ListBucket)", target.bucket),
+    );
+
+    // 5. The bucket is where Milvus will look for it.
     if let Err(error) = bucket_in_region(&s3, &target.bucket, &target.region).await {
         return report.fail("region", error);
     }
@@ -318,27 +343,68 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
         format!("bucket {} is in {}", target.bucket, target.region),
     );
 
-    // 5. The object operations Milvus makes, on a probe object under rootPath.
+    // 6. The object operations Milvus makes, on a probe object under rootPath.
     let key = target.probe_key();
+    let mut made = ProbeVersions::default();
+    if let Err((name, error)) = object_operations(&s3, target, &key, &subject, &mut report, &mut made).await {
+        report = report.fail(name, error);
+    }
+
+    // 7. On a versioned bucket the put left an object version and the delete a delete marker
+    //    (also when a step after the put failed). The workload may not remove versions (Milvus
+    //    never needs s3:DeleteObjectVersion, so its role does not get it): the operator does,
+    //    with its own credentials, for this probe key only.
+    if made.versioned() {
+        let operator_s3 = aws.s3(&target.region);
+        match remove_probe_versions(&operator_s3, &target.bucket, &key, &made).await {
+            Ok(removed) => report.pass(
+                "cleanup",
+                format!(
+                    "removed {removed} version(s) of s3://{}/{key} as the operator (s3:DeleteObjectVersion)",
+                    target.bucket
+                ),
+            ),
+            Err(detail) => {
+                tracing::warn!(bucket = %target.bucket, %key, %detail, "probe versions left behind");
+                // Not a validation failure: the workload's wiring is what is validated, and
+                // failing here would retry (and leave versions) faster. The summary says it.
+                report.checks.push(Check {
+                    name: "cleanup",
+                    passed: false,
+                    detail,
+                });
+            }
+        }
+    }
+    report
+}
+
+/// Put (ReadWrite), get, list and delete (ReadWrite) of the probe object as the workload, each
+/// passed into `report`; stops at the first failure and returns it. `made` records the versions
+/// the put and the delete made.
+async fn object_operations(
+    s3: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    subject: &str,
+    report: &mut Report,
+    made: &mut ProbeVersions,
+) -> Result<(), (&'static str, Error)> {
+    let bucket = &target.bucket;
     if target.access == Access::ReadWrite {
         let body = ByteStream::from(format!("bucketwire validation probe for {subject}\n").into_bytes());
-        if let Err(err) = s3
-            .put_object()
-            .bucket(&target.bucket)
-            .key(&key)
-            .body(body)
-            .send()
-            .await
-        {
-            return report.fail(
-                "put",
-                probe_failure("s3:PutObject", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
+        match s3.put_object().bucket(bucket).key(key).body(body).send().await {
+            Ok(out) => made.object = out.version_id().map(str::to_string),
+            Err(err) => {
+                let failure = AwsFailure::from_sdk(&err);
+                return Err(("put", probe_failure("s3:PutObject", bucket, failure)));
+            }
         }
-        report.pass("put", format!("PutObject s3://{}/{key}", target.bucket));
+        report.pass("put", format!("PutObject s3://{bucket}/{key}"));
+        crate::failpoint::crash_point("after-probe-put");
     }
-    match s3.get_object().bucket(&target.bucket).key(&key).send().await {
-        Ok(_) => report.pass("get", format!("GetObject s3://{}/{key}", target.bucket)),
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(_) => report.pass("get", format!("GetObject s3://{bucket}/{key}")),
         Err(err) => {
             let failure = AwsFailure::from_sdk(&err);
             // ReadOnly: there is no probe object; NoSuchKey proves the read was allowed.
@@ -347,40 +413,169 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
             {
                 report.pass(
                     "get",
-                    format!("GetObject s3://{}/{key} allowed (no such key)", target.bucket),
+                    format!("GetObject s3://{bucket}/{key} allowed (no such key)"),
                 );
             } else {
-                return report.fail("get", probe_failure("s3:GetObject", &target.bucket, failure));
+                return Err(("get", probe_failure("s3:GetObject", bucket, failure)));
             }
         }
     }
     let prefix = format!("{}/", target.root_path);
     match s3
         .list_objects_v2()
-        .bucket(&target.bucket)
+        .bucket(bucket)
         .prefix(&prefix)
         .max_keys(1)
         .send()
         .await
     {
-        Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{}/{prefix}", target.bucket)),
+        Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{bucket}/{prefix}")),
         Err(err) => {
-            return report.fail(
-                "list",
-                probe_failure("s3:ListBucket", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
+            let failure = AwsFailure::from_sdk(&err);
+            return Err(("list", probe_failure("s3:ListBucket", bucket, failure)));
         }
     }
     if target.access == Access::ReadWrite {
-        if let Err(err) = s3.delete_object().bucket(&target.bucket).key(&key).send().await {
-            return report.fail(
-                "delete",
-                probe_failure("s3:DeleteObject", &target.bucket, AwsFailure::from_sdk(&err)),
-            );
+        match s3.delete_object().bucket(bucket).key(key).send().await {
+            Ok(out) => {
+                if out.delete_marker() == Some(true) {
+                    made.delete_marker = out.version_id().map(str::to_string);
+                }
+            }
+            Err(err) => {
+                let failure = AwsFailure::from_sdk(&err);
+                return Err(("delete", probe_failure("s3:DeleteObject", bucket, failure)));
+            }
         }
-        report.pass("delete", format!("DeleteObject s3://{}/{key}", target.bucket));
+        report.pass("delete", format!("DeleteObject s3://{bucket}/{key}"));
+        crate::failpoint::crash_point("after-probe-delete");
     }
-    report
+    Ok(())
+}
+
+/// The object versions one probe made: on an unversioned bucket both are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeVersions {
+    /// The PutObject's VersionId.
+    pub object: Option<String>,
+    /// The DeleteObject's delete marker, when it made one.
+    pub delete_marker: Option<String>,
+}
+
+impl ProbeVersions {
+    /// Whether the bucket kept versions of the probe (versioning enabled, or suspended: a
+    /// suspended bucket still answers the delete with a `null` delete marker).
+    pub fn versioned(&self) -> bool {
+        self.object.is_some() || self.delete_marker.is_some()
+    }
+}
+
+/// Pure: which version ids of the probe key to delete, given what a listing under the key
+/// found ((key, version id) of object versions and delete markers alike) and what this probe
+/// made. Every version of exactly the probe key goes: this probe's own, and any an interrupted
+/// probe left (same key, as the key is the integration's). Keys that merely start with the
+/// probe key are someone else's and stay. This probe's own ids go even if the listing missed
+/// them.
+pub fn probe_versions_to_delete(key: &str, listed: &[(String, String)], made: &ProbeVersions) -> Vec<String> {
+    let mut ids: Vec<String> = listed
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect();
+    for own in [&made.object, &made.delete_marker].into_iter().flatten() {
+        if !ids.contains(own) {
+            ids.push(own.clone());
+        }
+    }
+    ids
+}
+
+/// Deletes, with the operator's credentials (`s3`), every version of the probe key: what
+/// [`probe_versions_to_delete`] picks from one ListObjectVersions page under the key. Returns
+/// how many were deleted, or what went wrong (the next validation tries again: the key is
+/// the same).
+async fn remove_probe_versions(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    made: &ProbeVersions,
+) -> Result<usize, String> {
+    let listing = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "s3:ListBucketVersions on {bucket} as the operator failed ({}); the probe's versions are left for the next validation",
+                AwsFailure::from_sdk(&e)
+            )
+        })?;
+    let listed: Vec<(String, String)> = listing
+        .versions()
+        .iter()
+        .filter_map(|v| Some((v.key()?.to_string(), v.version_id()?.to_string())))
+        .chain(
+            listing
+                .delete_markers()
+                .iter()
+                .filter_map(|m| Some((m.key()?.to_string(), m.version_id()?.to_string()))),
+        )
+        .collect();
+    let ids = probe_versions_to_delete(key, &listed, made);
+    for id in &ids {
+        if let Err(e) = s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(id)
+            .send()
+            .await
+        {
+            return Err(format!(
+                "s3:DeleteObjectVersion of s3://{bucket}/{key} version {id} as the operator failed ({}); \
+                 the operator's policy grants it on */.bucketwire-validation/* keys (deploy/iam/operator-policy.json); \
+                 the next validation tries again",
+                AwsFailure::from_sdk(&e)
+            ));
+        }
+    }
+    Ok(ids.len())
+}
+
+/// HeadBucket with the workload's credentials, as Milvus's client starts: the bucket exists,
+/// the role may list it, and it is in `region` (AWS answers a HeadBucket in the wrong region
+/// with a redirect naming the bucket's region in `x-amz-bucket-region`; a 200 carries it too).
+async fn head_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> Result<(), Error> {
+    let mismatch = |got: &str| {
+        (got != region).then(|| Error::BucketRegionMismatch {
+            want: region.to_string(),
+            got: got.to_string(),
+        })
+    };
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(out) => match out.bucket_region().and_then(mismatch) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        },
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            let answered_region = err
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(str::to_string);
+            if let Some(error) = answered_region.as_deref().and_then(mismatch) {
+                Err(error)
+            } else if failure.status == Some(404) || failure.is_code("NotFound") {
+                Err(Error::BucketNotFound {
+                    bucket: bucket.to_string(),
+                })
+            } else {
+                Err(probe_failure("s3:ListBucket", bucket, failure))
+            }
+        }
+    }
 }
 
 /// The bucket exists and is in `region` (GetBucketLocation, with whoever's credentials `s3` has).
@@ -843,6 +1038,36 @@ mod tests {
         let e = probe_failure("s3:GetBucketLocation", "b", missing);
         assert_eq!(e.reason(), "BucketNotFound");
         assert!(e.to_string().starts_with("check bucket failed:") && e.to_string().contains("NoSuchBucket"));
+    }
+
+    #[test]
+    fn the_cleanup_deletes_every_version_of_exactly_the_probe_key() {
+        let key = "files/.bucketwire-validation/uid-1";
+        let made = ProbeVersions {
+            object: Some("v2".into()),
+            delete_marker: Some("m2".into()),
+        };
+        let listed = [
+            (key.to_string(), "v1".to_string()), // left by an interrupted probe
+            (key.to_string(), "v2".to_string()),
+            (key.to_string(), "m2".to_string()),
+            (format!("{key}0"), "x".to_string()), // another key with the same start
+        ];
+        let mut ids = probe_versions_to_delete(key, &listed, &made);
+        ids.sort();
+        assert_eq!(ids, ["m2", "v1", "v2"]);
+        // The probe's own versions go even when the listing does not show them.
+        assert_eq!(probe_versions_to_delete(key, &[], &made), ["v2", "m2"]);
+    }
+
+    #[test]
+    fn only_a_bucket_that_kept_versions_needs_a_cleanup() {
+        assert!(!ProbeVersions::default().versioned());
+        let suspended = ProbeVersions {
+            object: None,
+            delete_marker: Some("null".into()),
+        };
+        assert!(suspended.versioned());
     }
 
     #[test]

@@ -15,9 +15,10 @@ use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::parse_document;
+use common::aws::EmulatorRequest;
 use common::integration::{condition, create, ready_status, wait_condition, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, run_cli, setup, wait_for};
+use common::{TestBed, aws, results, run_cli, setup, wait_for};
 
 /// Runs `bucketwire validate NS/NAME` against the test bed: (exit code, output).
 fn validate_cli(bed: &TestBed, integration: &str) -> (i32, String) {
@@ -111,6 +112,7 @@ async fn ready_means_validated_as_the_workload() {
     let calls = operator.workload_calls().await;
     for op in [
         "AssumeRoleWithWebIdentity",
+        "HeadBucket",
         "GetBucketLocation",
         "PutObject",
         "GetObject",
@@ -500,4 +502,319 @@ async fn the_validate_annotation_runs_a_validation_now_and_is_cleared() {
         assumed_after > assumed_before,
         "a new validation ran as the workload"
     );
+}
+
+/// Every object version and delete marker in `bucket`, as the administrator sees it:
+/// (key, version id, is a delete marker).
+async fn all_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, String, bool)> {
+    let listed = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("ListObjectVersions as the administrator");
+    let versions = listed.versions().iter().map(|v| {
+        (
+            v.key().unwrap_or_default().to_string(),
+            v.version_id().unwrap_or_default().to_string(),
+            false,
+        )
+    });
+    let markers = listed.delete_markers().iter().map(|m| {
+        (
+            m.key().unwrap_or_default().to_string(),
+            m.version_id().unwrap_or_default().to_string(),
+            true,
+        )
+    });
+    versions.chain(markers).collect()
+}
+
+/// Temporary credentials from STS (the workload's, after AssumeRoleWithWebIdentity) start with
+/// ASIA, as on AWS; the administrator, whose credentials the operator uses here, has an AKIA key.
+fn by_workload(r: &EmulatorRequest) -> bool {
+    r.access_key.starts_with("ASIA")
+}
+
+/// What the emulator's request log says happened to one integration's probe key.
+#[derive(Debug)]
+struct ProbeTraffic {
+    /// PutObject of the probe by the workload, answered 200: one per validation that wrote.
+    workload_puts: usize,
+    /// DeleteObject (no version id) by the workload, answered 204: one delete marker each on a
+    /// versioned bucket.
+    workload_deletes: usize,
+    /// DeleteObjectVersion by the operator's identity, answered 204.
+    operator_version_deletes: usize,
+    /// ListObjectVersions under the probe key by the operator's identity, answered 200.
+    operator_version_listings: usize,
+}
+
+fn probe_traffic(bed: &TestBed, probe_path: &str) -> ProbeTraffic {
+    let operator_key = bed.var("AWS_ACCESS_KEY_ID");
+    let requests = aws::emulator_requests(bed);
+    let bucket_path = probe_path.split('/').take(2).collect::<Vec<_>>().join("/");
+    let operator_version_listings = requests
+        .iter()
+        .filter(|r| {
+            r.path.trim_end_matches('/') == bucket_path
+                && r.access_key == operator_key
+                && r.method == "GET"
+                && r.query.contains("versions")
+                && r.query.contains("bucketwire-validation")
+                && r.status == 200
+        })
+        .count();
+    let on_probe: Vec<&EmulatorRequest> = requests.iter().filter(|r| r.path == probe_path).collect();
+    let count = |f: &dyn Fn(&EmulatorRequest) -> bool| on_probe.iter().filter(|r| f(r)).count();
+    ProbeTraffic {
+        workload_puts: count(&|r| by_workload(r) && r.method == "PUT" && r.status == 200),
+        workload_deletes: count(&|r| {
+            by_workload(r) && r.method == "DELETE" && !r.query.contains("versionId") && r.status == 204
+        }),
+        operator_version_deletes: count(&|r| {
+            r.access_key == operator_key
+                && r.method == "DELETE"
+                && r.query.contains("versionId")
+                && r.status == 204
+        }),
+        operator_version_listings,
+    }
+}
+
+/// Deletes the integration and waits until its finalizer has let go.
+async fn delete_and_wait_gone(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), ns);
+    api.delete(name, &Default::default())
+        .await
+        .expect("delete accepted");
+    wait_for(
+        "the integration to be deleted",
+        Duration::from_secs(60),
+        || async { api.get_opt(name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_versioned_bucket_keeps_no_probe_version_and_is_deleted_with_its_integration() {
+    const VALIDATIONS: usize = 5;
+    let (bed, client, ns) = setup("versioned").await;
+    let mut operator = Operator::start(&bed, &ns, &["--resync-interval", "2s"]);
+    let spec = json!({"region": "us-east-2", "bucket": {"versioning": true, "deletionPolicy": "Delete"}});
+    let uid = create(&client, &ns, "milvus", spec).await.uid().expect("uid");
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let probe_path = format!("/{bucket}/files/.bucketwire-validation/{uid}");
+
+    // Several validations, each counted by the emulator (the workload's PutObject of the probe).
+    wait_for(
+        "several validations on the resync",
+        Duration::from_secs(60),
+        || async { (probe_traffic(&bed, &probe_path).workload_puts >= VALIDATIONS).then_some(()) },
+    )
+    .await;
+    // SIGTERM: the validation under way finishes, no other starts; the bucket is then still.
+    operator.terminate();
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(30)),
+        "the operator stops on SIGTERM"
+    );
+    let traffic = probe_traffic(&bed, &probe_path);
+    let admin = aws::s3(&bed, "us-east-2").await;
+    let left = all_versions(&admin, &bucket).await;
+    let made = traffic.workload_puts + traffic.workload_deletes;
+    results::record(
+        "validation-probe-versions",
+        &json!({
+            "test": "tests/validation.rs::a_versioned_bucket_keeps_no_probe_version_and_is_deleted_with_its_integration",
+            "validations": traffic.workload_puts,
+            "versions_and_delete_markers_made_by_the_workload": made,
+            "deleted_by_the_operator": traffic.operator_version_deletes,
+            "operator_list_object_versions": traffic.operator_version_listings,
+            "left_in_the_bucket": left.len(),
+        }),
+    );
+    assert!(traffic.workload_puts >= VALIDATIONS, "{traffic:?}");
+    assert!(left.is_empty(), "probe versions left behind: {left:?}");
+    // Each probe made an object version and a delete marker (so the bucket is versioned), and
+    // the operator deleted each exactly once.
+    assert_eq!(traffic.workload_deletes, traffic.workload_puts, "{traffic:?}");
+    assert_eq!(traffic.operator_version_deletes, made, "{traffic:?}");
+    assert_eq!(
+        traffic.operator_version_listings, traffic.workload_puts,
+        "one ListObjectVersions under the probe key per validation: {traffic:?}"
+    );
+
+    // With nothing left, deletionPolicy Delete deletes the bucket.
+    operator.restart_clean(&bed);
+    delete_and_wait_gone(&client, &ns, "milvus").await;
+    let head = admin.head_bucket().bucket(&bucket).send().await;
+    assert_eq!(status_of(head), 404, "the bucket was deleted");
+}
+
+#[tokio::test]
+async fn a_probe_interrupted_after_its_put_is_cleaned_by_the_next_one() {
+    let (bed, client, ns) = setup("interrupted").await;
+    let mut operator = Operator::start_with_env(
+        &bed,
+        &ns,
+        &["--resync-interval", "2s"],
+        &[("BUCKETWIRE_CRASH_AT", "after-probe-put")],
+    );
+    let spec = json!({"region": "us-east-2", "bucket": {"versioning": true, "deletionPolicy": "Delete"}});
+    let uid = create(&client, &ns, "milvus", spec).await.uid().expect("uid");
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(60)),
+        "the operator aborts right after the probe's PutObject; log:\n{}",
+        operator.log()
+    );
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    let bucket = api
+        .get("milvus")
+        .await
+        .expect("integration")
+        .status
+        .and_then(|s| s.bucket)
+        .and_then(|b| b.name)
+        .expect("the bucket name is recorded before the bucket is created");
+    let key = format!("files/.bucketwire-validation/{uid}");
+    let admin = aws::s3(&bed, "us-east-2").await;
+    let interrupted = all_versions(&admin, &bucket).await;
+    assert!(
+        interrupted.len() == 1 && interrupted[0].0 == key && !interrupted[0].2,
+        "the interrupted probe left exactly its object version: {interrupted:?}"
+    );
+
+    // The next validation deletes what it made and what the interrupted one left.
+    operator.restart_clean(&bed);
+    ready_status(&client, &ns, "milvus", &operator).await;
+    operator.terminate();
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(30)),
+        "the operator stops on SIGTERM"
+    );
+    let left = all_versions(&admin, &bucket).await;
+    results::record(
+        "validation-probe-interrupted",
+        &json!({
+            "test": "tests/validation.rs::a_probe_interrupted_after_its_put_is_cleaned_by_the_next_one",
+            "left_by_the_interrupted_probe": interrupted.len(),
+            "left_after_the_next_validation": left.len(),
+        }),
+    );
+    assert!(left.is_empty(), "left behind: {left:?}");
+    operator.restart_clean(&bed);
+    delete_and_wait_gone(&client, &ns, "milvus").await;
+    assert_eq!(
+        status_of(admin.head_bucket().bucket(&bucket).send().await),
+        404,
+        "the bucket was deleted"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_starts_with_head_bucket_as_the_workload_and_it_is_allowed() {
+    let (bed, client, ns) = setup("headbucket").await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+
+    // From the emulator's side: each set of temporary credentials the probe used on this bucket
+    // (one per validation) made HeadBucket its first request, and was answered 200.
+    let requests = aws::emulator_requests(&bed);
+    let mut keys: Vec<&str> = requests
+        .iter()
+        .filter(|r| by_workload(r) && r.is_for_bucket(&bucket))
+        .map(|r| r.access_key.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert!(
+        !keys.is_empty(),
+        "the probe used the workload's temporary credentials"
+    );
+    for key in keys {
+        let first = requests
+            .iter()
+            .find(|r| r.access_key == key)
+            .expect("a first request");
+        assert_eq!(
+            (
+                first.method.as_str(),
+                first.path.trim_end_matches('/'),
+                first.query.as_str(),
+                first.status
+            ),
+            ("HEAD", format!("/{bucket}").as_str(), "", 200),
+            "the first request signed by {key}: {first:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_role_without_s3_list_bucket_fails_at_head_bucket_as_milvus_would() {
+    let (bed, client, ns) = setup("nolist").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+
+    // With the operator stopped (nothing repairs), drop s3:ListBucket from the policy.
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let policy_arn = status.policy_arn.expect("policy");
+    let mut doc = aws::policy_of(&iam, &policy_arn).await;
+    assert_eq!(doc["Statement"][0]["Sid"], "BucketLevel", "{doc}");
+    doc["Statement"][0]["Action"] = json!(["s3:GetBucketLocation"]);
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(doc.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .expect("narrowed");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL head-bucket"), "{out}");
+    assert!(
+        out.contains("AccessDenied") && out.contains("s3:ListBucket"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_probe_that_fails_after_its_put_still_removes_its_version() {
+    let (bed, client, ns) = setup("failedprobe").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    let spec = json!({"region": "us-east-2", "bucket": {"versioning": true}});
+    create(&client, &ns, "milvus", spec).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+
+    // With the operator stopped (nothing repairs), drop s3:GetObject: the probe's put succeeds
+    // and its get is denied.
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let policy_arn = status.policy_arn.expect("policy");
+    let mut doc = aws::policy_of(&iam, &policy_arn).await;
+    assert_eq!(doc["Statement"][1]["Sid"], "ObjectLevel", "{doc}");
+    doc["Statement"][1]["Action"] = json!(["s3:PutObject", "s3:DeleteObject"]);
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(doc.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .expect("narrowed");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ok   put") && out.contains("FAIL get") && out.contains("ok   cleanup"),
+        "{out}"
+    );
+    let left = all_versions(&aws::s3(&bed, "us-east-2").await, &bucket).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

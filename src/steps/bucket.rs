@@ -11,7 +11,9 @@ use aws_sdk_s3::types::{
 use serde_json::Value;
 
 use crate::aws::AwsFailure;
-use crate::documents::{TAG_UID, documents_equivalent, parse_document};
+use crate::documents::{
+    TAG_ADOPTED, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, documents_equivalent, parse_document,
+};
 use crate::error::Error;
 use crate::steps::Outcome;
 
@@ -95,12 +97,29 @@ pub enum Ownership {
     /// Tagged for another bucketwire integration: never adopted, whatever the allow-list, so
     /// that no tenant can take over another's bucket.
     OtherIntegration(String),
+    /// Tagged for an earlier integration of the same cluster, namespace and name, which no
+    /// longer exists (this one now has that name): released by an uninstall (CRD deletion) or
+    /// kept by deletionPolicy Retain. The integration applied again takes it back.
+    Predecessor,
 }
 
-pub fn ownership(tags: Option<&BTreeMap<String, String>>, uid: &str) -> Ownership {
+/// Whether `tags` name the same cluster, namespace and integration name as `ours` (and another
+/// uid): an object of that name can only be one at a time, so the tagged one is gone.
+pub fn is_predecessor(tags: &BTreeMap<String, String>, ours: &BTreeMap<String, String>) -> bool {
+    let same = |key: &str| tags.get(key).is_some_and(|v| ours.get(key) == Some(v));
+    same(TAG_CLUSTER)
+        && same(TAG_NAMESPACE)
+        && same(TAG_NAME)
+        && tags.contains_key(TAG_UID)
+        && tags.get(TAG_UID) != ours.get(TAG_UID)
+}
+
+pub fn ownership(tags: Option<&BTreeMap<String, String>>, ours: &BTreeMap<String, String>) -> Ownership {
+    let uid = ours.get(TAG_UID).map(String::as_str).unwrap_or_default();
     match tags {
         None => Ownership::Untagged,
         Some(t) if t.is_empty() => Ownership::Untagged,
+        Some(t) if is_predecessor(t, ours) => Ownership::Predecessor,
         Some(t) => match t.get(TAG_UID) {
             Some(v) if v == uid => Ownership::Ours,
             Some(other) => Ownership::OtherIntegration(format!(
@@ -123,31 +142,66 @@ pub fn location_to_region(constraint: Option<&str>) -> String {
 /// What status already tells about the bucket.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Known {
-    /// The name was recorded in status before creation, so an untagged bucket of that name in
-    /// our account is our own, interrupted creation.
-    pub name_recorded: bool,
+    /// When this integration, having seen that no bucket of this name existed, recorded that
+    /// it was about to create it. Only then can an untagged bucket of that name be its own
+    /// interrupted creation (and only if S3 says it was created after that moment).
+    pub create_started_at: Option<jiff::Timestamp>,
+    /// Status records that this integration adopted the bucket: it is never managed or deleted.
+    pub adopted: bool,
     /// An earlier reconcile found the bucket in the desired region. Regions never change, and
     /// a bucket recreated elsewhere answers GetBucketTagging with a redirect (or NoSuchBucket).
     pub region_verified: bool,
 }
 
-/// Runs the bucket step. Also returns, for an adopted bucket, the KMS key its default
-/// encryption actually uses.
+/// How far S3's clock (the bucket's CreationDate) may run behind ours: a bucket created up to
+/// this long before we recorded the intent to create it still counts as our creation.
+const CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// Writes to status that the bucket step needs done *before* it touches the bucket, so that a
+/// crash right after the AWS call can never lose the fact.
+pub trait Journal {
+    /// Records that this integration is about to create the bucket; returns the moment recorded.
+    fn creating(&self) -> impl Future<Output = Result<jiff::Timestamp, Error>> + Send;
+    /// Records that this integration uses an existing bucket it did not create.
+    fn adopting(&self) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// What the bucket step found and did.
+#[derive(Debug)]
+pub struct BucketReport {
+    pub outcome: Outcome,
+    /// For an adopted bucket, the KMS key its default encryption actually uses.
+    pub adopted_kms_key: Option<String>,
+    /// The bucket is tagged as this integration's own creation (a recorded create intent is
+    /// no longer needed).
+    pub created_and_tagged: bool,
+}
+
+/// Runs the bucket step.
 pub async fn reconcile(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
     known: Known,
     may_adopt: bool,
-) -> Result<(Outcome, Option<String>), Error> {
-    let outcome = reconcile_bucket(s3, desired, known, may_adopt).await?;
+    journal: &impl Journal,
+) -> Result<BucketReport, Error> {
+    let outcome = reconcile_bucket(s3, desired, known, may_adopt, journal).await?;
     if desired.create {
-        return Ok((outcome, None));
+        return Ok(BucketReport {
+            outcome,
+            adopted_kms_key: None,
+            created_and_tagged: true,
+        });
     }
     let observed = observe_encryption(s3, &desired.name).await?;
     let key = observed
         .filter(|(algorithm, _)| algorithm.starts_with("aws:kms"))
         .and_then(|(_, key)| key);
-    Ok((outcome, key))
+    Ok(BucketReport {
+        outcome,
+        adopted_kms_key: key,
+        created_and_tagged: false,
+    })
 }
 
 async fn reconcile_bucket(
@@ -155,14 +209,26 @@ async fn reconcile_bucket(
     desired: &DesiredBucket,
     known: Known,
     may_adopt: bool,
+    journal: &impl Journal,
 ) -> Result<Outcome, Error> {
     let bucket = desired.name.as_str();
+    if desired.create && known.adopted {
+        // Admission refuses this flip; an older CRD may not: refuse it here too, before any call.
+        return Err(Error::InvalidSpec(format!(
+            "bucket {bucket} was adopted by this integration (status.bucket.adopted); an adopted bucket is never managed or deleted, so bucket.create must stay false"
+        )));
+    }
     let tags = match get_tags(s3, bucket).await? {
         TagsAnswer::NoSuchBucket => {
             if !desired.create {
                 return Err(Error::BucketNotFound {
                     bucket: bucket.into(),
                 });
+            }
+            // Recorded first: after a crash right after CreateBucket, the untagged bucket is
+            // recognised as ours only because of this record (and its creation date).
+            if known.create_started_at.is_none() {
+                journal.creating().await?;
             }
             create(s3, desired).await?;
             return Ok(Outcome::created(format!(
@@ -185,15 +251,64 @@ async fn reconcile_bucket(
     let region = &desired.region;
 
     let mut outcome = Outcome::up_to_date(format!("bucket {bucket} in {region}"));
-    match ownership(tags.as_ref(), &desired.uid) {
-        Ownership::Ours => {}
-        Ownership::Untagged if desired.create && known.name_recorded => {
-            // Our own creation, interrupted before the tags were written.
-            put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
-            outcome = Outcome::created(format!("finished creating bucket {bucket} (tags were missing)"));
+    let adopted_tag = tags
+        .as_ref()
+        .is_some_and(|t| t.get(TAG_ADOPTED).map(String::as_str) == Some("true"));
+    match ownership(tags.as_ref(), &desired.tags) {
+        Ownership::Predecessor if desired.create && adopted_tag => {
+            return Err(Error::InvalidSpec(format!(
+                "bucket {bucket} was adopted (tagged {TAG_ADOPTED}=true), not created, by an earlier integration of this name; an adopted bucket is never managed or deleted, so bucket.create must be false"
+            )));
+        }
+        Ownership::Predecessor => {
+            if !desired.create && !known.adopted {
+                journal.adopting().await?;
+            }
+            // Our tags replace the predecessor's (the adopted mark, and others' tags, stay).
+            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &desired.tags).await?;
+            outcome = Outcome::adopted(format!(
+                "took back bucket {bucket} from an earlier integration of the same name"
+            ));
+        }
+        Ownership::Ours if desired.create && adopted_tag => {
+            return Err(Error::InvalidSpec(format!(
+                "bucket {bucket} was adopted (tagged {TAG_ADOPTED}=true), not created, by this integration; an adopted bucket is never managed or deleted, so bucket.create must stay false"
+            )));
+        }
+        Ownership::Ours => {
+            if !desired.create && !known.adopted {
+                journal.adopting().await?;
+            }
+        }
+        Ownership::Untagged if desired.create && known.create_started_at.is_some() => {
+            let started = known.create_started_at.unwrap_or_default();
+            match creation_date(s3, bucket).await? {
+                Some(created) if created >= started - CLOCK_SKEW => {
+                    // Our own creation, interrupted before the tags were written.
+                    put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
+                    outcome =
+                        Outcome::created(format!("finished creating bucket {bucket} (tags were missing)"));
+                }
+                created => {
+                    return Err(Error::BucketOwnedElsewhere {
+                        bucket: bucket.into(),
+                        detail: adoption_hint(
+                            &format!(
+                                "it exists without bucketwire tags and was created {}, before this integration began creating it at {started}",
+                                created.map_or("at an unknown time".to_string(), |c| format!("at {c}"))
+                            ),
+                            desired,
+                        ),
+                    });
+                }
+            }
         }
         Ownership::Foreign(_) | Ownership::Untagged if !desired.create && may_adopt => {
-            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &desired.tags).await?;
+            // Recorded before the first write, so the adoption can never be forgotten.
+            journal.adopting().await?;
+            let mut ours = desired.tags.clone();
+            ours.insert(TAG_ADOPTED.into(), "true".into());
+            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &ours).await?;
             return Ok(Outcome::adopted(format!("adopted existing bucket {bucket}")));
         }
         Ownership::Foreign(detail) => {
@@ -249,6 +364,25 @@ enum TagsAnswer {
     NoSuchBucket,
     /// `None`: the bucket has no tag set.
     Tags(Option<BTreeMap<String, String>>),
+}
+
+/// The bucket's CreationDate, as S3 lists it for this account.
+async fn creation_date(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<jiff::Timestamp>, Error> {
+    let mut pages = s3
+        .list_buckets()
+        .prefix(bucket)
+        .max_buckets(1000)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::aws("s3:ListBuckets", AwsFailure::from_sdk(&e)))?;
+        if let Some(found) = page.buckets().iter().find(|b| b.name() == Some(bucket)) {
+            return Ok(found
+                .creation_date()
+                .and_then(|d| jiff::Timestamp::new(d.secs(), d.subsec_nanos() as i32).ok()));
+        }
+    }
+    Ok(None)
 }
 
 async fn get_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<TagsAnswer, Error> {
@@ -548,16 +682,25 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
 }
 
 /// Deletion with deletionPolicy Delete: only an empty bucket that this integration created.
-pub async fn delete_if_empty(s3: &aws_sdk_s3::Client, bucket: &str, uid: &str) -> Result<Outcome, Error> {
+pub async fn delete_if_empty(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    ours: &BTreeMap<String, String>,
+) -> Result<Outcome, Error> {
     let tags = match get_tags(s3, bucket).await? {
         TagsAnswer::NoSuchBucket => {
             return Ok(Outcome::up_to_date(format!("bucket {bucket} is already gone")));
         }
         TagsAnswer::Tags(tags) => tags,
     };
-    if ownership(tags.as_ref(), uid) != Ownership::Ours {
+    if ownership(tags.as_ref(), ours) != Ownership::Ours {
         return Ok(Outcome::up_to_date(format!(
             "bucket {bucket} is not owned by this integration; kept"
+        )));
+    }
+    if tags.as_ref().and_then(|t| t.get(TAG_ADOPTED)).map(String::as_str) == Some("true") {
+        return Ok(Outcome::up_to_date(format!(
+            "bucket {bucket} was adopted, not created, by this integration; kept"
         )));
     }
     let listing = s3
@@ -655,20 +798,41 @@ mod tests {
         assert_eq!(settings_drift(&observed, &desired(None, false)), vec![]);
     }
 
+    fn ours() -> BTreeMap<String, String> {
+        crate::documents::ownership_tags("c", "ns", "n", "u", &BTreeMap::new())
+    }
+
     #[test]
     fn ownership_is_decided_by_the_uid_tag() {
         let mut tags = BTreeMap::new();
-        assert_eq!(ownership(None, "u"), Ownership::Untagged);
-        assert_eq!(ownership(Some(&tags), "u"), Ownership::Untagged);
+        assert_eq!(ownership(None, &ours()), Ownership::Untagged);
+        assert_eq!(ownership(Some(&tags), &ours()), Ownership::Untagged);
         tags.insert("team".into(), "x".into());
-        assert!(matches!(ownership(Some(&tags), "u"), Ownership::Foreign(_)));
+        assert!(matches!(ownership(Some(&tags), &ours()), Ownership::Foreign(_)));
         tags.insert(TAG_UID.into(), "other".into());
         assert!(
-            matches!(ownership(Some(&tags), "u"), Ownership::OtherIntegration(d) if d.contains("other")),
+            matches!(ownership(Some(&tags), &ours()), Ownership::OtherIntegration(d) if d.contains("other")),
             "another integration's bucket is never adoptable"
         );
         tags.insert(TAG_UID.into(), "u".into());
-        assert_eq!(ownership(Some(&tags), "u"), Ownership::Ours);
+        assert_eq!(ownership(Some(&tags), &ours()), Ownership::Ours);
+    }
+
+    #[test]
+    fn only_an_earlier_integration_of_the_same_cluster_namespace_and_name_is_a_predecessor() {
+        let earlier = crate::documents::ownership_tags("c", "ns", "n", "old-uid", &BTreeMap::new());
+        assert_eq!(ownership(Some(&earlier), &ours()), Ownership::Predecessor);
+        for (cluster, namespace, name) in [("other", "ns", "n"), ("c", "other", "n"), ("c", "ns", "other")] {
+            let tags =
+                crate::documents::ownership_tags(cluster, namespace, name, "old-uid", &BTreeMap::new());
+            assert!(
+                matches!(ownership(Some(&tags), &ours()), Ownership::OtherIntegration(_)),
+                "{cluster}/{namespace}/{name} is another integration"
+            );
+        }
+        let mut no_uid = earlier.clone();
+        no_uid.remove(TAG_UID);
+        assert!(matches!(ownership(Some(&no_uid), &ours()), Ownership::Foreign(_)));
     }
 
     #[test]

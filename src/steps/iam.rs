@@ -30,6 +30,9 @@ pub struct DesiredRole {
     pub description: String,
     pub trust: Value,
     pub permissions_boundary: Option<String>,
+    /// The boundary bucketwire itself put on the role earlier (recorded in status): the only
+    /// one it may remove when no boundary is configured any more.
+    pub boundary_set_by_us: Option<String>,
     pub policy_arn: String,
     pub tags: BTreeMap<String, String>,
     pub uid: String,
@@ -47,6 +50,16 @@ fn owned(tags: &[Tag], uid: &str) -> Result<(), String> {
         Some(t) => Err(format!("tagged {TAG_UID}={}", t.value())),
         None => Err(format!("no {TAG_UID} tag")),
     }
+}
+
+/// Whether the entity was tagged by an earlier integration of the same cluster, namespace and
+/// name (see `bucket::is_predecessor`): then this integration takes it back.
+fn predecessor(tags: &[Tag], ours: &BTreeMap<String, String>) -> bool {
+    let tags: BTreeMap<String, String> = tags
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    crate::steps::bucket::is_predecessor(&tags, ours)
 }
 
 /// Creates the policy, or makes a new default version when its document drifted.
@@ -76,11 +89,22 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
             }
         }
     };
-    owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
-        kind: "IAM policy",
-        name: desired.arn.clone(),
-        detail,
-    })?;
+    let mut taken_back = false;
+    if predecessor(policy.tags(), &desired.tags) {
+        iam.tag_policy()
+            .policy_arn(&desired.arn)
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:TagPolicy", AwsFailure::from_sdk(&e)))?;
+        taken_back = true;
+    } else {
+        owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+            kind: "IAM policy",
+            name: desired.arn.clone(),
+            detail,
+        })?;
+    }
 
     let version_id = policy.default_version_id().unwrap_or("v1").to_string();
     let version = iam
@@ -98,6 +122,12 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
         .as_ref()
         .is_some_and(|doc| documents_equivalent(doc, &desired.document))
     {
+        if taken_back {
+            return Ok(Outcome::adopted(format!(
+                "took back policy {} from an earlier integration of the same name",
+                desired.arn
+            )));
+        }
         return Ok(Outcome::up_to_date(format!("policy {} matches", desired.arn)));
     }
 
@@ -137,11 +167,37 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
     )))
 }
 
-/// Creates the role, or repairs its trust policy, permissions boundary and attachments.
-pub async fn reconcile_role(
-    iam: &aws_sdk_iam::Client,
-    desired: &DesiredRole,
-) -> Result<(Outcome, String), Error> {
+/// What the role step did, and the permissions boundary bucketwire has set on the role now.
+pub struct RoleReport {
+    pub outcome: Outcome,
+    pub arn: String,
+    pub boundary_set_by_us: Option<String>,
+}
+
+/// Pure: the boundary change to make. A configured boundary is enforced; without one, only a
+/// boundary bucketwire set itself is removed (someone else's is theirs to keep).
+#[derive(Debug, PartialEq, Eq)]
+pub enum BoundaryChange {
+    None,
+    Put(String),
+    Delete,
+}
+
+pub fn boundary_change(
+    current: Option<&str>,
+    desired: Option<&str>,
+    set_by_us: Option<&str>,
+) -> BoundaryChange {
+    match (current, desired) {
+        (c, Some(d)) if c != Some(d) => BoundaryChange::Put(d.to_string()),
+        (Some(c), None) if set_by_us == Some(c) => BoundaryChange::Delete,
+        _ => BoundaryChange::None,
+    }
+}
+
+/// Creates the role, or repairs its trust policy, permissions boundary, attachments and inline
+/// policies.
+pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) -> Result<RoleReport, Error> {
     let role = match get_role(iam, &desired.name).await? {
         Some(role) => role,
         None => {
@@ -159,7 +215,11 @@ pub async fn reconcile_role(
                 Ok(out) => {
                     let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
                     attach(iam, &desired.name, &desired.policy_arn).await?;
-                    return Ok((Outcome::created(format!("created role {arn}")), arn));
+                    return Ok(RoleReport {
+                        outcome: Outcome::created(format!("created role {arn}")),
+                        arn,
+                        boundary_set_by_us: desired.permissions_boundary.clone(),
+                    });
                 }
                 // As for the policy: a lost answer; the checks below finish the job.
                 Err(e) if AwsFailure::from_sdk(&e).is_code("EntityAlreadyExists") => {
@@ -171,13 +231,23 @@ pub async fn reconcile_role(
             }
         }
     };
-    owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
-        kind: "IAM role",
-        name: desired.name.clone(),
-        detail,
-    })?;
     let arn = role.arn().to_string();
     let mut repaired = vec![];
+    if predecessor(role.tags(), &desired.tags) {
+        iam.tag_role()
+            .role_name(&desired.name)
+            .set_tags(Some(iam_tags(&desired.tags)))
+            .send()
+            .await
+            .map_err(|e| Error::aws("iam:TagRole", AwsFailure::from_sdk(&e)))?;
+        repaired.push("ownership (taken back from an earlier integration of the same name)".to_string());
+    } else {
+        owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
+            kind: "IAM role",
+            name: desired.name.clone(),
+            detail,
+        })?;
+    }
 
     let trust = role.assume_role_policy_document().and_then(parse_document);
     if !trust
@@ -190,52 +260,74 @@ pub async fn reconcile_role(
             .send()
             .await
             .map_err(|e| Error::aws("iam:UpdateAssumeRolePolicy", AwsFailure::from_sdk(&e)))?;
-        repaired.push("trust policy");
+        repaired.push("trust policy".to_string());
     }
 
     let boundary = role
         .permissions_boundary()
         .and_then(|b| b.permissions_boundary_arn());
-    if boundary != desired.permissions_boundary.as_deref() {
-        match &desired.permissions_boundary {
-            Some(b) => iam
-                .put_role_permissions_boundary()
-                .role_name(&desired.name)
-                .permissions_boundary(b)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::aws("iam:PutRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?,
-            None => iam
-                .delete_role_permissions_boundary()
-                .role_name(&desired.name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::aws("iam:DeleteRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?,
+    let mut boundary_set_by_us = desired
+        .boundary_set_by_us
+        .clone()
+        .filter(|b| Some(b.as_str()) == boundary);
+    match boundary_change(
+        boundary,
+        desired.permissions_boundary.as_deref(),
+        desired.boundary_set_by_us.as_deref(),
+    ) {
+        BoundaryChange::None => {
+            if desired.permissions_boundary.is_some() {
+                boundary_set_by_us = desired.permissions_boundary.clone();
+            }
         }
-        repaired.push("permissions boundary");
+        BoundaryChange::Put(b) => {
+            iam.put_role_permissions_boundary()
+                .role_name(&desired.name)
+                .permissions_boundary(&b)
+                .send()
+                .await
+                .map_err(|e| Error::aws("iam:PutRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?;
+            boundary_set_by_us = Some(b);
+            repaired.push("permissions boundary".to_string());
+        }
+        BoundaryChange::Delete => {
+            iam.delete_role_permissions_boundary()
+                .role_name(&desired.name)
+                .send()
+                .await
+                .map_err(|e| Error::aws("iam:DeleteRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?;
+            boundary_set_by_us = None;
+            repaired.push("permissions boundary (removed the one bucketwire had set)".to_string());
+        }
+    }
+
+    // An inline policy widens what Milvus can do, and would block DeleteRole: drift.
+    for inline in inline_policies(iam, &desired.name).await? {
+        delete_inline(iam, &desired.name, &inline).await?;
+        repaired.push(format!("inline policy {inline} removed"));
     }
 
     let attached = attached_policies(iam, &desired.name).await?;
     if !attached.contains(&desired.policy_arn) {
         attach(iam, &desired.name, &desired.policy_arn).await?;
-        repaired.push("policy attachment");
+        repaired.push("policy attachment".to_string());
     }
     // Anything else attached widens what Milvus can do: that is drift too.
     for other in attached.iter().filter(|a| **a != desired.policy_arn) {
         detach(iam, &desired.name, other).await?;
-        repaired.push("foreign policy attachment");
+        repaired.push(format!("foreign policy attachment {other}"));
     }
 
-    if repaired.is_empty() {
-        Ok((Outcome::up_to_date(format!("role {arn} matches")), arn))
+    let outcome = if repaired.is_empty() {
+        Outcome::up_to_date(format!("role {arn} matches"))
     } else {
-        Ok((
-            Outcome::drift_corrected(format!("role {arn}: repaired {}", repaired.join(", "))),
-            arn,
-        ))
-    }
+        Outcome::drift_corrected(format!("role {arn}: repaired {}", repaired.join(", ")))
+    };
+    Ok(RoleReport {
+        outcome,
+        arn,
+        boundary_set_by_us,
+    })
 }
 
 async fn get_policy(
@@ -283,6 +375,37 @@ async fn attached_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<
         .collect())
 }
 
+/// Names of the role's inline policies (all pages).
+async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, Error> {
+    let mut names = vec![];
+    let mut pages = iam.list_role_policies().role_name(role).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| Error::aws("iam:ListRolePolicies", AwsFailure::from_sdk(&e)))?;
+        names.extend(page.policy_names().iter().cloned());
+    }
+    Ok(names)
+}
+
+async fn delete_inline(iam: &aws_sdk_iam::Client, role: &str, policy: &str) -> Result<(), Error> {
+    match iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(&e);
+            if failure.is_code("NoSuchEntity") {
+                Ok(())
+            } else {
+                Err(Error::aws("iam:DeleteRolePolicy", failure))
+            }
+        }
+    }
+}
+
 async fn attach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
     iam.attach_role_policy()
         .role_name(role)
@@ -327,6 +450,10 @@ pub async fn delete_role_and_policy(
             if let Some(role) = out.role.filter(|r| owned(r.tags(), uid).is_ok()) {
                 for attached in attached_policies(iam, role_name).await? {
                     detach(iam, role_name, &attached).await?;
+                }
+                // Inline policies someone added would make DeleteRole fail forever.
+                for inline in inline_policies(iam, role_name).await? {
+                    delete_inline(iam, role_name, &inline).await?;
                 }
                 match iam.delete_role().role_name(role_name).send().await {
                     Ok(_) => done.push(format!("deleted role {}", role.arn())),
@@ -385,4 +512,39 @@ pub async fn delete_role_and_policy(
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_boundary_is_enforced() {
+        assert_eq!(
+            boundary_change(None, Some("b"), None),
+            BoundaryChange::Put("b".into())
+        );
+        assert_eq!(
+            boundary_change(Some("x"), Some("b"), None),
+            BoundaryChange::Put("b".into())
+        );
+        assert_eq!(
+            boundary_change(Some("b"), Some("b"), Some("b")),
+            BoundaryChange::None
+        );
+    }
+
+    #[test]
+    fn without_a_configured_boundary_only_ours_is_removed() {
+        assert_eq!(boundary_change(Some("theirs"), None, None), BoundaryChange::None);
+        assert_eq!(
+            boundary_change(Some("theirs"), None, Some("ours")),
+            BoundaryChange::None
+        );
+        assert_eq!(
+            boundary_change(Some("ours"), None, Some("ours")),
+            BoundaryChange::Delete
+        );
+        assert_eq!(boundary_change(None, None, Some("ours")), BoundaryChange::None);
+    }
 }

@@ -1,5 +1,8 @@
-//! Steps 4 and 5: the Milvus ServiceAccount and the values ConfigMap, by server-side apply
-//! with the `bucketwire` field manager, so we only ever own the fields we set.
+//! Steps 4 and 5: the Milvus ServiceAccount and the values ConfigMap, by server-side apply, so
+//! we only ever own the fields we set. The ServiceAccount is written by a field manager of the
+//! integration's own (`bucketwire/<name>`) and never with force: when another integration or a
+//! GitOps tool sets the role annotation, the apiserver answers with a conflict, reported as
+//! `ServiceAccountOwnedElsewhere`, instead of the two writers overwriting each other.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,34 @@ fn our_labels(integration: &str) -> BTreeMap<String, String> {
         (LABEL_MANAGED_BY.to_string(), "bucketwire".to_string()),
         (LABEL_INTEGRATION.to_string(), integration.to_string()),
     ])
+}
+
+/// The field manager of one integration's ServiceAccount writes (at most 128 characters).
+pub fn service_account_manager(integration: &str) -> String {
+    let manager = format!("{FIELD_MANAGER}/{integration}");
+    if manager.len() <= 128 {
+        return manager;
+    }
+    let digest = crate::naming::Owner {
+        cluster: "",
+        namespace: "",
+        name: integration,
+    }
+    .short_hash();
+    format!("{}-{digest}", &manager[..110])
+}
+
+/// The manager named in an apply conflict ("Apply failed with 1 conflict: conflict with
+/// \"<manager>\" ..."), if the error is one.
+fn conflicting_manager(err: &kube::Error) -> Option<String> {
+    let kube::Error::Api(response) = err else {
+        return None;
+    };
+    if response.code != 409 {
+        return None;
+    }
+    let after = response.message.split("conflict with \"").nth(1)?;
+    Some(after.split('"').next().unwrap_or_default().to_string())
 }
 
 /// Whether we created this ServiceAccount (and so may delete it).
@@ -73,13 +104,28 @@ pub async fn reconcile_service_account(
             "annotations": {ROLE_ARN_ANNOTATION: role_arn},
         },
     });
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube("apply ServiceAccount"))?;
+    // No force: a conflict means someone else sets this annotation.
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(&service_account_manager(integration)),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(err) => {
+            return Err(match conflicting_manager(&err) {
+                Some(manager) => Error::ServiceAccountOwnedElsewhere {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    manager,
+                    annotation: ROLE_ARN_ANNOTATION.into(),
+                },
+                None => Error::kube("apply ServiceAccount")(err),
+            });
+        }
+    }
     Ok(match existing {
         None => Outcome::created(format!("created ServiceAccount {namespace}/{name}")),
         Some(_) => Outcome::drift_corrected(format!(
@@ -95,6 +141,7 @@ pub async fn release_service_account(
     namespace: &str,
     name: &str,
     integration: &str,
+    role_arn: Option<&str>,
 ) -> Result<Option<String>, Error> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let Some(sa) = api
@@ -110,17 +157,19 @@ pub async fn release_service_account(
             .map_err(Error::kube("delete ServiceAccount"))?;
         return Ok(Some(format!("deleted ServiceAccount {namespace}/{name}")));
     }
-    if !sa.annotations().contains_key(ROLE_ARN_ANNOTATION) {
+    // Only our own annotation: another integration's (or anyone else's) value stays.
+    let annotation = sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str);
+    if annotation.is_none() || annotation != role_arn {
         return Ok(None);
     }
     let empty = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}});
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&empty),
-    )
-    .await
-    .map_err(Error::kube("release ServiceAccount annotation"))?;
+    // Our manager gives up its fields; so does the shared manager of bucketwire releases
+    // before 0.2 (`bucketwire`), which set the same value.
+    for manager in [service_account_manager(integration), FIELD_MANAGER.to_string()] {
+        api.patch(name, &PatchParams::apply(&manager), &Patch::Apply(&empty))
+            .await
+            .map_err(Error::kube("release ServiceAccount annotation"))?;
+    }
     Ok(Some(format!(
         "removed {ROLE_ARN_ANNOTATION} from ServiceAccount {namespace}/{name}"
     )))

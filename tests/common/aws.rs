@@ -231,6 +231,9 @@ pub struct EmulatorRequest {
     pub query: String,
     /// The `Action` of query-protocol services (IAM, STS); empty for S3 and REST services.
     pub action: String,
+    /// The RoleName or PolicyArn an IAM request names (empty otherwise).
+    #[serde(default)]
+    pub target: String,
     #[serde(rename = "accessKey")]
     pub access_key: String,
     pub status: u16,
@@ -255,7 +258,8 @@ impl EmulatorRequest {
 
 /// Every request the emulator has answered so far (all tests share the emulator: filter).
 pub fn emulator_requests(bed: &TestBed) -> Vec<EmulatorRequest> {
-    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG")).expect("the emulator's request log reads");
+    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .expect("the emulator's request log reads");
     text.lines()
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
@@ -266,5 +270,14 @@ pub fn bucket_writes(bed: &TestBed, bucket: &str) -> Vec<EmulatorRequest> {
     emulator_requests(bed)
         .into_iter()
         .filter(|r| r.is_for_bucket(bucket) && r.is_write())
+        .collect()
+}
+
+/// The IAM requests that could change the role or policy named `target` (a role name or a
+/// policy ARN), from the emulator's own log.
+pub fn iam_writes(bed: &TestBed, target: &str) -> Vec<EmulatorRequest> {
+    emulator_requests(bed)
+        .into_iter()
+        .filter(|r| r.target == target && r.is_write())
         .collect()
 }

@@ -1,4 +1,4 @@
-"""Starts moto's server with four corrections, so that IAM enforcement behaves as on AWS, and
+"""Starts moto's server with five corrections, so that IAM enforcement behaves as on AWS, and
 one convenience for a test bed with a single administrator.
 
 1. moto 5.1/5.2 do not know the `Bool` condition operator and then ignore the condition,
@@ -19,6 +19,9 @@ one convenience for a test bed with a single administrator.
    received already percent-decoded (`prefix=files/` where the client signed `files%2F`).
    Valid signatures then fail. Here the signature is checked against the bytes that were sent,
    and the query is canonically re-encoded, as AWS does.
+5. moto authorizes HeadBucket as `s3:HeadBucket` (moto/s3/responses.py, ACTION_MAP), an action
+   that does not exist: no real policy grants it, so every HeadBucket under enforcement is
+   denied. On AWS HeadBucket is authorized by `s3:ListBucket`; here it is too.
 
 Conveniences for partitions: the test bed has one administrator, created in the `aws`
 partition. A China or GovCloud account would have its own; here a user access key that is
@@ -29,8 +32,8 @@ cannot tell which partition's STS endpoint was meant; temporary credentials unkn
 request's partition are looked up in the others and then act in the request's partition.
 
 The request log: with MOTO_REQUEST_LOG set, every request the emulator answers is appended to
-that file as one JSON line (method, path, query, the form's Action for query-protocol services,
-the signing access key and the HTTP status), before any of the above runs. Tests count writes
+that file as one JSON line (method, path, query, the form's Action and the RoleName or PolicyArn it names
+for query-protocol services, the signing access key and the HTTP status), before any of the above runs. Tests count writes
 from it, so "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
 Everything else is moto as released. Usage is that of `moto_server`
@@ -46,6 +49,7 @@ from moto.iam import policy_conditions
 from botocore.awsrequest import AWSRequest
 from moto.iam import access_control
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
+from moto.s3 import responses as s3_responses
 
 # Request context the emulator does not provide itself.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
@@ -124,6 +128,9 @@ def create_aws_request(self):
 
 IAMRequestBase._create_aws_request = create_aws_request
 
+# correction 5: HeadBucket is authorized by s3:ListBucket, as on AWS.
+s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+
 _create_access_key = access_control.create_access_key
 
 
@@ -168,15 +175,17 @@ def log_requests(path):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        action = ""
+        form = {}
         if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-            action = dict(parse_qsl(body.decode("utf-8", "replace"))).get("Action", "")
+            form = dict(parse_qsl(body.decode("utf-8", "replace")))
         query = environ.get("QUERY_STRING", "")
-        action = action or dict(parse_qsl(query)).get("Action", "")
+        action = form.get("Action") or dict(parse_qsl(query)).get("Action", "")
+        # The IAM entity a query-protocol request names, so tests can count writes to it.
+        target = form.get("RoleName") or form.get("PolicyArn") or ""
         auth = environ.get("HTTP_AUTHORIZATION", "")
         key = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
         entry = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
-                 "query": query, "action": action, "accessKey": key, "host": environ.get("HTTP_HOST", "")}
+                 "query": query, "action": action, "target": target, "accessKey": key, "host": environ.get("HTTP_HOST", "")}
 
         def respond(status, headers, exc_info=None):
             entry["status"] = int(status.split(" ", 1)[0])
