@@ -185,6 +185,29 @@ async fn client_as(bed: &TestBed, admin: &Client, ns: &str, sa: &str) -> (Client
     (Client::try_from(config).expect("client"), path)
 }
 
+/// What an uninstall path kept, and how soon the operator installed again validated it all.
+fn record_uninstall(name: &str, integrations: usize, kept: usize, ready_again: Duration) {
+    common::results::record(
+        name,
+        &json!({
+            "integrations": integrations,
+            "kept": {
+                "integrations_with_finalizer_not_deleting": kept,
+                "roles_same_trust_tagged": kept,
+                "policies_same_document_attached": kept,
+                "buckets_tagged": kept,
+                "service_account_annotations": kept,
+                "values_config_maps": kept,
+                "objects_in_the_retain_bucket_intact": 1,
+            },
+            "crd_kept": true,
+            "validated_again_with_same_role_policy_bucket": kept,
+            "roles_policies_buckets_per_integration_after_install_again": 1,
+            "seconds_from_operator_start_to_validated_again": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
+        }),
+    );
+}
+
 /// Whether the operator's log shows a request the apiserver refused (403 Forbidden). Not a bare
 /// "403": the log also holds port numbers.
 fn refused(log: &str) -> bool {
@@ -903,25 +926,7 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
     let started = std::time::Instant::now();
     let operator = operator_as(&bed, &admin, &ns, &release_ns, &service_account).await;
     let ready_again = assert_readopted(&bed, &admin, &ns, &kept, &operator, started).await;
-    common::results::record(
-        "uninstall_helm",
-        &json!({
-            "integrations": wiring.len(),
-            "kept_after_uninstall": {
-                "integrations_with_finalizer_not_deleting": checked,
-                "roles_same_trust_tagged": checked,
-                "policies_same_document_attached": checked,
-                "buckets_tagged": checked,
-                "service_account_annotations": checked,
-                "values_config_maps": checked,
-                "objects_in_the_retain_bucket_intact": 1,
-            },
-            "crd_kept": true,
-            "validated_again_with_same_role_policy_bucket": checked,
-            "roles_policies_buckets_per_integration_after_reinstall": 1,
-            "seconds_from_operator_start_to_validated_again": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
-        }),
-    );
+    record_uninstall("uninstall_helm", wiring.len(), checked, ready_again);
 
     delete_all(&admin, &ns, &wiring).await;
     drop(operator);
@@ -1012,25 +1017,7 @@ async fn kubectl_delete_k_deploy_removes_the_operator_and_nothing_else() {
     let started = std::time::Instant::now();
     let operator = operator_as(&bed, &admin, &ns, "bucketwire-system", "bucketwire").await;
     let ready_again = assert_readopted(&bed, &admin, &ns, &kept, &operator, started).await;
-    common::results::record(
-        "uninstall_kubectl_delete_k",
-        &json!({
-            "integrations": wiring.len(),
-            "kept_after_delete": {
-                "integrations_with_finalizer_not_deleting": checked,
-                "roles_same_trust_tagged": checked,
-                "policies_same_document_attached": checked,
-                "buckets_tagged": checked,
-                "service_account_annotations": checked,
-                "values_config_maps": checked,
-                "objects_in_the_retain_bucket_intact": 1,
-            },
-            "crd_kept": true,
-            "validated_again_with_same_role_policy_bucket": checked,
-            "roles_policies_buckets_per_integration_after_apply": 1,
-            "seconds_from_operator_start_to_validated_again": (ready_again.as_secs_f64() * 10.0).round() / 10.0,
-        }),
-    );
+    record_uninstall("uninstall_kubectl_delete_k", wiring.len(), checked, ready_again);
 
     delete_all(&admin, &ns, &wiring).await;
     drop(operator);

@@ -6,7 +6,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aws_sdk_s3::types::{Tag, Tagging};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -14,7 +13,7 @@ use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
-use common::aws::{get_object, put_object};
+use common::aws::{get_object, put_object, unique_bucket};
 use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
 use common::operator::{AwsProxy, Operator};
 use common::{aws, setup, wait_for};
@@ -22,21 +21,7 @@ use common::{aws, setup, wait_for};
 async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str, tags: &[(&str, &str)]) {
     aws::create_bucket(s3, name, region).await;
     if !tags.is_empty() {
-        let tags: Vec<_> = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
-            .collect();
-        s3.put_bucket_tagging()
-            .bucket(name)
-            .tagging(
-                Tagging::builder()
-                    .set_tag_set(Some(tags))
-                    .build()
-                    .expect("tagging"),
-            )
-            .send()
-            .await
-            .expect("tagged");
+        aws::tag_bucket(s3, name, tags).await;
     }
 }
 
@@ -52,15 +37,6 @@ async fn bucket_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, 
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn unique_bucket(ns: &str, suffix: &str) -> String {
-    let name = format!("{ns}-{suffix}");
-    name.chars()
-        .take(63)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
 }
 
 #[tokio::test]

@@ -8,14 +8,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_s3::types::{Tag, Tagging};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use bucketwire::api::{BucketIntegration, BucketIntegrationStatus};
-use common::aws::{bucket_writes, inventory};
+use common::aws::{bucket_writes, inventory, unique_bucket};
 use common::integration::{condition, create, ready_status, wait_condition};
 use common::operator::Operator;
 use common::results::record;
@@ -63,33 +62,6 @@ async fn delete(client: &kube::Client, ns: &str, name: &str) {
         api.get_opt(name).await.ok()?.is_none().then_some(())
     })
     .await;
-}
-
-fn unique_bucket(ns: &str, suffix: &str) -> String {
-    format!("{ns}-{suffix}")
-        .chars()
-        .take(63)
-        .collect::<String>()
-        .trim_end_matches('-')
-        .to_string()
-}
-
-async fn tag(s3: &aws_sdk_s3::Client, bucket: &str, tags: &[(&str, &str)]) {
-    let tags: Vec<_> = tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("tag"))
-        .collect();
-    s3.put_bucket_tagging()
-        .bucket(bucket)
-        .tagging(
-            Tagging::builder()
-                .set_tag_set(Some(tags))
-                .build()
-                .expect("tagging"),
-        )
-        .send()
-        .await
-        .expect("tagged");
 }
 
 async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
@@ -262,7 +234,7 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
-    tag(&s3, &bucket, &[("bucketwire.io/uid", "someone-else")]).await;
+    aws::tag_bucket(&s3, &bucket, &[("bucketwire.io/uid", "someone-else")]).await;
     wait_condition(
         &client,
         &ns,
@@ -279,7 +251,7 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
         "a bucket failure keeps the names"
     );
     let original: Vec<(&str, &str)> = original.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    tag(&s3, &bucket, &original).await;
+    aws::tag_bucket(&s3, &bucket, &original).await;
     ready_status(&client, &ns, "irsa", &operator).await;
 
     // --bucket-prefix: the recorded buckets do not match it. A clear condition, no AWS write,

@@ -387,20 +387,34 @@ async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<St
 }
 
 async fn delete_inline(iam: &aws_sdk_iam::Client, role: &str, policy: &str) -> Result<(), Error> {
-    match iam
+    let result = iam
         .delete_role_policy()
         .role_name(role)
         .policy_name(policy)
         .send()
-        .await
-    {
+        .await;
+    gone_is_done(result, "iam:DeleteRolePolicy")
+}
+
+/// A removal whose target is already gone (NoSuchEntity) has nothing left to do.
+fn gone_is_done<T, E>(
+    result: Result<
+        T,
+        aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    >,
+    operation: &'static str,
+) -> Result<(), Error>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
         Ok(_) => Ok(()),
         Err(e) => {
             let failure = AwsFailure::from_sdk(&e);
             if failure.is_code("NoSuchEntity") {
                 Ok(())
             } else {
-                Err(Error::aws("iam:DeleteRolePolicy", failure))
+                Err(Error::aws(operation, failure))
             }
         }
     }
@@ -417,23 +431,13 @@ async fn attach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Resu
 }
 
 async fn detach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
-    match iam
+    let result = iam
         .detach_role_policy()
         .role_name(role)
         .policy_arn(policy_arn)
         .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let failure = AwsFailure::from_sdk(&e);
-            if failure.is_code("NoSuchEntity") {
-                Ok(())
-            } else {
-                Err(Error::aws("iam:DetachRolePolicy", failure))
-            }
-        }
-    }
+        .await;
+    gone_is_done(result, "iam:DetachRolePolicy")
 }
 
 /// Cleanup: detach every policy from our role, delete it, then delete our policy (all its

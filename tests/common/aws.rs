@@ -65,6 +65,40 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str, region: &str) {
     req.send().await.expect("bucket created out of band");
 }
 
+/// Replaces a bucket's tag set (as the administrator).
+pub async fn tag_bucket(s3: &aws_sdk_s3::Client, bucket: &str, tags: &[(&str, &str)]) {
+    let tags: Vec<_> = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_s3::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .set_tag_set(Some(tags))
+        .build()
+        .expect("tagging");
+    s3.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("tagged");
+}
+
+/// A bucket name of the test's own: `<namespace>-<suffix>`, within S3's 63 characters.
+pub fn unique_bucket(ns: &str, suffix: &str) -> String {
+    format!("{ns}-{suffix}")
+        .chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
+}
+
 /// What carries the `bucketwire.io/uid` tag of each given integration, found by listing (as
 /// the administrator) every bucket, role and policy whose name contains `name_part` (every name
 /// the operator derives contains the integration's namespace) and reading their tags: a
