@@ -245,7 +245,10 @@ mod tests {
         let mut settings = crate::settings::tests::settings();
         let err = check_trust(&cross("999988887777"), &settings).expect_err("empty list refuses");
         assert_eq!(err.reason(), "TrustNotAllowed");
-        assert!(err.to_string().contains("--allowed-trusted-accounts is empty"), "{err}");
+        assert!(
+            err.to_string().contains("--allowed-trusted-accounts is empty"),
+            "{err}"
+        );
         settings.allowed_trusted_accounts = vec!["999988887777".into()];
         assert_eq!(reason(check_trust(&cross("999988887777"), &settings)), "Allowed");
         let err = check_trust(&cross("444455556666"), &settings).expect_err("not listed");
@@ -265,10 +268,16 @@ mod tests {
         let err = check_not_operator_account(&spec, "123456789012").expect_err("own account");
         assert_eq!(err.reason(), "TrustNotAllowed");
         assert!(err.to_string().contains("operator's own account"), "{err}");
-        assert_eq!(reason(check_not_operator_account(&spec, "210987654321")), "Allowed");
+        assert_eq!(
+            reason(check_not_operator_account(&spec, "210987654321")),
+            "Allowed"
+        );
         // IRSA integrations trust no account.
         let irsa = spec_irsa(json!({}));
-        assert_eq!(reason(check_not_operator_account(&irsa, "123456789012")), "Allowed");
+        assert_eq!(
+            reason(check_not_operator_account(&irsa, "123456789012")),
+            "Allowed"
+        );
     }
 
     fn spec_irsa(identity: serde_json::Value) -> BucketIntegrationSpec {
@@ -293,7 +302,10 @@ mod tests {
         settings.allowed_oidc_issuers = vec!["https://attacker.example.com/".into()];
         assert_eq!(reason(check_trust(&hostile, &settings)), "Allowed");
         // No override: nothing to check.
-        assert_eq!(reason(check_trust(&spec_irsa(json!({"oidcIssuer": ""})), &settings)), "Allowed");
+        assert_eq!(
+            reason(check_trust(&spec_irsa(json!({"oidcIssuer": ""})), &settings)),
+            "Allowed"
+        );
     }
 
     #[test]
@@ -302,9 +314,15 @@ mod tests {
         let other = spec_irsa(json!({"eksClusterName": "prod-payments"}));
         let err = check_trust(&other, &settings).expect_err("not allowed");
         assert_eq!(err.reason(), "TrustNotAllowed");
-        assert!(err.to_string().starts_with("identity.eksClusterName prod-payments is not allowed"));
+        assert!(
+            err.to_string()
+                .starts_with("identity.eksClusterName prod-payments is not allowed")
+        );
         assert_eq!(
-            reason(check_trust(&spec_irsa(json!({"eksClusterName": "test"})), &settings)),
+            reason(check_trust(
+                &spec_irsa(json!({"eksClusterName": "test"})),
+                &settings
+            )),
             "Allowed"
         );
         settings.allowed_eks_clusters = vec!["prod-payments".into()];
@@ -314,11 +332,18 @@ mod tests {
     #[test]
     fn a_kms_key_is_allowed_by_arn_without_asking_aws() {
         let entries = vec![KEY.to_string()];
-        assert_eq!(kms_by_arn(KEY, "us-east-2", &entries).ok(), Some(KmsVerdict::Allowed));
+        assert_eq!(
+            kms_by_arn(KEY, "us-east-2", &entries).ok(),
+            Some(KmsVerdict::Allowed)
+        );
         let other = KEY.replace("1234abcd", "ffffffff");
         let err = kms_by_arn(&other, "us-east-2", &entries).expect_err("not listed");
         assert_eq!(err.reason(), "KmsKeyNotAllowed");
-        assert!(err.to_string().contains("not in the operator's --allowed-kms-keys"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("not in the operator's --allowed-kms-keys"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -349,8 +374,14 @@ mod tests {
             reason(kms_by_arn(KEY, "us-east-2", &eu_only).map(|_| ())),
             "KmsKeyNotAllowed"
         );
-        let names_it = [("alias/milvus", None), ("arn:...:alias/team-a", Some(KEY.to_string()))];
-        assert_eq!(reason(kms_by_aliases(KEY, "us-east-2", &entries, &names_it)), "Allowed");
+        let names_it = [
+            ("alias/milvus", None),
+            ("arn:...:alias/team-a", Some(KEY.to_string())),
+        ];
+        assert_eq!(
+            reason(kms_by_aliases(KEY, "us-east-2", &entries, &names_it)),
+            "Allowed"
+        );
         let names_another = [("alias/milvus", Some(KEY.replace("1234abcd", "ffffffff")))];
         let err = kms_by_aliases(KEY, "us-east-2", &entries, &names_another).expect_err("other key");
         assert!(err.to_string().contains("none of the 1 alias(es)"), "{err}");

@@ -39,7 +39,12 @@ pub enum KmsContext {
 /// The least-privilege permission policy for one bucket: bucket-level actions on the bucket
 /// ARN, object actions on `bucket/*`, and the KMS key only when the bucket uses SSE-KMS (and
 /// then only through S3 in the bucket's region, for this bucket's encryption context).
-pub fn permission_policy(partition: Partition, bucket: &str, access: Access, kms: Option<BucketKms<'_>>) -> Value {
+pub fn permission_policy(
+    partition: Partition,
+    bucket: &str,
+    access: Access,
+    kms: Option<BucketKms<'_>>,
+) -> Value {
     let object_actions: &[&str] = match access {
         Access::ReadWrite => &[
             "s3:AbortMultipartUpload",
@@ -55,7 +60,12 @@ pub fn permission_policy(partition: Partition, bucket: &str, access: Access, kms
         Access::ReadWrite => &["kms:Decrypt", "kms:GenerateDataKey"],
         Access::ReadOnly => &["kms:Decrypt"],
     };
-    bucket_access_policy(partition, bucket, object_actions, kms.map(|kms| (kms_actions, kms)))
+    bucket_access_policy(
+        partition,
+        bucket,
+        object_actions,
+        kms.map(|kms| (kms_actions, kms)),
+    )
 }
 
 /// The shape both permission policies share: `s3:GetBucketLocation` and `s3:ListBucket` on the
@@ -147,7 +157,12 @@ pub fn cross_account_policy(
         Access::ReadWrite => (&["s3:GetObject", "s3:PutObject"], &["kms:GenerateDataKey"]),
         Access::ReadOnly => (&["s3:GetObject"], &["kms:Decrypt"]),
     };
-    bucket_access_policy(partition, bucket, object_actions, kms.map(|kms| (kms_actions, kms)))
+    bucket_access_policy(
+        partition,
+        bucket,
+        object_actions,
+        kms.map(|kms| (kms_actions, kms)),
+    )
 }
 
 /// The cross-account trust policy: exactly one account's root, `sts:AssumeRole`, and only with

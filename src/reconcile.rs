@@ -18,7 +18,6 @@ use crate::api::{
     IdentityMode, VALIDATE_ANNOTATION,
 };
 use crate::aws::{Aws, AwsFailure};
-use crate::{allow, documents};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::naming::{self, Owner, Partition};
@@ -27,6 +26,7 @@ use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
 use crate::steps::{Outcome, bucket, iam, kubernetes};
 use crate::validate;
+use crate::{allow, documents};
 
 /// Shared state of the controller.
 pub struct Context {
@@ -368,7 +368,13 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     allow::check_trust(&bi.spec, &ctx.settings)?;
     allow::check_not_operator_account(&bi.spec, &caller_account(ctx, r.partition).await?)?;
     if let Some(key) = allow::spec_kms_key(&bi.spec) {
-        allow::check_kms_key(&ctx.aws.kms(&r.region), key, &r.region, &ctx.settings.allowed_kms_keys).await?;
+        allow::check_kms_key(
+            &ctx.aws.kms(&r.region),
+            key,
+            &r.region,
+            &ctx.settings.allowed_kms_keys,
+        )
+        .await?;
     }
     report.notes = r.settings_notes.clone();
     let spec = &bi.spec;

@@ -224,7 +224,9 @@ fn parse_issuer(text: &str) -> Result<String, String> {
     if text.is_empty() || !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', ' ']) {
         Ok(text.to_string())
     } else {
-        Err(format!("invalid OIDC issuer {text:?}: an https:// URL without query or fragment"))
+        Err(format!(
+            "invalid OIDC issuer {text:?}: an https:// URL without query or fragment"
+        ))
     }
 }
 
@@ -233,8 +235,10 @@ fn parse_cluster_name(text: &str) -> Result<String, String> {
     let text = text.trim();
     let ok = text.is_empty()
         || (1..=100).contains(&text.len())
-        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(text.to_string())
     } else {
@@ -323,10 +327,16 @@ pub(crate) mod tests {
                 "{flag} {bad} must be refused"
             );
         }
-        let empty = Cli::try_parse_from(["bucketwire", "--cluster-name", "c", "--allowed-trusted-accounts", ""])
-            .map_err(|e| e.to_string())
-            .expect("an empty list parses")
-            .settings;
+        let empty = Cli::try_parse_from([
+            "bucketwire",
+            "--cluster-name",
+            "c",
+            "--allowed-trusted-accounts",
+            "",
+        ])
+        .map_err(|e| e.to_string())
+        .expect("an empty list parses")
+        .settings;
         assert_eq!(Settings::allowed(&empty.allowed_trusted_accounts).count(), 0);
         let defaults = settings();
         assert!(defaults.allowed_kms_keys.is_empty() && defaults.allowed_trusted_accounts.is_empty());
