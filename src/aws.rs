@@ -186,6 +186,7 @@ pub struct Aws {
     iam: Mutex<HashMap<Partition, aws_sdk_iam::Client>>,
     sts: Mutex<HashMap<Partition, aws_sdk_sts::Client>>,
     eks: Mutex<HashMap<String, aws_sdk_eks::Client>>,
+    kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
 }
 
 impl Aws {
@@ -225,6 +226,7 @@ impl Aws {
             iam: Mutex::default(),
             sts: Mutex::default(),
             eks: Mutex::default(),
+            kms: Mutex::default(),
         }
     }
 
@@ -310,6 +312,26 @@ impl Aws {
                     b = b.endpoint_url(url);
                 }
                 aws_sdk_eks::Client::from_conf(b.build())
+            })
+            .clone()
+    }
+}
+
+impl Aws {
+    /// KMS in `region` (aliases in the operator's allow-list are resolved to keys there).
+    pub fn kms(&self, region: &str) -> aws_sdk_kms::Client {
+        let mut clients = self.kms.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let mut b = aws_sdk_kms::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .http_client(self.http_client("kms", None))
+                    .interceptor(self.counter.clone());
+                if let Some(url) = &self.endpoint {
+                    b = b.endpoint_url(url);
+                }
+                aws_sdk_kms::Client::from_conf(b.build())
             })
             .clone()
     }

@@ -16,13 +16,34 @@ pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// The ServiceAccount annotation EKS's pod identity webhook reads.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
+/// The KMS key of a bucket with SSE-KMS, and how S3 names the bucket when it asks KMS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketKms<'a> {
+    pub key_arn: &'a str,
+    /// The bucket's region: the key is granted only for use by S3 there (`kms:ViaService`).
+    pub region: &'a str,
+    pub context: KmsContext,
+}
+
+/// The `aws:s3:arn` encryption context S3 sends to KMS for the bucket's objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KmsContext {
+    /// S3 Bucket Keys, which bucketwire turns on for every bucket it creates with SSE-KMS: the
+    /// context is the bucket's ARN.
+    BucketKey,
+    /// A bucket bucketwire did not configure (adopted): its objects may have been written with
+    /// or without a bucket key, so the context is the bucket's ARN or one of its objects' ARNs.
+    BucketOrObjects,
+}
+
 /// The least-privilege permission policy for one bucket: bucket-level actions on the bucket
-/// ARN, object actions on `bucket/*`, and the KMS key only when the bucket uses SSE-KMS.
+/// ARN, object actions on `bucket/*`, and the KMS key only when the bucket uses SSE-KMS (and
+/// then only through S3 in the bucket's region, for this bucket's encryption context).
 pub fn permission_policy(
     partition: Partition,
     bucket: &str,
     access: Access,
-    kms_key_arn: Option<&str>,
+    kms: Option<BucketKms<'_>>,
 ) -> Value {
     let object_actions: &[&str] = match access {
         Access::ReadWrite => &[
@@ -43,7 +64,7 @@ pub fn permission_policy(
         partition,
         bucket,
         object_actions,
-        kms_key_arn.map(|key| (kms_actions, key)),
+        kms.map(|kms| (kms_actions, kms)),
     )
 }
 
@@ -53,7 +74,7 @@ fn bucket_access_policy(
     partition: Partition,
     bucket: &str,
     object_actions: &[&str],
-    kms: Option<(&[&str], &str)>,
+    kms: Option<(&[&str], BucketKms<'_>)>,
 ) -> Value {
     let bucket_arn = format!("arn:{}:s3:::{bucket}", partition.id());
     let mut statements = vec![
@@ -70,11 +91,38 @@ fn bucket_access_policy(
             "Resource": format!("{bucket_arn}/*"),
         }),
     ];
-    if let Some((actions, key)) = kms {
-        statements.push(json!({"Sid": "BucketKey", "Effect": "Allow", "Action": actions, "Resource": key}));
+    if let Some((actions, kms)) = kms {
+        statements.push(json!({
+            "Sid": "BucketKey",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": kms.key_arn,
+            "Condition": kms_conditions(&bucket_arn, kms),
+        }));
     }
     json!({"Version": POLICY_VERSION, "Statement": statements})
 }
+
+/// The two conditions of a KMS grant: only S3 of the bucket's region may use the key on the
+/// role's behalf (`kms:ViaService`), and only for this bucket's objects (the `aws:s3:arn`
+/// encryption context S3 sends): the key cannot decrypt anything else for this role, even data
+/// of another bucket or service encrypted under the same key.
+fn kms_conditions(bucket_arn: &str, kms: BucketKms<'_>) -> Value {
+    let via = crate::naming::s3_host(kms.region);
+    match kms.context {
+        KmsContext::BucketKey => json!({"StringEquals": {
+            "kms:ViaService": via,
+            KMS_CONTEXT_KEY: bucket_arn,
+        }}),
+        KmsContext::BucketOrObjects => json!({
+            "StringEquals": {"kms:ViaService": via},
+            "StringLike": {KMS_CONTEXT_KEY: [bucket_arn, format!("{bucket_arn}/*")]},
+        }),
+    }
+}
+
+/// The encryption-context key S3 names the bucket (or object) with.
+pub const KMS_CONTEXT_KEY: &str = "kms:EncryptionContext:aws:s3:arn";
 
 /// The IRSA trust policy: exactly one ServiceAccount, with the STS audience, through the
 /// cluster's IAM OIDC provider.
@@ -97,12 +145,13 @@ pub fn trust_policy(provider_arn: &str, issuer: &str, namespace: &str, service_a
 /// The permission policy of a cross-account role, as the managed service's documents list it:
 /// `s3:ListBucket` and `s3:GetBucketLocation` on the bucket, `s3:GetObject` and `s3:PutObject`
 /// on its objects (ReadOnly: `s3:GetObject`), and `kms:GenerateDataKey` on the key with SSE-KMS
-/// (ReadOnly: `kms:Decrypt`, which reading needs).
+/// (ReadOnly: `kms:Decrypt`, which reading needs), with the same two conditions as
+/// [`permission_policy`]'s.
 pub fn cross_account_policy(
     partition: Partition,
     bucket: &str,
     access: Access,
-    kms_key_arn: Option<&str>,
+    kms: Option<BucketKms<'_>>,
 ) -> Value {
     let (object_actions, kms_actions): (&[&str], &[&str]) = match access {
         Access::ReadWrite => (&["s3:GetObject", "s3:PutObject"], &["kms:GenerateDataKey"]),
@@ -112,7 +161,7 @@ pub fn cross_account_policy(
         partition,
         bucket,
         object_actions,
-        kms_key_arn.map(|key| (kms_actions, key)),
+        kms.map(|kms| (kms_actions, kms)),
     )
 }
 
@@ -420,7 +469,11 @@ mod tests {
             Partition::Aws,
             "b",
             Access::ReadOnly,
-            Some("arn:aws:kms:us-east-2:123456789012:key/k"),
+            Some(BucketKms {
+                key_arn: "arn:aws:kms:us-east-2:123456789012:key/k",
+                region: "us-east-2",
+                context: KmsContext::BucketKey,
+            }),
         );
         assert_eq!(actions_on(&doc, "arn:aws:s3:::b/*"), ["s3:GetObject"]);
         assert_eq!(
@@ -432,12 +485,104 @@ mod tests {
     #[test]
     fn sse_kms_adds_exactly_one_key_statement() {
         let key = "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-        let doc = permission_policy(Partition::AwsCn, "b", Access::ReadWrite, Some(key));
+        let kms = BucketKms {
+            key_arn: key,
+            region: "cn-north-1",
+            context: KmsContext::BucketKey,
+        };
+        let doc = permission_policy(Partition::AwsCn, "b", Access::ReadWrite, Some(kms));
         assert_eq!(actions_on(&doc, key), ["kms:Decrypt", "kms:GenerateDataKey"]);
         assert_eq!(
             actions_on(&doc, "arn:aws-cn:s3:::b"),
             ["s3:GetBucketLocation", "s3:ListBucket"]
         );
+    }
+
+    fn kms_statement(doc: &Value) -> Value {
+        let found: Vec<&Value> = doc["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| string_list(&s["Action"]).iter().any(|a| a.starts_with("kms:")))
+            .collect();
+        assert_eq!(found.len(), 1, "one KMS statement: {doc}");
+        found[0].clone()
+    }
+
+    #[test]
+    fn a_key_is_granted_only_through_s3_of_the_region_for_this_bucket() {
+        let kms = BucketKms {
+            key_arn: "arn:aws:kms:us-east-2:123456789012:key/k",
+            region: "us-east-2",
+            context: KmsContext::BucketKey,
+        };
+        for doc in [
+            permission_policy(Partition::Aws, "b", Access::ReadWrite, Some(kms)),
+            permission_policy(Partition::Aws, "b", Access::ReadOnly, Some(kms)),
+            cross_account_policy(Partition::Aws, "b", Access::ReadWrite, Some(kms)),
+            cross_account_policy(Partition::Aws, "b", Access::ReadOnly, Some(kms)),
+        ] {
+            assert_eq!(
+                kms_statement(&doc)["Condition"],
+                json!({"StringEquals": {
+                    "kms:ViaService": "s3.us-east-2.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::b",
+                }})
+            );
+        }
+        let china = BucketKms {
+            key_arn: "arn:aws-cn:kms:cn-north-1:123456789012:key/k",
+            region: "cn-north-1",
+            context: KmsContext::BucketKey,
+        };
+        let doc = permission_policy(Partition::AwsCn, "b", Access::ReadWrite, Some(china));
+        assert_eq!(
+            kms_statement(&doc)["Condition"],
+            json!({"StringEquals": {
+                "kms:ViaService": "s3.cn-north-1.amazonaws.com.cn",
+                "kms:EncryptionContext:aws:s3:arn": "arn:aws-cn:s3:::b",
+            }})
+        );
+    }
+
+    #[test]
+    fn an_adopted_buckets_key_also_covers_objects_written_without_a_bucket_key() {
+        let kms = BucketKms {
+            key_arn: "arn:aws:kms:us-east-2:123456789012:key/k",
+            region: "us-east-2",
+            context: KmsContext::BucketOrObjects,
+        };
+        let doc = permission_policy(Partition::Aws, "b", Access::ReadWrite, Some(kms));
+        assert_eq!(
+            kms_statement(&doc)["Condition"],
+            json!({
+                "StringEquals": {"kms:ViaService": "s3.us-east-2.amazonaws.com"},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]},
+            })
+        );
+        // Different grants compare different: a change of context is repaired as drift.
+        let created = permission_policy(
+            Partition::Aws,
+            "b",
+            Access::ReadWrite,
+            Some(BucketKms {
+                context: KmsContext::BucketKey,
+                ..kms
+            }),
+        );
+        assert!(!documents_equivalent(&doc, &created));
+        let unconditioned = {
+            let mut d = created.clone();
+            if let Some(list) = d["Statement"].as_array_mut() {
+                for st in list {
+                    if let Some(map) = st.as_object_mut() {
+                        map.remove("Condition");
+                    }
+                }
+            }
+            d
+        };
+        assert!(!documents_equivalent(&created, &unconditioned));
     }
 
     #[test]
@@ -550,7 +695,12 @@ externalS3:
     #[test]
     fn cross_account_policy_has_exactly_the_documented_actions() {
         let key = "arn:aws:kms:us-east-2:123456789012:key/k";
-        let doc = cross_account_policy(Partition::Aws, "b", Access::ReadWrite, Some(key));
+        let kms = BucketKms {
+            key_arn: key,
+            region: "us-east-2",
+            context: KmsContext::BucketKey,
+        };
+        let doc = cross_account_policy(Partition::Aws, "b", Access::ReadWrite, Some(kms));
         assert_eq!(
             actions_on(&doc, "arn:aws:s3:::b"),
             ["s3:GetBucketLocation", "s3:ListBucket"]

@@ -24,6 +24,21 @@ pub enum Error {
         annotation: String,
     },
 
+    /// The spec names a KMS key the operator's `--allowed-kms-keys` does not allow.
+    #[error(
+        "bucket.encryption.kmsKeyArn {key} is not allowed: {detail}. Ask the platform team to add the key (or an alias of it) to the operator's --allowed-kms-keys, or use SSE-S3"
+    )]
+    KmsKeyNotAllowed { key: String, detail: String },
+
+    /// The spec names a trust anchor (an account, an OIDC issuer, an EKS cluster) the
+    /// operator's allow-lists do not allow.
+    #[error("{field} {value} is not allowed: {detail}")]
+    TrustNotAllowed {
+        field: &'static str,
+        value: String,
+        detail: String,
+    },
+
     #[error(
         "check bucket failed: bucket {bucket} does not exist (NoSuchBucket); create it, or set bucket.create: true"
     )]
@@ -132,6 +147,8 @@ impl Error {
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::SettingConflict(_) => "SettingConflict",
             Self::ServiceAccountOwnedElsewhere { .. } => "ServiceAccountOwnedElsewhere",
+            Self::KmsKeyNotAllowed { .. } => "KmsKeyNotAllowed",
+            Self::TrustNotAllowed { .. } => "TrustNotAllowed",
             Self::BucketNotFound { .. } => "BucketNotFound",
             Self::BucketRegionMismatch { .. } => "BucketRegionMismatch",
             Self::BucketOwnedElsewhere { .. } => "BucketOwnedElsewhere",

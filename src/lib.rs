@@ -5,6 +5,7 @@
 //! observes, decides with pure functions from `documents`/`naming`, applies differences) ->
 //! status. `controller` runs it; `aws` holds the clients.
 
+pub mod allow;
 pub mod api;
 pub mod aws;
 pub mod controller;

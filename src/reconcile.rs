@@ -18,7 +18,6 @@ use crate::api::{
     IdentityMode, VALIDATE_ANNOTATION,
 };
 use crate::aws::{Aws, AwsFailure};
-use crate::documents;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::naming::{self, Owner, Partition};
@@ -27,6 +26,7 @@ use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
 use crate::steps::{Outcome, bucket, iam, kubernetes};
 use crate::validate;
+use crate::{allow, documents};
 
 /// Shared state of the controller.
 pub struct Context {
@@ -362,6 +362,20 @@ async fn clear_validate_annotation(bi: &BucketIntegration, ctx: &Context) -> Res
 
 async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
     let r = resolve(bi, &ctx.settings)?;
+    // The operator's allow-lists (allow.rs), before anything is recorded or written: the trust
+    // anchors the spec names (pure), never the operator's own account (a cached STS read), and
+    // only an allowed KMS key (alias entries resolved with KMS DescribeKey, a read).
+    allow::check_trust(&bi.spec, &ctx.settings)?;
+    allow::check_not_operator_account(&bi.spec, &caller_account(ctx, r.partition).await?)?;
+    if let Some(key) = allow::spec_kms_key(&bi.spec) {
+        allow::check_kms_key(
+            &ctx.aws.kms(&r.region),
+            key,
+            &r.region,
+            &ctx.settings.allowed_kms_keys,
+        )
+        .await?;
+    }
     report.notes = r.settings_notes.clone();
     let spec = &bi.spec;
     let cross_account = spec.identity.mode == IdentityMode::CrossAccount;
@@ -508,10 +522,19 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
                 r.bucket, r.namespace, r.name
             )
         });
+    let kms = kms_key.as_deref().map(|key_arn| documents::BucketKms {
+        key_arn,
+        region: &r.region,
+        context: if spec.bucket.create {
+            documents::KmsContext::BucketKey
+        } else {
+            documents::KmsContext::BucketOrObjects
+        },
+    });
     let document = if cross_account {
-        documents::cross_account_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref())
+        documents::cross_account_policy(r.partition, &r.bucket, spec.access, kms)
     } else {
-        documents::permission_policy(r.partition, &r.bucket, spec.access, kms_key.as_deref())
+        documents::permission_policy(r.partition, &r.bucket, spec.access, kms)
     };
     let desired_policy = DesiredPolicy {
         arn: policy_arn.clone(),

@@ -32,6 +32,28 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_ADOPT_BUCKETS", value_delimiter = ',')]
     pub adopt_buckets: Vec<String>,
 
+    /// KMS keys that SSE-KMS integrations may name (comma-separated): key ARNs, alias ARNs, or
+    /// `alias/<name>` (looked up in each integration's region, in the operator's account).
+    /// Empty: SSE-KMS is refused (KmsKeyNotAllowed). An adopted bucket's own key needs no entry.
+    #[arg(long, env = "BUCKETWIRE_ALLOWED_KMS_KEYS", value_delimiter = ',', value_parser = parse_kms_entry)]
+    pub allowed_kms_keys: Vec<String>,
+
+    /// AWS accounts that `mode: CrossAccount` integrations may trust (12-digit IDs,
+    /// comma-separated). Empty: CrossAccount is refused. The operator's own account is refused
+    /// whatever this says (TrustNotAllowed).
+    #[arg(long, env = "BUCKETWIRE_ALLOWED_TRUSTED_ACCOUNTS", value_delimiter = ',', value_parser = parse_account_id)]
+    pub allowed_trusted_accounts: Vec<String>,
+
+    /// OIDC issuers that an integration's `identity.oidcIssuer` may name besides --oidc-issuer
+    /// (https URLs, comma-separated). Empty: only --oidc-issuer.
+    #[arg(long, env = "BUCKETWIRE_ALLOWED_OIDC_ISSUERS", value_delimiter = ',', value_parser = parse_issuer)]
+    pub allowed_oidc_issuers: Vec<String>,
+
+    /// EKS clusters that an integration's `identity.eksClusterName` may name besides
+    /// --cluster-name (comma-separated). Empty: only --cluster-name.
+    #[arg(long, env = "BUCKETWIRE_ALLOWED_EKS_CLUSTERS", value_delimiter = ',', value_parser = parse_cluster_name)]
+    pub allowed_eks_clusters: Vec<String>,
+
     /// How often every integration is re-checked for drift, e.g. `1h`, `5m`, `30s`.
     #[arg(long, env = "BUCKETWIRE_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub resync_interval: Duration,
@@ -95,6 +117,11 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The non-empty entries of an allow-list.
+    pub fn allowed(list: &[String]) -> impl Iterator<Item = &str> {
+        list.iter().map(String::as_str).filter(|e| !e.is_empty())
+    }
+
     /// Whether an existing, untagged bucket may be adopted.
     pub fn may_adopt(&self, bucket: &str) -> bool {
         self.adopt_buckets
@@ -130,6 +157,93 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
     }
     Ok(total)
+}
+
+// Each allow-list entry may also be empty (an empty environment variable, which is how the chart
+// renders an empty list): empty entries allow nothing (`Settings::allowed`).
+
+/// An `--allowed-kms-keys` entry: `arn:<partition>:kms:<region>:<account>:key/<id>`,
+/// `arn:<partition>:kms:<region>:<account>:alias/<name>`, or `alias/<name>`.
+fn parse_kms_entry(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    let err = || {
+        format!(
+            "invalid KMS key {text:?}: use a key ARN (arn:aws:kms:<region>:<account>:key/<id>), an alias ARN (arn:aws:kms:<region>:<account>:alias/<name>) or alias/<name>"
+        )
+    };
+    let alias_name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 250
+            && !name.starts_with("aws/")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c))
+    };
+    if let Some(name) = text.strip_prefix("alias/") {
+        return if alias_name_ok(name) {
+            Ok(text.to_string())
+        } else {
+            Err(err())
+        };
+    }
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let [arn, partition, "kms", region, account, resource] = parts.as_slice() else {
+        return Err(err());
+    };
+    let ok = *arn == "arn"
+        && crate::naming::Partition::of_arn(text).is_some_and(|p| p.id() == *partition)
+        && !region.is_empty()
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && match resource.split_once('/') {
+            Some(("key", id)) => !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            Some(("alias", name)) => alias_name_ok(name),
+            _ => false,
+        };
+    if ok { Ok(text.to_string()) } else { Err(err()) }
+}
+
+/// An `--allowed-trusted-accounts` entry: a 12-digit AWS account ID.
+fn parse_account_id(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() == 12 && text.chars().all(|c| c.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("invalid AWS account ID {text:?}: 12 digits"))
+    }
+}
+
+/// An `--allowed-oidc-issuers` entry: an https URL (compared without the scheme and trailing
+/// `/`, as IAM names providers).
+fn parse_issuer(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let rest = text.strip_prefix("https://").unwrap_or_default();
+    if text.is_empty() || !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', ' ']) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid OIDC issuer {text:?}: an https:// URL without query or fragment"
+        ))
+    }
+}
+
+/// An `--allowed-eks-clusters` entry: an EKS cluster name.
+fn parse_cluster_name(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let ok = text.is_empty()
+        || (1..=100).contains(&text.len())
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("invalid EKS cluster name {text:?}"))
+    }
 }
 
 fn parse_iam_path(text: &str) -> Result<String, String> {
@@ -168,6 +282,65 @@ pub(crate) mod tests {
         assert!(s.may_adopt("team-a-vectors"));
         assert!(!s.may_adopt("legacy-milvus-2"));
         assert!(!s.may_adopt("team-b-vectors"), "a bare * allows nothing");
+    }
+
+    #[test]
+    fn allow_list_entries_are_checked_at_startup() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let key = "arn:aws:kms:us-east-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let parsed = Cli::try_parse_from([
+            "bucketwire",
+            "--cluster-name",
+            "c",
+            "--allowed-kms-keys",
+            &format!("{key},alias/milvus-data,arn:aws-cn:kms:cn-north-1:111122223333:alias/m"),
+            "--allowed-trusted-accounts",
+            "999988887777,111122223333",
+            "--allowed-oidc-issuers",
+            "https://oidc.example.com/id/1",
+            "--allowed-eks-clusters",
+            "prod-a,prod_b",
+        ])
+        .map_err(|e| e.to_string())
+        .expect("valid entries parse")
+        .settings;
+        assert_eq!(parsed.allowed_kms_keys.len(), 3);
+        assert_eq!(parsed.allowed_trusted_accounts, ["999988887777", "111122223333"]);
+        assert_eq!(parsed.allowed_eks_clusters, ["prod-a", "prod_b"]);
+        for (flag, bad) in [
+            ("--allowed-kms-keys", "1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ("--allowed-kms-keys", "arn:aws:kms:us-east-2:111122223333:key/*"),
+            ("--allowed-kms-keys", "alias/aws/s3"),
+            ("--allowed-kms-keys", "arn:aws:s3:::bucket"),
+            ("--allowed-trusted-accounts", "12345"),
+            ("--allowed-trusted-accounts", "*"),
+            ("--allowed-oidc-issuers", "http://oidc.example.com"),
+            ("--allowed-eks-clusters", "*"),
+        ] {
+            assert!(
+                Cli::try_parse_from(["bucketwire", "--cluster-name", "c", flag, bad]).is_err(),
+                "{flag} {bad} must be refused"
+            );
+        }
+        let empty = Cli::try_parse_from([
+            "bucketwire",
+            "--cluster-name",
+            "c",
+            "--allowed-trusted-accounts",
+            "",
+        ])
+        .map_err(|e| e.to_string())
+        .expect("an empty list parses")
+        .settings;
+        assert_eq!(Settings::allowed(&empty.allowed_trusted_accounts).count(), 0);
+        let defaults = settings();
+        assert!(defaults.allowed_kms_keys.is_empty() && defaults.allowed_trusted_accounts.is_empty());
+        assert!(defaults.allowed_oidc_issuers.is_empty() && defaults.allowed_eks_clusters.is_empty());
     }
 
     pub(crate) fn settings() -> Settings {

@@ -869,7 +869,15 @@ pub async fn validate_from_status(
                 partition,
                 &bucket,
                 bi.spec.access,
-                kms_key.as_deref(),
+                kms_key.as_deref().map(|key_arn| crate::documents::BucketKms {
+                    key_arn,
+                    region: &bi.spec.region,
+                    context: if bi.spec.bucket.create {
+                        crate::documents::KmsContext::BucketKey
+                    } else {
+                        crate::documents::KmsContext::BucketOrObjects
+                    },
+                }),
             ),
             trusted_account_id: account,
             bucket,

@@ -358,8 +358,8 @@ async fn example_becomes_ready_with_everything_in_place() {
 #[tokio::test]
 async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
     let (bed, client, ns) = setup("kms").await;
-    let operator = Operator::start(&bed, &ns, &[]);
     let key = "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let operator = Operator::start(&bed, &ns, &["--allowed-kms-keys", key]);
     create(
         &client,
         &ns,
@@ -393,7 +393,9 @@ async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
                 {{"Effect":"Allow","Action":["s3:ListBucket","s3:GetBucketLocation"],"Resource":"arn:aws:s3:::{bucket}"}},
                 {{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload",
                   "s3:ListMultipartUploadParts"],"Resource":"arn:aws:s3:::{bucket}/*"}},
-                {{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:Decrypt"],"Resource":"{key}"}}]}}"#
+                {{"Effect":"Allow","Action":["kms:GenerateDataKey","kms:Decrypt"],"Resource":"{key}",
+                  "Condition":{{"StringEquals":{{"kms:ViaService":"s3.us-east-2.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn":"arn:aws:s3:::{bucket}"}}}}}}]}}"#
         )),
     );
 }

@@ -27,7 +27,14 @@ use common::operator::{Operator, unchanged_for};
 use common::{TestBed, aws, namespace, results, setup, wait_for};
 
 /// No leader election: a killed leader's Lease would make each restart wait for it to expire.
-const ARGS: &[&str] = &["--leader-elect", "false", "--resync-interval", "1h"];
+const ARGS: &[&str] = &[
+    "--leader-elect",
+    "false",
+    "--resync-interval",
+    "1h",
+    "--allowed-trusted-accounts",
+    "999988887777",
+];
 
 fn specs() -> Vec<(&'static str, Value)> {
     vec![

@@ -28,7 +28,11 @@ fn trust(partition: &str, account: &str, external_id: &str) -> Value {
 #[tokio::test]
 async fn a_generated_external_id_lets_exactly_one_account_in_and_survives_the_lifecycle() {
     let (bed, client, ns) = setup("xacct").await;
-    let operator = Operator::start(&bed, &ns, &[]);
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &["--allowed-trusted-accounts", "999988887777,111122223333"],
+    );
     create(
         &client,
         &ns,
@@ -191,8 +195,17 @@ async fn a_generated_external_id_lets_exactly_one_account_in_and_survives_the_li
 #[tokio::test]
 async fn china_partition_with_a_given_external_id_and_sse_kms() {
     let (bed, client, ns) = setup("xacct-cn").await;
-    let operator = Operator::start(&bed, &ns, &[]);
     let key = "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &[
+            "--allowed-trusted-accounts",
+            "999988887777",
+            "--allowed-kms-keys",
+            key,
+        ],
+    );
     create(
         &client,
         &ns,
@@ -215,7 +228,9 @@ async fn china_partition_with_a_given_external_id_and_sse_kms() {
     let expected_policy = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:GetBucketLocation", "s3:ListBucket"], "Resource": format!("arn:aws-cn:s3:::{bucket}")},
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": format!("arn:aws-cn:s3:::{bucket}/*")},
-        {"Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": key}]});
+        {"Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": key,
+         "Condition": {"StringEquals": {"kms:ViaService": "s3.cn-north-1.amazonaws.com.cn",
+                                        "kms:EncryptionContext:aws:s3:arn": format!("arn:aws-cn:s3:::{bucket}")}}}]});
     assert_eq!(
         canonical(&policy_of(&iam, status.policy_arn.as_deref().expect("policy")).await),
         canonical(&expected_policy)
@@ -249,7 +264,18 @@ async fn an_adopted_buckets_kms_key_comes_from_its_own_encryption() {
         .await
         .expect("encryption");
 
-    let operator = Operator::start(&bed, &ns, &["--adopt-buckets", &name]);
+    // The adopted bucket's own key needs no --allowed-kms-keys entry (the bucket's owner chose
+    // it, and --adopt-buckets trusts the bucket).
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &[
+            "--adopt-buckets",
+            &name,
+            "--allowed-trusted-accounts",
+            "999988887777",
+        ],
+    );
     // The spec says nothing about KMS: the bucket's own configuration decides.
     create(
         &client,
@@ -269,4 +295,14 @@ async fn an_adopted_buckets_kms_key_comes_from_its_own_encryption() {
         .filter(|s| s["Resource"] == key || s["Resource"] == json!([key]))
         .collect();
     assert_eq!(kms.len(), 1, "{policy}");
+    // Only through S3 of the region, for this bucket: its ARN (bucket keys) or one of its
+    // objects' (objects written before bucketwire adopted it may have no bucket key).
+    let bucket_arn = format!("arn:aws:s3:::{name}");
+    assert_eq!(
+        canonical(&json!({"Version": "2012-10-17", "Statement": [kms[0]]})),
+        canonical(&json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "kms:GenerateDataKey", "Resource": key,
+            "Condition": {"StringEquals": {"kms:ViaService": "s3.us-east-2.amazonaws.com"},
+                          "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn.clone(), format!("{bucket_arn}/*")]}}}]}))
+    );
 }

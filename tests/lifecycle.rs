@@ -179,7 +179,17 @@ async fn out_of_band_changes_are_repaired_on_the_next_resync() {
 #[tokio::test]
 async fn failures_are_reported_in_status_with_precise_reasons() {
     let (bed, client, ns) = setup("fail").await;
-    let operator = Operator::start(&bed, &ns, &[]);
+    // The cluster and issuer overrides below are allowed (TrustNotAllowed is tests/allow_lists.rs').
+    let operator = Operator::start(
+        &bed,
+        &ns,
+        &[
+            "--allowed-eks-clusters",
+            "no-such-cluster",
+            "--allowed-oidc-issuers",
+            "https://oidc.eks.us-east-2.amazonaws.com/id/NOPROVIDER",
+        ],
+    );
     let west = aws::s3(&bed, "us-west-2").await;
     let east = aws::s3(&bed, "us-east-2").await;
 

@@ -168,7 +168,8 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     let (bed, client, ns) = setup("identity").await;
     let s3 = aws::s3(&bed, "us-east-2").await;
     let iam = aws::iam(&bed, "us-east-2").await;
-    let mut operator = Operator::start(&bed, &ns, &[]);
+    const TRUSTED: [&str; 2] = ["--allowed-trusted-accounts", "999988887777"];
+    let mut operator = Operator::start(&bed, &ns, &TRUSTED);
     create(&client, &ns, "irsa", json!({"region": "us-east-2"})).await;
     create(
         &client,
@@ -258,7 +259,7 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     // and every recorded name stays.
     operator.kill();
     let requests_before = common::aws::emulator_requests(&bed).len();
-    operator = Operator::start(&bed, &ns, &["--bucket-prefix", "acme-"]);
+    operator = Operator::start(&bed, &ns, &["--bucket-prefix", "acme-", TRUSTED[0], TRUSTED[1]]);
     for (name, _) in &recorded {
         let bi = wait_condition(
             &client,
@@ -307,7 +308,14 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
     operator = Operator::start(
         &bed,
         &ns,
-        &["--cluster-name", "renamed-cluster", "--oidc-issuer", &issuer],
+        &[
+            "--cluster-name",
+            "renamed-cluster",
+            "--oidc-issuer",
+            &issuer,
+            TRUSTED[0],
+            TRUSTED[1],
+        ],
     );
     for (name, before) in &recorded {
         let now = ready_status(&client, &ns, name, &operator).await;
@@ -321,7 +329,7 @@ async fn recorded_identity_survives_failures_and_settings_changes() {
 
     // --role-path: the role and policy keep their recorded path, and Ready says so.
     operator.kill();
-    operator = Operator::start(&bed, &ns, &["--role-path", "/moved/"]);
+    operator = Operator::start(&bed, &ns, &["--role-path", "/moved/", TRUSTED[0], TRUSTED[1]]);
     for (name, before) in &recorded {
         // Awaited on the message: the status the previous operator wrote is Ready too.
         let bi = wait_for(

@@ -1,6 +1,7 @@
 //! Every IAM document the operator generates passes parliament (PyPI), an IAM policy linter,
 //! with no findings: permission policies (IRSA and cross-account, both access levels, with and
-//! without SSE-KMS, in every partition), trust policies and the bucket policy.
+//! without SSE-KMS (the key conditioned on S3 and the bucket, for created and adopted buckets), in
+//! every partition), trust policies and the bucket policy.
 //!
 //! parliament runs from the test bed's virtual environment (`make testbed` installs it); no
 //! test bed process is needed.
@@ -10,7 +11,8 @@ use std::process::Command;
 
 use bucketwire::api::Access;
 use bucketwire::documents::{
-    bucket_policy, cross_account_policy, cross_account_trust, permission_policy, trust_policy,
+    BucketKms, KmsContext, bucket_policy, cross_account_policy, cross_account_trust, permission_policy,
+    trust_policy,
 };
 use bucketwire::naming::{Partition, oidc_provider_arn};
 use serde_json::Value;
@@ -26,7 +28,18 @@ fn documents() -> Vec<(String, Value)> {
         let bucket = "bw-milvus-prod-0123abcd";
         let key = format!("arn:{id}:kms:{region}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab");
         for (access, access_name) in [(Access::ReadWrite, "rw"), (Access::ReadOnly, "ro")] {
-            for (kms, kms_name) in [(None, "sse-s3"), (Some(key.as_str()), "sse-kms")] {
+            let kms = |context| {
+                Some(BucketKms {
+                    key_arn: &key,
+                    region,
+                    context,
+                })
+            };
+            for (kms, kms_name) in [
+                (None, "sse-s3"),
+                (kms(KmsContext::BucketKey), "sse-kms"),
+                (kms(KmsContext::BucketOrObjects), "sse-kms-adopted"),
+            ] {
                 docs.push((
                     format!("{id}-irsa-{access_name}-{kms_name}.permission.json"),
                     permission_policy(partition, bucket, access, kms),

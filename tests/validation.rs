@@ -290,7 +290,7 @@ async fn an_issuer_that_is_not_the_clusters_is_caught_by_the_controller() {
         .send()
         .await
         .expect("provider");
-    let operator = Operator::start(&bed, &ns, &[]);
+    let operator = Operator::start(&bed, &ns, &["--allowed-oidc-issuers", &issuer]);
     create(
         &client,
         &ns,

@@ -265,7 +265,7 @@ pub struct EmulatorRequest {
     pub query: String,
     /// The `Action` of query-protocol services (IAM, STS); empty for S3 and REST services.
     pub action: String,
-    /// The RoleName or PolicyArn an IAM request names (empty otherwise).
+    /// The RoleName, PolicyArn or PolicyName an IAM request names (empty otherwise).
     #[serde(default)]
     pub target: String,
     #[serde(rename = "accessKey")]

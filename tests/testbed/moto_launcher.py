@@ -32,8 +32,8 @@ cannot tell which partition's STS endpoint was meant; temporary credentials unkn
 request's partition are looked up in the others and then act in the request's partition.
 
 The request log: with MOTO_REQUEST_LOG set, every request the emulator answers is appended to
-that file as one JSON line (method, path, query, the form's Action and the RoleName or PolicyArn it names
-for query-protocol services, the signing access key and the HTTP status), before any of the above runs. Tests count writes
+that file as one JSON line (method, path, query, the form's Action and the RoleName, PolicyArn or PolicyName it names
+for query-protocol services, the X-Amz-Target operation for JSON-protocol ones such as KMS, the signing access key and the HTTP status), before any of the above runs. Tests count writes
 from it, so "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
 Everything else is moto as released. Usage is that of `moto_server`
@@ -180,8 +180,10 @@ def log_requests(path):
             form = dict(parse_qsl(body.decode("utf-8", "replace")))
         query = environ.get("QUERY_STRING", "")
         action = form.get("Action") or dict(parse_qsl(query)).get("Action", "")
+        # JSON-protocol services (KMS) name the operation in a header: TrentService.DescribeKey.
+        action = action or environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
         # The IAM entity a query-protocol request names, so tests can count writes to it.
-        target = form.get("RoleName") or form.get("PolicyArn") or ""
+        target = form.get("RoleName") or form.get("PolicyArn") or form.get("PolicyName") or ""
         auth = environ.get("HTTP_AUTHORIZATION", "")
         key = auth.split("Credential=", 1)[1].split("/", 1)[0] if "Credential=" in auth else ""
         entry = {"method": environ["REQUEST_METHOD"], "path": environ.get("PATH_INFO", ""),
