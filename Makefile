@@ -50,7 +50,7 @@ integration: testbed ## tests against the real kube-apiserver and moto
 # The tests whose measured figures RELIABILITY.md quotes. They run in `make test` too (writing
 # under target/reliability/); here, on a test bed of their own, they write reliability/results/,
 # which is committed.
-RELIABILITY_TESTS := --test faults --test crashes --test tenants --test admission --test ownership \
+RELIABILITY_TESTS := --test faults --test crashes --test tenants --test admission --test ownership --test allow_lists \
   --test crd_deletion --test chart --test validation
 reliability: testbed ## run the reliability tests; writes reliability/results/*.json (committed, cited by RELIABILITY.md)
 	$(CARGO) test --locked $(RELIABILITY_TESTS) --no-run
