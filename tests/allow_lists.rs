@@ -9,7 +9,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
 use serde_json::{Value, json};
 
 use bucketwire::api::BucketIntegration;
@@ -20,24 +19,9 @@ use common::integration::{create, wait_condition, wait_ready};
 use common::operator::Operator;
 use common::{TestBed, aws, results, setup, wait_for};
 
-async fn sdk_config(bed: &TestBed, region: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            bed.var("AWS_ACCESS_KEY_ID"),
-            bed.var("AWS_SECRET_ACCESS_KEY"),
-            None,
-            None,
-            "testbed",
-        ))
-        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
-        .load()
-        .await
-}
-
 /// The account the operator runs as (the test bed's administrator), asked as the operator does.
 async fn operator_account(bed: &TestBed) -> String {
-    let sts = aws_sdk_sts::Client::new(&sdk_config(bed, "us-east-1").await);
+    let sts = aws_sdk_sts::Client::new(&aws::sdk_config(bed, "us-east-1").await);
     let out = sts.get_caller_identity().send().await.expect("GetCallerIdentity");
     out.account().expect("account").to_string()
 }
@@ -310,7 +294,7 @@ async fn by_default_no_key_and_no_account_is_allowed() {
 #[tokio::test]
 async fn a_key_allowed_by_alias_is_granted_only_through_s3_for_its_bucket() {
     let (bed, client, ns) = setup("allow-kms").await;
-    let kms = aws_sdk_kms::Client::new(&sdk_config(&bed, "us-east-2").await);
+    let kms = aws_sdk_kms::Client::new(&aws::sdk_config(&bed, "us-east-2").await);
     let key = create_key(&kms).await;
     let unlisted = create_key(&kms).await;
     let alias = format!("alias/bucketwire-test-{ns}");

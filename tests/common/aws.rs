@@ -5,9 +5,10 @@ use aws_config::{BehaviorVersion, Region};
 
 use super::TestBed;
 
-async fn base(bed: &TestBed) -> aws_config::SdkConfig {
+/// SDK configuration for the test bed's emulator, signed as its administrator, in `region`.
+pub async fn sdk_config(bed: &TestBed, region: &str) -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(bed.var("AWS_REGION").to_string()))
+        .region(Region::new(region.to_string()))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             bed.var("AWS_ACCESS_KEY_ID"),
             bed.var("AWS_SECRET_ACCESS_KEY"),
@@ -18,6 +19,10 @@ async fn base(bed: &TestBed) -> aws_config::SdkConfig {
         .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
         .load()
         .await
+}
+
+async fn base(bed: &TestBed) -> aws_config::SdkConfig {
+    sdk_config(bed, bed.var("AWS_REGION")).await
 }
 
 pub async fn s3(bed: &TestBed, region: &str) -> aws_sdk_s3::Client {
