@@ -1364,6 +1364,61 @@ mod tests {
     }
 
     #[test]
+    fn iam_arns_split_into_path_and_name() {
+        assert_eq!(
+            iam_path_and_name("arn:aws:iam::123456789012:role/bucketwire/tenants/r1"),
+            Some(("/bucketwire/tenants/".into(), "r1".into()))
+        );
+        assert_eq!(
+            iam_path_and_name("arn:aws-cn:iam::123456789012:policy/p1"),
+            Some(("/".into(), "p1".into()))
+        );
+        assert_eq!(iam_path_and_name("arn:aws:iam::123456789012:role/"), None);
+        assert_eq!(iam_path_and_name("not-an-arn"), None);
+    }
+
+    #[test]
+    fn recorded_names_win_over_changed_settings() {
+        let mut settings = crate::settings::tests::settings();
+        settings.cluster_name = "renamed".into();
+        settings.role_path = "/moved/".into();
+        let bi = integration(
+            json!({"region": "us-east-2"}),
+            Some(json!({
+                "bucket": {"name": "bw-recorded"},
+                "roleArn": "arn:aws:iam::123456789012:role/bucketwire/role-recorded",
+                "policyArn": "arn:aws:iam::123456789012:policy/bucketwire/policy-recorded",
+            })),
+        );
+        let r = resolve(&bi, &settings).expect("resolves");
+        assert_eq!(
+            (r.role_path.as_str(), r.role_name.as_str()),
+            ("/bucketwire/", "role-recorded")
+        );
+        assert_eq!(
+            (r.policy_path.as_str(), r.policy_name.as_str()),
+            ("/bucketwire/", "policy-recorded")
+        );
+        assert_eq!(r.bucket, "bw-recorded");
+        assert!(
+            r.settings_notes.iter().any(|n| n.contains("/moved/")),
+            "{:?}",
+            r.settings_notes
+        );
+    }
+
+    #[test]
+    fn a_recorded_bucket_outside_a_new_prefix_is_a_setting_conflict() {
+        let mut settings = crate::settings::tests::settings();
+        settings.bucket_prefix = Some("acme-".into());
+        let bi = integration(
+            json!({"region": "us-east-2"}),
+            Some(json!({"bucket": {"name": "bw-recorded"}})),
+        );
+        assert!(matches!(resolve(&bi, &settings), Err(Error::SettingConflict(m)) if m.contains("acme-")));
+    }
+
+    #[test]
     fn a_spec_bucket_that_differs_from_status_is_an_invalid_spec() {
         let settings = crate::settings::tests::settings();
         let bi = integration(
