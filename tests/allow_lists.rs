@@ -371,6 +371,45 @@ async fn a_key_allowed_by_alias_is_granted_only_through_s3_for_its_bucket() {
         "exactly two condition keys"
     );
 
+    // S3 Bucket Keys turned off out of band would change the encryption context of new objects
+    // to their own ARN, which the grant above does not match: drift, repaired at the next resync.
+    let rule = aws_sdk_s3::types::ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .kms_master_key_id(&key)
+                .build()
+                .expect("default"),
+        )
+        .bucket_key_enabled(false)
+        .build();
+    s3.put_bucket_encryption()
+        .bucket(&bucket)
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("configuration"),
+        )
+        .send()
+        .await
+        .expect("bucket keys turned off out of band");
+    let bucket_key_on = || async {
+        let out = s3.get_bucket_encryption().bucket(&bucket).send().await.ok()?;
+        let rule = out
+            .server_side_encryption_configuration()?
+            .rules()
+            .first()?
+            .clone();
+        (rule.bucket_key_enabled() == Some(true)).then_some(())
+    };
+    wait_for(
+        "Bucket Keys to be turned on again",
+        Duration::from_secs(60),
+        bucket_key_on,
+    )
+    .await;
+
     // The unlisted key got nothing; the alias was resolved with reads only.
     let allowed_writes = assert_no_writes(&bed, &ns, &["other-key"], &["by-alias"]);
     assert!(
@@ -392,6 +431,7 @@ async fn a_key_allowed_by_alias_is_granted_only_through_s3_for_its_bucket() {
             "describe_key_calls": describes,
             "refusal": refusal,
             "aws_writes_for_the_unlisted_key": 0,
+            "bucket_keys_turned_off_out_of_band_repaired": true,
         }),
     );
 }

@@ -37,6 +37,9 @@ pub struct ObservedSettings {
     pub owner_enforced: bool,
     /// (algorithm, KMS key) of the default encryption.
     pub encryption: Option<(String, Option<String>)>,
+    /// S3 Bucket Keys on: the KMS encryption context is then the bucket's ARN, which is what
+    /// the role's KMS grant is conditioned on for a bucket bucketwire created.
+    pub bucket_key: bool,
     pub policy: Option<Value>,
     pub versioning: Option<String>,
 }
@@ -64,7 +67,8 @@ pub fn settings_drift(observed: &ObservedSettings, desired: &DesiredBucket) -> V
         Some(key) => ("aws:kms".to_string(), Some(key.clone())),
         None => ("AES256".to_string(), None),
     };
-    if observed.encryption.as_ref() != Some(&want_encryption) {
+    let bucket_key_ok = desired.kms_key_arn.is_none() || observed.bucket_key;
+    if observed.encryption.as_ref() != Some(&want_encryption) || !bucket_key_ok {
         fixes.push(BucketFix::Encryption);
     }
     if !observed
@@ -193,7 +197,9 @@ pub async fn reconcile(
             created_and_tagged: true,
         });
     }
-    let observed = observe_encryption(s3, &desired.name).await?;
+    let observed = observe_encryption(s3, &desired.name)
+        .await?
+        .map(|(encryption, _)| encryption);
     let key = observed
         .filter(|(algorithm, _)| algorithm.starts_with("aws:kms"))
         .and_then(|(_, key)| key);
@@ -525,7 +531,10 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         )?
         .is_some(),
     };
-    let encryption = observe_encryption(s3, bucket).await?;
+    let (encryption, bucket_key) = match observe_encryption(s3, bucket).await? {
+        Some((encryption, bucket_key)) => (Some(encryption), bucket_key),
+        None => (None, false),
+    };
     let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out.policy().and_then(parse_document),
         Err(e) => {
@@ -545,26 +554,30 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         public_access_blocked: pab,
         owner_enforced,
         encryption,
+        bucket_key,
         policy,
         versioning,
     })
 }
 
-/// (algorithm, KMS key) of the bucket's default encryption, if it has one.
+/// ((algorithm, KMS key), Bucket Keys on) of the bucket's default encryption, if it has one.
+type ObservedEncryption = ((String, Option<String>), bool);
+
 async fn observe_encryption(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
-) -> Result<Option<(String, Option<String>)>, Error> {
+) -> Result<Option<ObservedEncryption>, Error> {
     match s3.get_bucket_encryption().bucket(bucket).send().await {
         Ok(out) => Ok(out
             .server_side_encryption_configuration()
             .and_then(|c| c.rules().first())
-            .and_then(|r| r.apply_server_side_encryption_by_default())
-            .map(|d| {
-                (
+            .and_then(|r| {
+                let d = r.apply_server_side_encryption_by_default()?;
+                let algorithm = (
                     d.sse_algorithm().as_str().to_string(),
                     d.kms_master_key_id().map(str::to_string),
-                )
+                );
+                Some((algorithm, r.bucket_key_enabled() == Some(true)))
             })),
         Err(e) => {
             not_found_or(
@@ -758,6 +771,7 @@ mod tests {
             public_access_blocked: true,
             owner_enforced: true,
             encryption: Some(("AES256".into(), None)),
+            bucket_key: false,
             policy: Some(bucket_policy(Partition::Aws, "b")),
             versioning: None,
         }
@@ -788,6 +802,21 @@ mod tests {
                 &desired(Some("arn:aws:kms:us-east-2:1:key/k"), true)
             ),
             vec![BucketFix::Encryption, BucketFix::Versioning]
+        );
+    }
+
+    #[test]
+    fn a_kms_bucket_without_bucket_keys_is_drift() {
+        let key = "arn:aws:kms:us-east-2:1:key/k";
+        let mut observed = compliant();
+        observed.encryption = Some(("aws:kms".into(), Some(key.into())));
+        observed.bucket_key = true;
+        assert_eq!(settings_drift(&observed, &desired(Some(key), false)), vec![]);
+        observed.bucket_key = false;
+        assert_eq!(
+            settings_drift(&observed, &desired(Some(key), false)),
+            vec![BucketFix::Encryption],
+            "the role's KMS grant is conditioned on the bucket-ARN context, which needs Bucket Keys"
         );
     }
 
