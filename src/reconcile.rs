@@ -469,7 +469,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         ctx,
         wrote_intent: std::sync::atomic::AtomicBool::new(false),
     };
-    let bucket_report = bucket::reconcile(
+    let (bucket_outcome, adopted_kms_key) = bucket::reconcile(
         &s3,
         &desired_bucket,
         bucket::Known {
@@ -481,11 +481,12 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         &journal,
     )
     .await?;
-    if bucket_report.created_and_tagged
+    // Success with `create: true` means the bucket carries this integration's tags.
+    if spec.bucket.create
         && (r.bucket_create_started_at.is_some()
             || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
     {
-        // The bucket carries our tags now: the intent has done its job.
+        // The intent has done its job.
         record_status(
             bi,
             ctx,
@@ -499,15 +500,13 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     {
         b.adopted = Some(true);
     }
-    report.steps.push(("BucketReady", Ok(bucket_report.outcome), ""));
+    report.steps.push(("BucketReady", Ok(bucket_outcome), ""));
     crate::failpoint::crash_point("after-bucket");
     // An adopted bucket's key is whatever it actually uses; ours is the spec's.
     let kms_key = if spec.bucket.create {
         spec_kms_key
     } else {
-        bucket_report
-            .adopted_kms_key
-            .map(|id| naming::kms_key_arn(r.partition, &r.region, &account, &id))
+        adopted_kms_key.map(|id| naming::kms_key_arn(r.partition, &r.region, &account, &id))
     };
 
     // 2. Policy

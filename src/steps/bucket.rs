@@ -170,32 +170,18 @@ pub trait Journal {
     fn adopting(&self) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// What the bucket step found and did.
-#[derive(Debug)]
-pub struct BucketReport {
-    pub outcome: Outcome,
-    /// For an adopted bucket, the KMS key its default encryption actually uses.
-    pub adopted_kms_key: Option<String>,
-    /// The bucket is tagged as this integration's own creation (a recorded create intent is
-    /// no longer needed).
-    pub created_and_tagged: bool,
-}
-
-/// Runs the bucket step.
+/// Runs the bucket step. Also returns, for an adopted bucket, the KMS key its default
+/// encryption actually uses.
 pub async fn reconcile(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
     known: Known,
     may_adopt: bool,
     journal: &impl Journal,
-) -> Result<BucketReport, Error> {
+) -> Result<(Outcome, Option<String>), Error> {
     let outcome = reconcile_bucket(s3, desired, known, may_adopt, journal).await?;
     if desired.create {
-        return Ok(BucketReport {
-            outcome,
-            adopted_kms_key: None,
-            created_and_tagged: true,
-        });
+        return Ok((outcome, None));
     }
     let observed = observe_encryption(s3, &desired.name)
         .await?
@@ -203,11 +189,7 @@ pub async fn reconcile(
     let key = observed
         .filter(|(algorithm, _)| algorithm.starts_with("aws:kms"))
         .and_then(|(_, key)| key);
-    Ok(BucketReport {
-        outcome,
-        adopted_kms_key: key,
-        created_and_tagged: false,
-    })
+    Ok((outcome, key))
 }
 
 async fn reconcile_bucket(
