@@ -102,7 +102,16 @@ deploy: $(HELM) ## re-render deploy/bucketwire.yaml from the chart with helm tem
 	{ echo "# Rendered from charts/bucketwire by \`make deploy\` (helm template); do not edit."; \
 	  $(HELM) $(DEPLOY_RENDER_ARGS); } > deploy/bucketwire.yaml.tmp && mv deploy/bucketwire.yaml.tmp deploy/bucketwire.yaml
 
-testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELM) ## install moto, build the control plane and helm
+# The IAM policy simulator that decides every request on the test bed (tests/testbed/simulator:
+# @cloud-copilot/iam-simulate, pinned by package-lock.json), installed with npm ci.
+SIMULATOR := $(TESTBED)/simulator
+$(SIMULATOR)/.installed: tests/testbed/simulator/package.json tests/testbed/simulator/package-lock.json
+	@mkdir -p $(SIMULATOR)
+	cp tests/testbed/simulator/package.json tests/testbed/simulator/package-lock.json $(SIMULATOR)/
+	cd $(SIMULATOR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELM) $(SIMULATOR)/.installed ## install moto and the IAM simulator, build the control plane and helm
 
 testbed-up: testbed ## start the test bed; writes target/testbed/env
 	$(VENV)/bin/python tests/testbed/testbed.py up
