@@ -12,6 +12,7 @@
 
 use crate::api::{BucketIntegrationSpec, EncryptionType, IdentityMode};
 use crate::aws::AwsFailure;
+use crate::aws::actions::{Call, Operation};
 use crate::error::Error;
 use crate::naming::issuer_host_path;
 use crate::settings::Settings;
@@ -191,7 +192,13 @@ pub async fn check_kms_key(
                 if failure.is_code("NotFoundException") {
                     None
                 } else {
-                    return Err(Error::aws("kms:DescribeKey", failure));
+                    // Named as the request named it: an alias, in this region.
+                    let resource = if alias.starts_with("arn:") {
+                        alias.to_string()
+                    } else {
+                        format!("{alias} in {region}")
+                    };
+                    return Err(Error::aws(Call::new(Operation::DescribeKey, resource), failure));
                 }
             }
         };

@@ -22,6 +22,8 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
+pub mod actions;
+
 use crate::metrics::{AwsCallLabels, AwsServiceLabels, Metrics};
 use crate::naming::Partition;
 
@@ -395,6 +397,16 @@ impl AwsFailure {
             code,
             status,
             message,
+        }
+    }
+
+    /// AWS's own words, without the error code when the code is only "access denied" again.
+    pub fn detail(&self) -> String {
+        match self.code.as_deref() {
+            Some("AccessDenied" | "AccessDeniedException") if !self.message.is_empty() => {
+                self.message.clone()
+            }
+            _ => self.to_string(),
         }
     }
 

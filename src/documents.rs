@@ -231,6 +231,8 @@ pub fn ownership_tags(
     tags
 }
 
+/// The prefix of every tag key bucketwire owns.
+pub const TAG_PREFIX: &str = "bucketwire.io/";
 pub const TAG_MANAGED_BY: &str = "bucketwire.io/managed-by";
 pub const TAG_CLUSTER: &str = "bucketwire.io/cluster";
 pub const TAG_NAMESPACE: &str = "bucketwire.io/namespace";

@@ -2,6 +2,7 @@
 //! metrics) and whether retrying can help without someone changing something.
 
 use crate::aws::AwsFailure;
+use crate::aws::actions::Call;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -77,28 +78,21 @@ pub enum Error {
     )]
     ConfigMapOwnedElsewhere { namespace: String, name: String },
 
-    #[error("access denied on {operation}: {failure}")]
-    AccessDenied {
-        operation: &'static str,
-        failure: AwsFailure,
-    },
+    /// AWS refused a call: the message names the IAM action and the resource it was refused
+    /// on (what a policy must grant), then the operation and AWS's own words.
+    #[error("AccessDenied: {call}: {}", failure.detail())]
+    AccessDenied { call: Call, failure: AwsFailure },
 
-    #[error("throttled on {operation}: {failure}")]
-    Throttled {
-        operation: &'static str,
-        failure: AwsFailure,
-    },
+    #[error("throttled on {call}: {failure}")]
+    Throttled { call: Call, failure: AwsFailure },
 
     /// Validation stopped on a transient failure (already in the Validated condition, with
     /// its precise reason); returned so that the reconcile is retried with backoff.
     #[error("validation did not finish: {0}")]
     ValidationInterrupted(String),
 
-    #[error("{operation} failed: {failure}")]
-    Aws {
-        operation: &'static str,
-        failure: AwsFailure,
-    },
+    #[error("{call} failed: {failure}")]
+    Aws { call: Call, failure: AwsFailure },
 
     #[error("{operation} failed: {source}")]
     Kube {
@@ -120,20 +114,20 @@ pub enum Error {
     },
 
     #[error(
-        "KMS denied {operation}: {detail}; the role needs kms:GenerateDataKey and kms:Decrypt on the bucket's key, and the key policy must allow the account to delegate them"
+        "KMS denied {call}: {detail}; the role needs kms:GenerateDataKey and kms:Decrypt on the bucket's key, and the key policy must allow the account to delegate them"
     )]
-    KmsAccessDenied { operation: &'static str, detail: String },
+    KmsAccessDenied { call: Call, detail: String },
 }
 
 impl Error {
-    /// Classifies an AWS failure of `operation`.
-    pub fn aws(operation: &'static str, failure: AwsFailure) -> Self {
+    /// Classifies an AWS failure of `call`.
+    pub fn aws(call: Call, failure: AwsFailure) -> Self {
         if failure.is_access_denied() {
-            Self::AccessDenied { operation, failure }
+            Self::AccessDenied { call, failure }
         } else if failure.is_throttling() {
-            Self::Throttled { operation, failure }
+            Self::Throttled { call, failure }
         } else {
-            Self::Aws { operation, failure }
+            Self::Aws { call, failure }
         }
     }
 

@@ -17,6 +17,7 @@ use crate::api::{
     BucketIntegration, BucketIntegrationStatus, BucketStatus, DeletionPolicy, EncryptionType, FIELD_MANAGER,
     IdentityMode, VALIDATE_ANNOTATION,
 };
+use crate::aws::actions::{Call, Operation};
 use crate::aws::{Aws, AwsFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -567,6 +568,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     };
     let desired_role = DesiredRole {
         name: r.role_name.clone(),
+        arn: derived_role_arn.clone(),
         path: r.role_path.clone(),
         description,
         trust,
@@ -836,7 +838,12 @@ async fn caller_account(ctx: &Context, partition: Partition) -> Result<String, E
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| Error::aws("sts:GetCallerIdentity", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                Call::new(Operation::GetCallerIdentity, "*"),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     let account = out.account().unwrap_or_default().to_string();
     ctx.accounts
         .lock()
@@ -880,7 +887,23 @@ async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
                     region,
                 });
             }
-            return Err(Error::aws("eks:DescribeCluster", failure));
+            let cluster_arn = match ctx
+                .accounts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&Partition::of_region(&region))
+            {
+                Some(account) => format!(
+                    "arn:{}:eks:{region}:{account}:cluster/{}",
+                    Partition::of_region(&region).id(),
+                    r.eks_cluster
+                ),
+                None => format!("EKS cluster {} in {region}", r.eks_cluster),
+            };
+            return Err(Error::aws(
+                Call::new(Operation::DescribeCluster, cluster_arn),
+                failure,
+            ));
         }
     };
     let issuer = issuer.ok_or_else(|| Error::ClusterNotFound {
@@ -929,7 +952,10 @@ async fn ensure_provider(
                     issuer: issuer.into(),
                 })
             } else {
-                Err(Error::aws("iam:GetOpenIDConnectProvider", failure))
+                Err(Error::aws(
+                    Call::new(Operation::GetOpenIDConnectProvider, arn),
+                    failure,
+                ))
             }
         }
     }
@@ -1236,12 +1262,29 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
             )
         }
     };
-    let role_name = recorded
-        .and_then(|s| s.role_arn.as_deref())
-        .and_then(iam_path_and_name)
-        .map(|(_, name)| name)
-        .unwrap_or_else(|| naming::role_name(owner));
-    done.extend(iam::delete_role_and_policy(&ctx.aws.iam(partition), &role_name, &policy_arn, &uid).await?);
+    let (role_name, role_arn) = match recorded.and_then(|s| s.role_arn.clone()) {
+        Some(arn) => (
+            iam_path_and_name(&arn)
+                .map(|(_, name)| name)
+                .unwrap_or_else(|| naming::role_name(owner)),
+            arn,
+        ),
+        None => {
+            // The role lives in the policy's account, under the path roles get today.
+            let name = naming::role_name(owner);
+            let account = policy_arn.split(':').nth(4).unwrap_or_default();
+            let arn = format!(
+                "arn:{}:iam::{account}:role{}{name}",
+                partition.id(),
+                ctx.settings.role_path
+            );
+            (name, arn)
+        }
+    };
+    done.extend(
+        iam::delete_role_and_policy(&ctx.aws.iam(partition), &role_name, &role_arn, &policy_arn, &uid)
+            .await?,
+    );
 
     let service_account = bi
         .spec

@@ -22,10 +22,11 @@ use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 use crate::api::Access;
+use crate::aws::actions::{Call, Operation};
 use crate::aws::{Aws, AwsFailure};
 use crate::documents::{STS_AUDIENCE, statements, string_list};
 use crate::error::Error;
-use crate::naming::issuer_host_path;
+use crate::naming::{Partition, bucket_arn, issuer_host_path};
 use crate::steps::bucket::location_to_region;
 
 /// Token lifetime: the minimum the apiserver issues.
@@ -193,15 +194,25 @@ pub fn check_trust(claims: &Claims, trust: &Value, provider_arn: &str) -> Result
     ))
 }
 
+/// The ARN of `bucket` (`key` empty) or of one of its objects, in the partition of `region`.
+fn s3_arn(region: &str, bucket: &str, key: &str) -> String {
+    let arn = bucket_arn(Partition::of_region(region), bucket);
+    if key.is_empty() {
+        arn
+    } else {
+        format!("{arn}/{key}")
+    }
+}
+
 /// Classifies a failed probe call as the precise reason, naming the IAM action.
-pub fn probe_failure(action: &'static str, bucket: &str, failure: AwsFailure) -> Error {
+pub fn probe_failure(call: Call, bucket: &str, failure: AwsFailure) -> Error {
     let mentions_kms =
         failure.message.contains("kms:") || failure.code.as_deref().is_some_and(|c| c.starts_with("KMS"));
     if mentions_kms
         && (failure.is_access_denied() || failure.code.as_deref().is_some_and(|c| c.starts_with("KMS")))
     {
         Error::KmsAccessDenied {
-            operation: action,
+            call,
             detail: failure.to_string(),
         }
     } else if failure.is_code("NoSuchBucket") {
@@ -209,7 +220,7 @@ pub fn probe_failure(action: &'static str, bucket: &str, failure: AwsFailure) ->
             bucket: bucket.to_string(),
         }
     } else {
-        Error::aws(action, failure)
+        Error::aws(call, failure)
     }
 }
 
@@ -397,7 +408,8 @@ async fn object_operations(
             Ok(out) => made.object = out.version_id().map(str::to_string),
             Err(err) => {
                 let failure = AwsFailure::from_sdk(&err);
-                return Err(("put", probe_failure("s3:PutObject", bucket, failure)));
+                let call = Call::new(Operation::PutObject, s3_arn(&target.region, bucket, key));
+                return Err(("put", probe_failure(call, bucket, failure)));
             }
         }
         report.pass("put", format!("PutObject s3://{bucket}/{key}"));
@@ -416,7 +428,8 @@ async fn object_operations(
                     format!("GetObject s3://{bucket}/{key} allowed (no such key)"),
                 );
             } else {
-                return Err(("get", probe_failure("s3:GetObject", bucket, failure)));
+                let call = Call::new(Operation::GetObject, s3_arn(&target.region, bucket, key));
+                return Err(("get", probe_failure(call, bucket, failure)));
             }
         }
     }
@@ -432,7 +445,8 @@ async fn object_operations(
         Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{bucket}/{prefix}")),
         Err(err) => {
             let failure = AwsFailure::from_sdk(&err);
-            return Err(("list", probe_failure("s3:ListBucket", bucket, failure)));
+            let call = Call::new(Operation::ListObjectsV2, s3_arn(&target.region, bucket, ""));
+            return Err(("list", probe_failure(call, bucket, failure)));
         }
     }
     if target.access == Access::ReadWrite {
@@ -444,7 +458,8 @@ async fn object_operations(
             }
             Err(err) => {
                 let failure = AwsFailure::from_sdk(&err);
-                return Err(("delete", probe_failure("s3:DeleteObject", bucket, failure)));
+                let call = Call::new(Operation::DeleteObject, s3_arn(&target.region, bucket, key));
+                return Err(("delete", probe_failure(call, bucket, failure)));
             }
         }
         report.pass("delete", format!("DeleteObject s3://{bucket}/{key}"));
@@ -500,6 +515,7 @@ async fn remove_probe_versions(
     key: &str,
     made: &ProbeVersions,
 ) -> Result<usize, String> {
+    let region = s3.config().region().map(|r| r.to_string()).unwrap_or_default();
     let listing = s3
         .list_object_versions()
         .bucket(bucket)
@@ -507,9 +523,10 @@ async fn remove_probe_versions(
         .send()
         .await
         .map_err(|e| {
+            let call = Call::new(Operation::ListObjectVersions, s3_arn(&region, bucket, ""));
             format!(
-                "s3:ListBucketVersions on {bucket} as the operator failed ({}); the probe's versions are left for the next validation",
-                AwsFailure::from_sdk(&e)
+                "as the operator, {}; the probe's versions are left for the next validation",
+                Error::aws(call, AwsFailure::from_sdk(&e))
             )
         })?;
     let listed: Vec<(String, String)> = listing
@@ -533,11 +550,11 @@ async fn remove_probe_versions(
             .send()
             .await
         {
+            let call = Call::new(Operation::DeleteObjectVersion, s3_arn(&region, bucket, key));
             return Err(format!(
-                "s3:DeleteObjectVersion of s3://{bucket}/{key} version {id} as the operator failed ({}); \
-                 the operator's policy grants it on */.bucketwire-validation/* keys (deploy/iam/operator-policy.json); \
-                 the next validation tries again",
-                AwsFailure::from_sdk(&e)
+                "as the operator, {} (version {id}); the operator's policy grants it on \
+                 */.bucketwire-validation/* keys (deploy/iam/operator-policy.json); the next validation tries again",
+                Error::aws(call, AwsFailure::from_sdk(&e))
             ));
         }
     }
@@ -572,7 +589,8 @@ async fn head_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> Res
                     bucket: bucket.to_string(),
                 })
             } else {
-                Err(probe_failure("s3:ListBucket", bucket, failure))
+                let call = Call::new(Operation::HeadBucket, s3_arn(region, bucket, ""));
+                Err(probe_failure(call, bucket, failure))
             }
         }
     }
@@ -593,7 +611,7 @@ async fn bucket_in_region(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -
             }
         }
         Err(err) => Err(probe_failure(
-            "s3:GetBucketLocation",
+            Call::new(Operation::GetBucketLocation, s3_arn(region, bucket, "")),
             bucket,
             AwsFailure::from_sdk(&err),
         )),
@@ -691,7 +709,10 @@ pub async fn run_cross_account(
             .role()
             .and_then(|r| r.assume_role_policy_document())
             .and_then(parse_document),
-        Err(err) => return report.fail("trust", Error::aws("iam:GetRole", AwsFailure::from_sdk(&err))),
+        Err(err) => {
+            let call = Call::new(Operation::GetRole, &target.role_arn);
+            return report.fail("trust", Error::aws(call, AwsFailure::from_sdk(&err)));
+        }
     };
     if !trust
         .as_ref()
@@ -723,7 +744,10 @@ pub async fn run_cross_account(
         Err(err) => {
             return report.fail(
                 "permissions",
-                Error::aws("iam:GetPolicy", AwsFailure::from_sdk(&err)),
+                Error::aws(
+                    Call::new(Operation::GetPolicy, &target.policy_arn),
+                    AwsFailure::from_sdk(&err),
+                ),
             );
         }
     };
@@ -744,7 +768,10 @@ pub async fn run_cross_account(
         Err(err) => {
             return report.fail(
                 "permissions",
-                Error::aws("iam:GetPolicyVersion", AwsFailure::from_sdk(&err)),
+                Error::aws(
+                    Call::new(Operation::GetPolicyVersion, &target.policy_arn),
+                    AwsFailure::from_sdk(&err),
+                ),
             );
         }
     };
@@ -1026,16 +1053,31 @@ mod tests {
             status: Some(403),
             message: String::new(),
         };
-        let e = probe_failure("s3:GetBucketLocation", "b", denied);
+        let location = || Call::new(Operation::GetBucketLocation, "arn:aws:s3:::b");
+        let e = probe_failure(location(), "b", denied);
         assert_eq!(e.reason(), "AccessDenied");
-        assert!(e.to_string().contains("s3:GetBucketLocation"));
+        assert_eq!(
+            e.to_string(),
+            "AccessDenied: s3:GetBucketLocation on arn:aws:s3:::b (GetBucketLocation): HTTP 403: "
+        );
+        // The SDK operation and the IAM action differ: the message names both, action first.
+        let head = Call::new(Operation::HeadBucket, "arn:aws:s3:::b");
+        let denied = AwsFailure {
+            code: Some("AccessDenied".into()),
+            status: Some(403),
+            message: "Access Denied".into(),
+        };
+        assert_eq!(
+            probe_failure(head, "b", denied).to_string(),
+            "AccessDenied: s3:ListBucket on arn:aws:s3:::b (HeadBucket): Access Denied"
+        );
         let kms = AwsFailure {
             code: Some("AccessDenied".into()),
             status: Some(403),
             message: "User is not authorized to perform: kms:GenerateDataKey on resource".into(),
         };
         assert_eq!(
-            probe_failure("s3:PutObject", "b", kms).reason(),
+            probe_failure(Call::new(Operation::PutObject, "arn:aws:s3:::b/k"), "b", kms).reason(),
             "KmsAccessDenied"
         );
         let missing = AwsFailure {
@@ -1043,7 +1085,7 @@ mod tests {
             status: Some(404),
             message: String::new(),
         };
-        let e = probe_failure("s3:GetBucketLocation", "b", missing);
+        let e = probe_failure(location(), "b", missing);
         assert_eq!(e.reason(), "BucketNotFound");
         assert!(e.to_string().starts_with("check bucket failed:") && e.to_string().contains("NoSuchBucket"));
     }

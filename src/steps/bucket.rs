@@ -11,11 +11,19 @@ use aws_sdk_s3::types::{
 use serde_json::Value;
 
 use crate::aws::AwsFailure;
+use crate::aws::actions::{Call, Operation};
 use crate::documents::{
     TAG_ADOPTED, TAG_CLUSTER, TAG_NAME, TAG_NAMESPACE, TAG_UID, documents_equivalent, parse_document,
 };
 use crate::error::Error;
+use crate::naming::{Partition, bucket_arn};
 use crate::steps::Outcome;
+
+/// A call on `bucket`, named by its ARN in the partition of the client's region.
+fn on_bucket(s3: &aws_sdk_s3::Client, operation: Operation, bucket: &str) -> Call {
+    let region = s3.config().region().map(|r| r.to_string()).unwrap_or_default();
+    Call::new(operation, bucket_arn(Partition::of_region(&region), bucket))
+}
 
 /// What the bucket should look like.
 #[derive(Clone, Debug, PartialEq)]
@@ -363,7 +371,8 @@ async fn creation_date(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<j
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::aws("s3:ListBuckets", AwsFailure::from_sdk(&e)))?;
+        let page =
+            page.map_err(|e| Error::aws(Call::new(Operation::ListBuckets, "*"), AwsFailure::from_sdk(&e)))?;
         if let Some(found) = page.buckets().iter().find(|b| b.name() == Some(bucket)) {
             return Ok(found
                 .creation_date()
@@ -400,7 +409,10 @@ async fn get_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<TagsAnswer, E
                     ),
                 })
             } else {
-                Err(Error::aws("s3:GetBucketTagging", failure))
+                Err(Error::aws(
+                    on_bucket(s3, Operation::GetBucketTagging, bucket),
+                    failure,
+                ))
             }
         }
     }
@@ -412,7 +424,12 @@ pub async fn get_region(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String,
         .bucket(bucket)
         .send()
         .await
-        .map_err(|e| Error::aws("s3:GetBucketLocation", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                on_bucket(s3, Operation::GetBucketLocation, bucket),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     Ok(location_to_region(out.location_constraint().map(|c| c.as_str())))
 }
 
@@ -440,7 +457,10 @@ async fn create(s3: &aws_sdk_s3::Client, desired: &DesiredBucket) -> Result<(), 
         }
         // BucketAlreadyOwnedByYou: a concurrent or interrupted create; the tags decide next time.
         if !failure.is_code("BucketAlreadyOwnedByYou") {
-            return Err(Error::aws("s3:CreateBucket", failure));
+            return Err(Error::aws(
+                on_bucket(s3, Operation::CreateBucket, bucket),
+                failure,
+            ));
         }
     }
     crate::failpoint::crash_point("after-create-bucket");
@@ -481,7 +501,12 @@ async fn put_tags(
         .tagging(tagging)
         .send()
         .await
-        .map_err(|e| Error::aws("s3:PutBucketTagging", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                on_bucket(s3, Operation::PutBucketTagging, bucket),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     Ok(())
 }
 
@@ -496,7 +521,7 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         Err(e) => not_found_or(
             e,
             "NoSuchPublicAccessBlockConfiguration",
-            "s3:GetPublicAccessBlock",
+            on_bucket(s3, Operation::GetPublicAccessBlock, bucket),
         )?
         .is_some(),
     };
@@ -509,7 +534,7 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         Err(e) => not_found_or(
             e,
             "OwnershipControlsNotFoundError",
-            "s3:GetBucketOwnershipControls",
+            on_bucket(s3, Operation::GetBucketOwnershipControls, bucket),
         )?
         .is_some(),
     };
@@ -520,7 +545,11 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
     let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out.policy().and_then(parse_document),
         Err(e) => {
-            not_found_or(e, "NoSuchBucketPolicy", "s3:GetBucketPolicy")?;
+            not_found_or(
+                e,
+                "NoSuchBucketPolicy",
+                on_bucket(s3, Operation::GetBucketPolicy, bucket),
+            )?;
             None
         }
     };
@@ -529,7 +558,12 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
         .bucket(bucket)
         .send()
         .await
-        .map_err(|e| Error::aws("s3:GetBucketVersioning", AwsFailure::from_sdk(&e)))?
+        .map_err(|e| {
+            Error::aws(
+                on_bucket(s3, Operation::GetBucketVersioning, bucket),
+                AwsFailure::from_sdk(&e),
+            )
+        })?
         .status()
         .map(|s| s.as_str().to_string());
     Ok(ObservedSettings {
@@ -565,7 +599,7 @@ async fn observe_encryption(
             not_found_or(
                 e,
                 "ServerSideEncryptionConfigurationNotFoundError",
-                "s3:GetBucketEncryption",
+                on_bucket(s3, Operation::GetBucketEncryption, bucket),
             )?;
             Ok(None)
         }
@@ -577,7 +611,7 @@ async fn observe_encryption(
 fn not_found_or<E>(
     err: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
     code: &str,
-    operation: &'static str,
+    call: Call,
 ) -> Result<Option<()>, Error>
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -586,7 +620,7 @@ where
     if failure.is_code(code) || (failure.status == Some(404) && failure.code.is_none()) {
         Ok(None)
     } else {
-        Err(Error::aws(operation, failure))
+        Err(Error::aws(call, failure))
     }
 }
 
@@ -608,7 +642,12 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| Error::aws("s3:PutPublicAccessBlock", AwsFailure::from_sdk(&e))),
+            .map_err(|e| {
+                Error::aws(
+                    on_bucket(s3, Operation::PutPublicAccessBlock, bucket),
+                    AwsFailure::from_sdk(&e),
+                )
+            }),
         BucketFix::OwnershipControls => {
             let rule = OwnershipControlsRule::builder()
                 .object_ownership(ObjectOwnership::BucketOwnerEnforced)
@@ -624,7 +663,12 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::aws("s3:PutBucketOwnershipControls", AwsFailure::from_sdk(&e)))
+                .map_err(|e| {
+                    Error::aws(
+                        on_bucket(s3, Operation::PutBucketOwnershipControls, bucket),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })
         }
         BucketFix::Encryption => {
             let default = match &desired.kms_key_arn {
@@ -649,7 +693,12 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::aws("s3:PutBucketEncryption", AwsFailure::from_sdk(&e)))
+                .map_err(|e| {
+                    Error::aws(
+                        on_bucket(s3, Operation::PutBucketEncryption, bucket),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })
         }
         BucketFix::Policy => s3
             .put_bucket_policy()
@@ -658,7 +707,12 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| Error::aws("s3:PutBucketPolicy", AwsFailure::from_sdk(&e))),
+            .map_err(|e| {
+                Error::aws(
+                    on_bucket(s3, Operation::PutBucketPolicy, bucket),
+                    AwsFailure::from_sdk(&e),
+                )
+            }),
         BucketFix::Versioning => {
             let status = if desired.versioning {
                 BucketVersioningStatus::Enabled
@@ -671,7 +725,12 @@ async fn apply_fix(s3: &aws_sdk_s3::Client, desired: &DesiredBucket, fix: &Bucke
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| Error::aws("s3:PutBucketVersioning", AwsFailure::from_sdk(&e)))
+                .map_err(|e| {
+                    Error::aws(
+                        on_bucket(s3, Operation::PutBucketVersioning, bucket),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })
         }
     }
 }
@@ -704,7 +763,12 @@ pub async fn delete_if_empty(
         .max_keys(1)
         .send()
         .await
-        .map_err(|e| Error::aws("s3:ListObjectVersions", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                on_bucket(s3, Operation::ListObjectVersions, bucket),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     if !listing.versions().is_empty() || !listing.delete_markers().is_empty() {
         return Err(Error::DeletionBlocked {
             bucket: bucket.into(),
@@ -723,7 +787,10 @@ pub async fn delete_if_empty(
             } else if failure.is_code("NoSuchBucket") {
                 Ok(Outcome::up_to_date(format!("bucket {bucket} is already gone")))
             } else {
-                Err(Error::aws("s3:DeleteBucket", failure))
+                Err(Error::aws(
+                    on_bucket(s3, Operation::DeleteBucket, bucket),
+                    failure,
+                ))
             }
         }
     }

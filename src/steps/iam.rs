@@ -7,6 +7,7 @@ use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
 use crate::aws::AwsFailure;
+use crate::aws::actions::{Call, Operation};
 use crate::documents::{TAG_UID, documents_equivalent, parse_document};
 use crate::error::Error;
 use crate::steps::Outcome;
@@ -26,6 +27,8 @@ pub struct DesiredPolicy {
 
 pub struct DesiredRole {
     pub name: String,
+    /// The role's ARN (what a refusal names).
+    pub arn: String,
     pub path: String,
     pub description: String,
     pub trust: Value,
@@ -38,8 +41,13 @@ pub struct DesiredRole {
     pub uid: String,
 }
 
+/// The tags an IAM role or policy gets: bucketwire's ownership tags only. A spec's extra tags
+/// (`bucket.tags`) go on the bucket, never on IAM: on a role they would be principal tags that
+/// attribute-based policies elsewhere in the account may trust, chosen by whoever may create an
+/// integration. The operator's IAM policy enforces it (aws:TagKeys `bucketwire.io/*`).
 fn iam_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
+        .filter(|(key, _)| key.starts_with(crate::documents::TAG_PREFIX))
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
         .collect()
 }
@@ -64,6 +72,7 @@ fn predecessor(tags: &[Tag], ours: &BTreeMap<String, String>) -> bool {
 
 /// Creates the policy, or makes a new default version when its document drifted.
 pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy) -> Result<Outcome, Error> {
+    let on_policy = |operation| Call::new(operation, &desired.arn);
     let policy = match get_policy(iam, &desired.arn).await? {
         Some(policy) => policy,
         None => {
@@ -81,11 +90,16 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
                 // An attempt whose answer was lost (a reset connection, a timeout) did create
                 // it: look at what is there, and check that it is ours, like any existing one.
                 Err(e) if AwsFailure::from_sdk(&e).is_code("EntityAlreadyExists") => {
-                    get_policy(iam, &desired.arn)
-                        .await?
-                        .ok_or_else(|| Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e)))?
+                    get_policy(iam, &desired.arn).await?.ok_or_else(|| {
+                        Error::aws(on_policy(Operation::CreatePolicy), AwsFailure::from_sdk(&e))
+                    })?
                 }
-                Err(e) => return Err(Error::aws("iam:CreatePolicy", AwsFailure::from_sdk(&e))),
+                Err(e) => {
+                    return Err(Error::aws(
+                        on_policy(Operation::CreatePolicy),
+                        AwsFailure::from_sdk(&e),
+                    ));
+                }
             }
         }
     };
@@ -96,7 +110,7 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
             .set_tags(Some(iam_tags(&desired.tags)))
             .send()
             .await
-            .map_err(|e| Error::aws("iam:TagPolicy", AwsFailure::from_sdk(&e)))?;
+            .map_err(|e| Error::aws(on_policy(Operation::TagPolicy), AwsFailure::from_sdk(&e)))?;
         taken_back = true;
     } else {
         owned(policy.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
@@ -113,7 +127,7 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
         .version_id(&version_id)
         .send()
         .await
-        .map_err(|e| Error::aws("iam:GetPolicyVersion", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| Error::aws(on_policy(Operation::GetPolicyVersion), AwsFailure::from_sdk(&e)))?;
     let current = version
         .policy_version()
         .and_then(|v| v.document())
@@ -137,7 +151,7 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
         .policy_arn(&desired.arn)
         .send()
         .await
-        .map_err(|e| Error::aws("iam:ListPolicyVersions", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| Error::aws(on_policy(Operation::ListPolicyVersions), AwsFailure::from_sdk(&e)))?;
     let mut old: Vec<_> = versions
         .versions()
         .iter()
@@ -151,7 +165,12 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
                 .version_id(oldest)
                 .send()
                 .await
-                .map_err(|e| Error::aws("iam:DeletePolicyVersion", AwsFailure::from_sdk(&e)))?;
+                .map_err(|e| {
+                    Error::aws(
+                        on_policy(Operation::DeletePolicyVersion),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })?;
         }
     }
     iam.create_policy_version()
@@ -160,7 +179,12 @@ pub async fn reconcile_policy(iam: &aws_sdk_iam::Client, desired: &DesiredPolicy
         .set_as_default(true)
         .send()
         .await
-        .map_err(|e| Error::aws("iam:CreatePolicyVersion", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                on_policy(Operation::CreatePolicyVersion),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     Ok(Outcome::drift_corrected(format!(
         "policy {}: document restored as a new default version",
         desired.arn
@@ -198,7 +222,8 @@ pub fn boundary_change(
 /// Creates the role, or repairs its trust policy, permissions boundary, attachments and inline
 /// policies.
 pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) -> Result<RoleReport, Error> {
-    let role = match get_role(iam, &desired.name).await? {
+    let on_role = |operation| Call::new(operation, &desired.arn);
+    let role = match get_role(iam, &desired.name, &desired.arn).await? {
         Some(role) => role,
         None => {
             let created = iam
@@ -214,7 +239,7 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
             match created {
                 Ok(out) => {
                     let arn = out.role().map(|r| r.arn().to_string()).unwrap_or_default();
-                    attach(iam, &desired.name, &desired.policy_arn).await?;
+                    attach(iam, &desired.name, &desired.arn, &desired.policy_arn).await?;
                     return Ok(RoleReport {
                         outcome: Outcome::created(format!("created role {arn}")),
                         arn,
@@ -223,11 +248,16 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
                 }
                 // As for the policy: a lost answer; the checks below finish the job.
                 Err(e) if AwsFailure::from_sdk(&e).is_code("EntityAlreadyExists") => {
-                    get_role(iam, &desired.name)
+                    get_role(iam, &desired.name, &desired.arn)
                         .await?
-                        .ok_or_else(|| Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e)))?
+                        .ok_or_else(|| Error::aws(on_role(Operation::CreateRole), AwsFailure::from_sdk(&e)))?
                 }
-                Err(e) => return Err(Error::aws("iam:CreateRole", AwsFailure::from_sdk(&e))),
+                Err(e) => {
+                    return Err(Error::aws(
+                        on_role(Operation::CreateRole),
+                        AwsFailure::from_sdk(&e),
+                    ));
+                }
             }
         }
     };
@@ -239,7 +269,7 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
             .set_tags(Some(iam_tags(&desired.tags)))
             .send()
             .await
-            .map_err(|e| Error::aws("iam:TagRole", AwsFailure::from_sdk(&e)))?;
+            .map_err(|e| Error::aws(on_role(Operation::TagRole), AwsFailure::from_sdk(&e)))?;
         repaired.push("ownership (taken back from an earlier integration of the same name)".to_string());
     } else {
         owned(role.tags(), &desired.uid).map_err(|detail| Error::OwnedElsewhere {
@@ -259,7 +289,12 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
             .policy_document(desired.trust.to_string())
             .send()
             .await
-            .map_err(|e| Error::aws("iam:UpdateAssumeRolePolicy", AwsFailure::from_sdk(&e)))?;
+            .map_err(|e| {
+                Error::aws(
+                    on_role(Operation::UpdateAssumeRolePolicy),
+                    AwsFailure::from_sdk(&e),
+                )
+            })?;
         repaired.push("trust policy".to_string());
     }
 
@@ -286,7 +321,12 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
                 .permissions_boundary(&b)
                 .send()
                 .await
-                .map_err(|e| Error::aws("iam:PutRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?;
+                .map_err(|e| {
+                    Error::aws(
+                        on_role(Operation::PutRolePermissionsBoundary),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })?;
             boundary_set_by_us = Some(b);
             repaired.push("permissions boundary".to_string());
         }
@@ -295,26 +335,31 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
                 .role_name(&desired.name)
                 .send()
                 .await
-                .map_err(|e| Error::aws("iam:DeleteRolePermissionsBoundary", AwsFailure::from_sdk(&e)))?;
+                .map_err(|e| {
+                    Error::aws(
+                        on_role(Operation::DeleteRolePermissionsBoundary),
+                        AwsFailure::from_sdk(&e),
+                    )
+                })?;
             boundary_set_by_us = None;
             repaired.push("permissions boundary (removed the one bucketwire had set)".to_string());
         }
     }
 
     // An inline policy widens what Milvus can do, and would block DeleteRole: drift.
-    for inline in inline_policies(iam, &desired.name).await? {
-        delete_inline(iam, &desired.name, &inline).await?;
+    for inline in inline_policies(iam, &desired.name, &desired.arn).await? {
+        delete_inline(iam, &desired.name, &desired.arn, &inline).await?;
         repaired.push(format!("inline policy {inline} removed"));
     }
 
-    let attached = attached_policies(iam, &desired.name).await?;
+    let attached = attached_policies(iam, &desired.name, &desired.arn).await?;
     if !attached.contains(&desired.policy_arn) {
-        attach(iam, &desired.name, &desired.policy_arn).await?;
+        attach(iam, &desired.name, &desired.arn, &desired.policy_arn).await?;
         repaired.push("policy attachment".to_string());
     }
     // Anything else attached widens what Milvus can do: that is drift too.
     for other in attached.iter().filter(|a| **a != desired.policy_arn) {
-        detach(iam, &desired.name, other).await?;
+        detach(iam, &desired.name, &desired.arn, other).await?;
         repaired.push(format!("foreign policy attachment {other}"));
     }
 
@@ -341,13 +386,17 @@ async fn get_policy(
             if failure.is_code("NoSuchEntity") {
                 Ok(None)
             } else {
-                Err(Error::aws("iam:GetPolicy", failure))
+                Err(Error::aws(Call::new(Operation::GetPolicy, arn), failure))
             }
         }
     }
 }
 
-async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<aws_sdk_iam::types::Role>, Error> {
+async fn get_role(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    arn: &str,
+) -> Result<Option<aws_sdk_iam::types::Role>, Error> {
     match iam.get_role().role_name(name).send().await {
         Ok(out) => Ok(out.role),
         Err(e) => {
@@ -355,19 +404,24 @@ async fn get_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<aws_sd
             if failure.is_code("NoSuchEntity") {
                 Ok(None)
             } else {
-                Err(Error::aws("iam:GetRole", failure))
+                Err(Error::aws(Call::new(Operation::GetRole, arn), failure))
             }
         }
     }
 }
 
-async fn attached_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, Error> {
+async fn attached_policies(iam: &aws_sdk_iam::Client, role: &str, arn: &str) -> Result<Vec<String>, Error> {
     let out = iam
         .list_attached_role_policies()
         .role_name(role)
         .send()
         .await
-        .map_err(|e| Error::aws("iam:ListAttachedRolePolicies", AwsFailure::from_sdk(&e)))?;
+        .map_err(|e| {
+            Error::aws(
+                Call::new(Operation::ListAttachedRolePolicies, arn),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
     Ok(out
         .attached_policies()
         .iter()
@@ -376,24 +430,29 @@ async fn attached_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<
 }
 
 /// Names of the role's inline policies (all pages).
-async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, Error> {
+async fn inline_policies(iam: &aws_sdk_iam::Client, role: &str, arn: &str) -> Result<Vec<String>, Error> {
     let mut names = vec![];
     let mut pages = iam.list_role_policies().role_name(role).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| Error::aws("iam:ListRolePolicies", AwsFailure::from_sdk(&e)))?;
+        let page = page.map_err(|e| {
+            Error::aws(
+                Call::new(Operation::ListRolePolicies, arn),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
         names.extend(page.policy_names().iter().cloned());
     }
     Ok(names)
 }
 
-async fn delete_inline(iam: &aws_sdk_iam::Client, role: &str, policy: &str) -> Result<(), Error> {
+async fn delete_inline(iam: &aws_sdk_iam::Client, role: &str, arn: &str, policy: &str) -> Result<(), Error> {
     let result = iam
         .delete_role_policy()
         .role_name(role)
         .policy_name(policy)
         .send()
         .await;
-    gone_is_done(result, "iam:DeleteRolePolicy")
+    gone_is_done(result, Call::new(Operation::DeleteRolePolicy, arn))
 }
 
 /// A removal whose target is already gone (NoSuchEntity) has nothing left to do.
@@ -402,7 +461,7 @@ fn gone_is_done<T, E>(
         T,
         aws_sdk_iam::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
     >,
-    operation: &'static str,
+    call: Call,
 ) -> Result<(), Error>
 where
     E: aws_sdk_iam::error::ProvideErrorMetadata + std::error::Error + 'static,
@@ -414,30 +473,35 @@ where
             if failure.is_code("NoSuchEntity") {
                 Ok(())
             } else {
-                Err(Error::aws(operation, failure))
+                Err(Error::aws(call, failure))
             }
         }
     }
 }
 
-async fn attach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
+async fn attach(iam: &aws_sdk_iam::Client, role: &str, arn: &str, policy_arn: &str) -> Result<(), Error> {
     iam.attach_role_policy()
         .role_name(role)
         .policy_arn(policy_arn)
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| Error::aws("iam:AttachRolePolicy", AwsFailure::from_sdk(&e)))
+        .map_err(|e| {
+            Error::aws(
+                Call::new(Operation::AttachRolePolicy, arn),
+                AwsFailure::from_sdk(&e),
+            )
+        })
 }
 
-async fn detach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Result<(), Error> {
+async fn detach(iam: &aws_sdk_iam::Client, role: &str, arn: &str, policy_arn: &str) -> Result<(), Error> {
     let result = iam
         .detach_role_policy()
         .role_name(role)
         .policy_arn(policy_arn)
         .send()
         .await;
-    gone_is_done(result, "iam:DetachRolePolicy")
+    gone_is_done(result, Call::new(Operation::DetachRolePolicy, arn))
 }
 
 /// Cleanup: detach every policy from our role, delete it, then delete our policy (all its
@@ -445,6 +509,7 @@ async fn detach(iam: &aws_sdk_iam::Client, role: &str, policy_arn: &str) -> Resu
 pub async fn delete_role_and_policy(
     iam: &aws_sdk_iam::Client,
     role_name: &str,
+    role_arn: &str,
     policy_arn: &str,
     uid: &str,
 ) -> Result<Vec<String>, Error> {
@@ -452,19 +517,19 @@ pub async fn delete_role_and_policy(
     match iam.get_role().role_name(role_name).send().await {
         Ok(out) => {
             if let Some(role) = out.role.filter(|r| owned(r.tags(), uid).is_ok()) {
-                for attached in attached_policies(iam, role_name).await? {
-                    detach(iam, role_name, &attached).await?;
+                for attached in attached_policies(iam, role_name, role_arn).await? {
+                    detach(iam, role_name, role_arn, &attached).await?;
                 }
                 // Inline policies someone added would make DeleteRole fail forever.
-                for inline in inline_policies(iam, role_name).await? {
-                    delete_inline(iam, role_name, &inline).await?;
+                for inline in inline_policies(iam, role_name, role_arn).await? {
+                    delete_inline(iam, role_name, role_arn, &inline).await?;
                 }
                 match iam.delete_role().role_name(role_name).send().await {
                     Ok(_) => done.push(format!("deleted role {}", role.arn())),
                     Err(e) => {
                         let failure = AwsFailure::from_sdk(&e);
                         if !failure.is_code("NoSuchEntity") {
-                            return Err(Error::aws("iam:DeleteRole", failure));
+                            return Err(Error::aws(Call::new(Operation::DeleteRole, role_arn), failure));
                         }
                     }
                 }
@@ -473,7 +538,7 @@ pub async fn delete_role_and_policy(
         Err(e) => {
             let failure = AwsFailure::from_sdk(&e);
             if !failure.is_code("NoSuchEntity") {
-                return Err(Error::aws("iam:GetRole", failure));
+                return Err(Error::aws(Call::new(Operation::GetRole, role_arn), failure));
             }
         }
     }
@@ -486,7 +551,12 @@ pub async fn delete_role_and_policy(
                     .policy_arn(policy_arn)
                     .send()
                     .await
-                    .map_err(|e| Error::aws("iam:ListPolicyVersions", AwsFailure::from_sdk(&e)))?;
+                    .map_err(|e| {
+                        Error::aws(
+                            Call::new(Operation::ListPolicyVersions, policy_arn),
+                            AwsFailure::from_sdk(&e),
+                        )
+                    })?;
                 for v in versions.versions().iter().filter(|v| !v.is_default_version()) {
                     if let Some(id) = v.version_id() {
                         iam.delete_policy_version()
@@ -494,7 +564,12 @@ pub async fn delete_role_and_policy(
                             .version_id(id)
                             .send()
                             .await
-                            .map_err(|e| Error::aws("iam:DeletePolicyVersion", AwsFailure::from_sdk(&e)))?;
+                            .map_err(|e| {
+                                Error::aws(
+                                    Call::new(Operation::DeletePolicyVersion, policy_arn),
+                                    AwsFailure::from_sdk(&e),
+                                )
+                            })?;
                     }
                 }
                 match iam.delete_policy().policy_arn(policy_arn).send().await {
@@ -502,7 +577,10 @@ pub async fn delete_role_and_policy(
                     Err(e) => {
                         let failure = AwsFailure::from_sdk(&e);
                         if !failure.is_code("NoSuchEntity") {
-                            return Err(Error::aws("iam:DeletePolicy", failure));
+                            return Err(Error::aws(
+                                Call::new(Operation::DeletePolicy, policy_arn),
+                                failure,
+                            ));
                         }
                     }
                 }
@@ -511,7 +589,7 @@ pub async fn delete_role_and_policy(
         Err(e) => {
             let failure = AwsFailure::from_sdk(&e);
             if !failure.is_code("NoSuchEntity") {
-                return Err(Error::aws("iam:GetPolicy", failure));
+                return Err(Error::aws(Call::new(Operation::GetPolicy, policy_arn), failure));
             }
         }
     }
