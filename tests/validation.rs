@@ -530,10 +530,11 @@ async fn all_versions(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Str
     versions.chain(markers).collect()
 }
 
-/// Temporary credentials from STS (the workload's, after AssumeRoleWithWebIdentity) start with
-/// ASIA, as on AWS; the administrator, whose credentials the operator uses here, has an AKIA key.
-fn by_workload(r: &EmulatorRequest) -> bool {
-    r.access_key.starts_with("ASIA")
+/// Temporary credentials from STS start with ASIA, as on AWS: the workload's (after
+/// AssumeRoleWithWebIdentity), and the operator's (its role, assumed by the test bed), which
+/// `operator_key` names.
+fn by_workload(r: &EmulatorRequest, operator_key: &str) -> bool {
+    r.access_key.starts_with("ASIA") && r.access_key != operator_key
 }
 
 /// What the emulator's request log says happened to one integration's probe key.
@@ -551,7 +552,7 @@ struct ProbeTraffic {
 }
 
 fn probe_traffic(bed: &TestBed, probe_path: &str) -> ProbeTraffic {
-    let operator_key = bed.var("AWS_ACCESS_KEY_ID");
+    let operator_key = bed.var("BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID");
     let requests = aws::emulator_requests(bed);
     let bucket_path = probe_path.split('/').take(2).collect::<Vec<_>>().join("/");
     let operator_version_listings = requests
@@ -568,9 +569,9 @@ fn probe_traffic(bed: &TestBed, probe_path: &str) -> ProbeTraffic {
     let on_probe: Vec<&EmulatorRequest> = requests.iter().filter(|r| r.path == probe_path).collect();
     let count = |f: &dyn Fn(&EmulatorRequest) -> bool| on_probe.iter().filter(|r| f(r)).count();
     ProbeTraffic {
-        workload_puts: count(&|r| by_workload(r) && r.method == "PUT" && r.status == 200),
+        workload_puts: count(&|r| by_workload(r, operator_key) && r.method == "PUT" && r.status == 200),
         workload_deletes: count(&|r| {
-            by_workload(r) && r.method == "DELETE" && !r.query.contains("versionId") && r.status == 204
+            by_workload(r, operator_key) && r.method == "DELETE" && !r.query.contains("versionId") && r.status == 204
         }),
         operator_version_deletes: count(&|r| {
             r.access_key == operator_key
@@ -724,9 +725,10 @@ async fn the_probe_starts_with_head_bucket_as_the_workload_and_it_is_allowed() {
     // From the emulator's side: each set of temporary credentials the probe used on this bucket
     // (one per validation) made HeadBucket its first request, and was answered 200.
     let requests = aws::emulator_requests(&bed);
+    let operator_key = bed.var("BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID");
     let mut keys: Vec<&str> = requests
         .iter()
-        .filter(|r| by_workload(r) && r.is_for_bucket(&bucket))
+        .filter(|r| by_workload(r, operator_key) && r.is_for_bucket(&bucket))
         .map(|r| r.access_key.as_str())
         .collect();
     keys.sort_unstable();

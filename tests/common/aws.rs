@@ -94,9 +94,11 @@ pub async fn tag_bucket(s3: &aws_sdk_s3::Client, bucket: &str, tags: &[(&str, &s
         .expect("tagged");
 }
 
-/// A bucket name of the test's own: `<namespace>-<suffix>`, within S3's 63 characters.
+/// A bucket name of the test's own, within the test bed's bucket prefix (`bw-`, what the
+/// operator's policy and `--bucket-prefix` allow): `bw-<namespace>-<suffix>`, within S3's 63
+/// characters.
 pub fn unique_bucket(ns: &str, suffix: &str) -> String {
-    format!("{ns}-{suffix}")
+    format!("bw-{ns}-{suffix}")
         .chars()
         .take(63)
         .collect::<String>()
@@ -319,4 +321,246 @@ pub fn iam_writes(bed: &TestBed, target: &str) -> Vec<EmulatorRequest> {
         .into_iter()
         .filter(|r| r.target == target && r.is_write())
         .collect()
+}
+
+/// Credentials the operator runs with: a role carrying exactly deploy/iam/operator-policy.json,
+/// rendered for the settings it runs with, and the permissions boundary and bucket prefix of
+/// those settings (tests/common/operator.rs passes both unless a test gives its own).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// `--permissions-boundary`; `None`: the operator runs without one.
+    pub boundary: Option<String>,
+    /// `--bucket-prefix`, as the chart sets it by default.
+    pub bucket_prefix: String,
+}
+
+impl Identity {
+    /// The test bed's operator (tests/testbed/testbed.py, seed()): the policy rendered for the
+    /// test bed's account, partition `aws`, region, cluster, bucket prefix `bw-`, role path
+    /// `/bucketwire/` and the recommended boundary.
+    pub fn testbed(bed: &TestBed) -> Self {
+        Self {
+            role_arn: bed.var("BUCKETWIRE_OPERATOR_ROLE_ARN").into(),
+            access_key_id: bed.var("BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID").into(),
+            secret_access_key: bed.var("BUCKETWIRE_OPERATOR_AWS_SECRET_ACCESS_KEY").into(),
+            session_token: bed.var("BUCKETWIRE_OPERATOR_AWS_SESSION_TOKEN").into(),
+            boundary: Some(bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY").into()),
+            bucket_prefix: bed.var("BUCKETWIRE_TESTBED_BUCKET_PREFIX").into(),
+        }
+    }
+
+    /// The same credentials, run without `--permissions-boundary` (the policy still demands
+    /// the boundary of every role the operator creates).
+    pub fn without_boundary(mut self) -> Self {
+        self.boundary = None;
+        self
+    }
+
+    /// The environment the operator's AWS SDK reads its credentials from.
+    pub fn env(&self) -> [(&'static str, &str); 3] {
+        [
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.as_str()),
+            ("AWS_SESSION_TOKEN", self.session_token.as_str()),
+        ]
+    }
+}
+
+/// The settings an operator identity's policy is rendered for.
+#[derive(Clone, Debug)]
+pub struct OperatorSettings {
+    /// A region of the partition whose IAM holds the role (and whose ARNs the policy names).
+    pub region: String,
+    pub bucket_prefix: String,
+    pub role_path: String,
+    /// `None`: the recommended boundary (deploy/iam/permissions-boundary.json), rendered for
+    /// the partition and prefix and created here.
+    pub boundary: Option<String>,
+}
+
+impl OperatorSettings {
+    /// The test bed's own settings; change the fields a test runs with.
+    pub fn testbed(bed: &TestBed) -> Self {
+        Self {
+            region: bed.var("AWS_REGION").into(),
+            bucket_prefix: bed.var("BUCKETWIRE_TESTBED_BUCKET_PREFIX").into(),
+            role_path: bed.var("BUCKETWIRE_TESTBED_ROLE_PATH").into(),
+            boundary: None,
+        }
+    }
+}
+
+/// Runs tests/testbed/policies.py, the one renderer of the templates in deploy/iam.
+fn render(args: &[&str]) -> serde_json::Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/target/testbed/venv/bin/python"))
+        .arg(format!("{root}/tests/testbed/policies.py"))
+        .args(args)
+        .output()
+        .expect("tests/testbed/policies.py runs");
+    assert!(
+        out.status.success(),
+        "policies.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a rendered document")
+}
+
+/// The operator policy rendered for `settings`, with `boundary` as its boundary.
+pub fn rendered_operator_policy(bed: &TestBed, settings: &OperatorSettings, boundary: &str) -> serde_json::Value {
+    let partition = bucketwire::naming::Partition::of_region(&settings.region);
+    render(&[
+        "operator",
+        "--partition",
+        partition.id(),
+        "--account-id",
+        bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID"),
+        "--region",
+        bed.var("AWS_REGION"),
+        "--cluster-name",
+        bed.var("BUCKETWIRE_CLUSTER_NAME"),
+        "--bucket-prefix",
+        &settings.bucket_prefix,
+        "--role-path",
+        &settings.role_path,
+        "--permissions-boundary-arn",
+        boundary,
+    ])
+}
+
+/// 8 hex characters naming a document (same document, same IAM names: tests reuse them).
+fn short_hash(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Creates the managed policy `name` (if absent) and returns its ARN.
+async fn ensure_policy(iam: &aws_sdk_iam::Client, arn: &str, name: &str, document: &serde_json::Value) -> String {
+    match iam
+        .create_policy()
+        .policy_name(name)
+        .policy_document(document.to_string())
+        .send()
+        .await
+    {
+        Ok(out) => out.policy().and_then(|p| p.arn()).expect("arn").to_string(),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => arn.to_string(),
+        Err(e) => panic!("creating policy {name}: {e:?}"),
+    }
+}
+
+/// The recommended permissions boundary for `settings` (created if absent).
+pub async fn recommended_boundary(bed: &TestBed, settings: &OperatorSettings) -> String {
+    let partition = bucketwire::naming::Partition::of_region(&settings.region);
+    let account = bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID");
+    let document = render(&[
+        "boundary",
+        "--partition",
+        partition.id(),
+        "--account-id",
+        account,
+        "--bucket-prefix",
+        &settings.bucket_prefix,
+    ]);
+    let name = format!("bucketwire-testbed-boundary-{}", short_hash(&document.to_string()));
+    let arn = format!("arn:{}:iam::{account}:policy/{name}", partition.id());
+    ensure_policy(&iam(bed, &settings.region).await, &arn, &name, &document).await
+}
+
+/// Credentials of an operator role carrying exactly deploy/iam/operator-policy.json rendered
+/// for `settings` (created by the administrator if absent, and assumed by it), with the boundary
+/// of those settings.
+pub async fn operator_identity(bed: &TestBed, settings: &OperatorSettings) -> Identity {
+    let boundary = match &settings.boundary {
+        Some(b) => b.clone(),
+        None => recommended_boundary(bed, settings).await,
+    };
+    let policy = rendered_operator_policy(bed, settings, &boundary);
+    let mut identity = operator_identity_with_policy(bed, &settings.region, &policy).await;
+    identity.boundary = Some(boundary);
+    identity.bucket_prefix = settings.bucket_prefix.clone();
+    identity
+}
+
+/// Credentials of an operator role carrying exactly `policy` (one role per distinct document,
+/// in the IAM of `region`'s partition). Its boundary and prefix are the test bed's: set them
+/// when the policy was rendered for others.
+pub async fn operator_identity_with_policy(bed: &TestBed, region: &str, policy: &serde_json::Value) -> Identity {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    // Assumed once per test binary and document: the credentials last 12 hours.
+    static CACHE: Mutex<Option<HashMap<String, Identity>>> = Mutex::new(None);
+    let partition = bucketwire::naming::Partition::of_region(region);
+    let key = format!("{}:{policy}", partition.id());
+    if let Some(found) = CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(&key)
+    {
+        return found.clone();
+    }
+    let account = bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID");
+    let name = format!("bucketwire-testbed-operator-{}", short_hash(&key));
+    let iam = iam(bed, region).await;
+    let policy_arn = format!("arn:{}:iam::{account}:policy/{name}", partition.id());
+    let policy_arn = ensure_policy(&iam, &policy_arn, &name, policy).await;
+    // The administrator (in partition aws on the test bed, whatever partition the role is in:
+    // tests/testbed/moto_launcher.py) is the only principal that may assume it.
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": bed.var("BUCKETWIRE_TESTBED_ADMIN_ARN")}, "Action": "sts:AssumeRole"}]});
+    let role_arn = match iam
+        .create_role()
+        .role_name(&name)
+        .assume_role_policy_document(trust.to_string())
+        .max_session_duration(12 * 3600)
+        .send()
+        .await
+    {
+        Ok(out) => out.role().map(|r| r.arn().to_string()).expect("role"),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {
+            format!("arn:{}:iam::{account}:role/{name}", partition.id())
+        }
+        Err(e) => panic!("creating role {name}: {e:?}"),
+    };
+    iam.attach_role_policy()
+        .role_name(&name)
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .expect("operator policy attached");
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(&sdk_config(bed, partition.iam_region()).await).build(),
+    );
+    let credentials = sts
+        .assume_role()
+        .role_arn(&role_arn)
+        .role_session_name("bucketwire-operator")
+        .duration_seconds(12 * 3600)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("assuming {role_arn}: {e:?}"))
+        .credentials
+        .expect("credentials");
+    let identity = Identity {
+        role_arn,
+        access_key_id: credentials.access_key_id,
+        secret_access_key: credentials.secret_access_key,
+        session_token: credentials.session_token,
+        boundary: Some(bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY").into()),
+        bucket_prefix: bed.var("BUCKETWIRE_TESTBED_BUCKET_PREFIX").into(),
+    };
+    CACHE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(key, identity.clone());
+    identity
 }

@@ -147,20 +147,18 @@ pub async fn setup(prefix: &str) -> (TestBed, Client, String) {
     (bed, client, ns)
 }
 
-/// Runs the `bucketwire` CLI against the test bed: (exit code, stdout and stderr).
+/// Runs the `bucketwire` CLI against the test bed with the operator's credentials (the test
+/// bed's operator role): (exit code, stdout and stderr).
 pub fn run_cli(bed: &TestBed, args: &[&str]) -> (i32, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for var in [
-        "KUBECONFIG",
-        "BUCKETWIRE_AWS_ENDPOINT_URL",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ] {
+    for var in ["KUBECONFIG", "BUCKETWIRE_AWS_ENDPOINT_URL", "AWS_REGION"] {
         cmd.env(var, bed.var(var));
+    }
+    for (var, value) in aws::Identity::testbed(bed).env() {
+        cmd.env(var, value);
     }
     let out = cmd.output().expect("bucketwire runs");
     let text = format!(

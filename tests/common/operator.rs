@@ -7,30 +7,46 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::TestBed;
+use super::aws::Identity;
 
 static NEXT_LOG: AtomicU32 = AtomicU32::new(0);
 
 pub struct Operator {
     child: Option<Child>,
     namespace: String,
+    identity: Identity,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
     log_path: std::path::PathBuf,
 }
 
 impl Operator {
-    /// Starts the operator for `namespace` with a 2s resync and the given extra flags.
+    /// Starts the operator for `namespace` with a 2s resync and the given extra flags, as the
+    /// test bed's operator role (exactly deploy/iam/operator-policy.json), with the test bed's
+    /// permissions boundary and bucket prefix unless the flags give others.
     pub fn start(bed: &TestBed, namespace: &str, extra_args: &[&str]) -> Self {
         Self::start_with_env(bed, namespace, extra_args, &[])
     }
 
     pub fn start_with_env(bed: &TestBed, namespace: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_as(bed, namespace, extra_args, env, &Identity::testbed(bed))
+    }
+
+    /// Starts the operator with the credentials, boundary and prefix of `identity`.
+    pub fn start_as(
+        bed: &TestBed,
+        namespace: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        identity: &Identity,
+    ) -> Self {
         let log_dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/operator-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let mut op = Self {
             child: None,
             namespace: namespace.to_string(),
+            identity: identity.clone(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             // One log per operator (two may share a namespace): the log also tells its ports.
@@ -70,11 +86,23 @@ impl Operator {
             "KUBECONFIG",
             "BUCKETWIRE_AWS_ENDPOINT_URL",
             "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
             "BUCKETWIRE_CLUSTER_NAME",
         ] {
             cmd.env(var, bed.var(var));
+        }
+        // The operator's own role, never the administrator.
+        for (var, value) in self.identity.env() {
+            cmd.env(var, value);
+        }
+        // As the chart runs it: with the boundary its policy demands and the bucket prefix.
+        let given = |flag: &str| self.extra_args.iter().any(|a| a == flag);
+        if let Some(boundary) = &self.identity.boundary
+            && !given("--permissions-boundary")
+        {
+            cmd.arg("--permissions-boundary").arg(boundary);
+        }
+        if !given("--bucket-prefix") {
+            cmd.arg("--bucket-prefix").arg(&self.identity.bucket_prefix);
         }
         if !self.extra_args.iter().any(|a| a == "--resync-interval") {
             cmd.arg("--resync-interval").arg("2s");

@@ -127,9 +127,12 @@ def http_ok(url):
 
 
 def seed(endpoint):
-    """Create the EKS cluster, its IAM OIDC provider and an administrator, then turn IAM
-    enforcement on. Returns (issuer, provider ARN, admin access key id, secret)."""
+    """Create the EKS cluster, its IAM OIDC provider, an administrator and the operator's own
+    role, then turn IAM enforcement on. Returns (issuer, provider ARN, admin access key id,
+    secret, the operator's part of the environment)."""
     import boto3
+
+    import policies
 
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
@@ -163,6 +166,34 @@ def seed(endpoint):
         session.client("iam", endpoint_url=endpoint, region_name=region).create_open_id_connect_provider(
             Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
         )
+    # The operator's own identity, made as the README's install step 1 makes it: the
+    # recommended permissions boundary (deploy/iam/permissions-boundary.json) and
+    # deploy/iam/operator-policy.json, both rendered for this account, partition and the test
+    # bed's settings, on a role the administrator assumes. Every test runs the operator with
+    # this role's credentials (tests/common/operator.rs), never as the administrator.
+    bucket_prefix, role_path, operator_name = "bw-", "/bucketwire/", "bucketwire-testbed-operator"
+    boundary = policies.permissions_boundary("aws", ACCOUNT_ID, bucket_prefix)
+    boundary_arn = iam.create_policy(
+        PolicyName="bucketwire-testbed-boundary", PolicyDocument=json.dumps(boundary),
+        Description="What roles bucketwire creates may do at most (deploy/iam/permissions-boundary.json)",
+    )["Policy"]["Arn"]
+    operator_policy = policies.operator_policy(
+        "aws", ACCOUNT_ID, REGION, CLUSTER_NAME, bucket_prefix, role_path, boundary_arn
+    )
+    operator_policy_arn = iam.create_policy(
+        PolicyName=operator_name, PolicyDocument=json.dumps(operator_policy),
+        Description="bucketwire's operator (deploy/iam/operator-policy.json)",
+    )["Policy"]["Arn"]
+    admin_arn = f"arn:aws:iam::{ACCOUNT_ID}:user/{ADMIN_USER}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}]}
+    operator_role_arn = iam.create_role(
+        RoleName=operator_name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=12 * 3600,
+        Description="bucketwire's operator on the test bed",
+    )["Role"]["Arn"]
+    iam.attach_role_policy(RoleName=operator_name, PolicyArn=operator_policy_arn)
+    (STATE / "operator-policy.json").write_text(json.dumps(operator_policy, indent=2) + "\n")
+    (STATE / "permissions-boundary.json").write_text(json.dumps(boundary, indent=2) + "\n")
     # IAM enforcement on from the next request (see moto's /moto-api/reset-auth).
     request = urllib.request.Request(
         f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
@@ -170,7 +201,25 @@ def seed(endpoint):
     with urllib.request.urlopen(request, timeout=10) as resp:
         if resp.status != 200:
             raise SystemExit(f"testbed: enabling IAM enforcement failed: HTTP {resp.status}")
-    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"]
+    # The operator's credentials: AssumeRole by the administrator, for as long as the role
+    # allows (12 h: longer than any test run).
+    admin = boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    )
+    credentials = admin.client("sts", endpoint_url=endpoint).assume_role(
+        RoleArn=operator_role_arn, RoleSessionName="bucketwire-operator", DurationSeconds=12 * 3600
+    )["Credentials"]
+    operator_env = {
+        "BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "BUCKETWIRE_OPERATOR_AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "BUCKETWIRE_OPERATOR_AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "BUCKETWIRE_OPERATOR_ROLE_ARN": operator_role_arn,
+        "BUCKETWIRE_TESTBED_ADMIN_ARN": admin_arn,
+        "BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY": boundary_arn,
+        "BUCKETWIRE_TESTBED_BUCKET_PREFIX": bucket_prefix,
+        "BUCKETWIRE_TESTBED_ROLE_PATH": role_path,
+    }
+    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"], operator_env
 
 
 def up(_args):
@@ -207,7 +256,7 @@ def start_all():
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
-    issuer, provider_arn, access_key, secret_key = seed(endpoint)
+    issuer, provider_arn, access_key, secret_key, operator_env = seed(endpoint)
     log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
     log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
 
@@ -234,6 +283,9 @@ def start_all():
         "BUCKETWIRE_TESTBED_OIDC_PROVIDER_ARN": provider_arn,
         "BUCKETWIRE_TESTBED_ACCOUNT_ID": ACCOUNT_ID,
         "BUCKETWIRE_TESTBED_REQUEST_LOG": str(REQUEST_LOG),
+        # The operator's own credentials (a role carrying exactly deploy/iam/operator-policy.json),
+        # its permissions boundary and bucket prefix; the AWS_* above are the administrator's.
+        **operator_env,
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(
