@@ -17,7 +17,8 @@ K8S_VERSION := v1.35.4
 K8S_VERSION_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=35 -X k8s.io/component-base/version.gitTreeState=clean
 HELM := $(TESTBED)/bin/helm
 # How deploy/bucketwire.yaml is rendered (tests/chart.rs renders it the same way).
-DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster
+DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster \
+  --set permissionsBoundary=arn:aws:iam::123456789012:policy/bucketwire-boundary
 
 .PHONY: help build test unit integration reliability bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
 

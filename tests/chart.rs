@@ -48,6 +48,18 @@ fn helm(args: &[&str], kubeconfig: Option<&str>) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{} runs (built by `make testbed`): {e}", bin.display()))
 }
 
+/// The permissions boundary `make deploy` renders deploy/ with (a placeholder the kustomization
+/// asks users to replace).
+const DEPLOY_BOUNDARY: &str = "permissionsBoundary=arn:aws:iam::123456789012:policy/bucketwire-boundary";
+
+/// `--set permissionsBoundary=...` with the test bed's boundary, for an install on the test bed.
+fn testbed_boundary(bed: &TestBed) -> String {
+    format!(
+        "permissionsBoundary={}",
+        bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY")
+    )
+}
+
 /// `helm template`, exactly as `make deploy` runs it.
 fn render() -> String {
     render_with(&[])
@@ -65,6 +77,8 @@ fn render_with(sets: &[&str]) -> String {
         "1.35.0",
         "--set",
         "clusterName=my-eks-cluster",
+        "--set",
+        DEPLOY_BOUNDARY,
     ];
     for set in sets {
         args.extend(["--set", set]);
@@ -146,11 +160,44 @@ fn values_are_checked_against_the_schema() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("logFormat"));
     let out = helm(
-        &["template", "x", "charts/bucketwire", "--kube-version", "1.35.0"],
+        &[
+            "template",
+            "x",
+            "charts/bucketwire",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            DEPLOY_BOUNDARY,
+        ],
         None,
     );
     assert!(!out.status.success(), "clusterName is required");
     assert!(String::from_utf8_lossy(&out.stderr).contains("clusterName is required"));
+    // The boundary too: the operator's IAM policy creates roles with that boundary only.
+    let out = helm(
+        &[
+            "template",
+            "x",
+            "charts/bucketwire",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            "clusterName=c",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "permissionsBoundary is required");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permissionsBoundary"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default bucket prefix is the one derived names have, and the policy's ${BUCKET_PREFIX}.
+    let rendered = render();
+    assert!(
+        rendered.contains("- name: BUCKETWIRE_BUCKET_PREFIX\n              value: \"bw-\""),
+        "{rendered}"
+    );
 }
 
 /// A client that authenticates as the operator's ServiceAccount, and a kubeconfig file for it.
@@ -232,6 +279,8 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
             &release_ns,
             "--set",
             "clusterName=my-eks-cluster",
+            "--set",
+            &testbed_boundary(&bed),
         ],
         Some(bed.var("KUBECONFIG")),
     );
@@ -302,11 +351,18 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
     ));
 }
 
-/// The operator's own IAM policy: valid JSON, no wildcard action, every resource scoped to
-/// bucketwire's path, prefix or cluster, and every IAM write conditioned on our tag.
+/// The operator's own IAM policy: valid JSON, no wildcard action, every resource in the
+/// `${PARTITION}` placeholder's partition and scoped to bucketwire's path, prefix, role names or
+/// cluster (the one `*` is `s3:ListAllMyBuckets`, which has no resource type), every IAM write
+/// conditioned on our tag, roles created only with the boundary, IAM tags only in our namespace,
+/// and no action that could lift a boundary or hand a role to a service.
 #[test]
 fn the_operator_iam_policy_is_scoped() {
     let text = std::fs::read_to_string(root().join("deploy/iam/operator-policy.json")).expect("policy");
+    assert!(
+        !text.contains("arn:aws:"),
+        "the partition is a placeholder: {text}"
+    );
     let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
     for statement in doc["Statement"].as_array().expect("statements") {
         let actions = bucketwire::documents::string_list(&statement["Action"]);
@@ -318,24 +374,66 @@ fn the_operator_iam_policy_is_scoped() {
         let resource = statement["Resource"]
             .as_str()
             .expect("one resource per statement");
-        assert!(resource != "*", "unscoped resource in {statement}");
+        if resource == "*" {
+            assert_eq!(
+                actions,
+                ["s3:ListAllMyBuckets"],
+                "unscoped resource in {statement}"
+            );
+        } else {
+            assert!(resource.starts_with("arn:${PARTITION}:"), "{statement}");
+            let scoped = [
+                "${BUCKET_PREFIX}*",
+                "${ROLE_PATH}*",
+                ":role/bucketwire-*",
+                "/id/*",
+                "cluster/${CLUSTER_NAME}",
+            ]
+            .iter()
+            .any(|s| resource.contains(s))
+                || resource.ends_with(":key/*")
+                    && statement["Condition"].to_string().contains("kms:RequestAlias");
+            assert!(scoped, "{statement}");
+        }
+        let conditions = statement["Condition"].to_string();
         let writes_iam = actions
             .iter()
-            .any(|a| a.starts_with("iam:") && !a.starts_with("iam:Get"));
+            .any(|a| a.starts_with("iam:") && !a.starts_with("iam:Get") && !a.starts_with("iam:List"));
         if writes_iam {
-            let conditions = statement["Condition"].to_string();
             assert!(
                 conditions.contains("bucketwire.io/managed-by"),
                 "IAM write without the tag condition: {statement}"
             );
         }
-        if actions.iter().any(|a| a == "iam:CreateRole") {
-            assert!(
-                statement["Condition"]
-                    .to_string()
-                    .contains("iam:PermissionsBoundary"),
-                "{statement}"
+        let tags = actions.iter().any(|a| {
+            [
+                "iam:CreateRole",
+                "iam:CreatePolicy",
+                "iam:TagRole",
+                "iam:TagPolicy",
+            ]
+            .contains(&a.as_str())
+        });
+        if tags {
+            assert_eq!(
+                statement["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"], "bucketwire.io/*",
+                "IAM tags outside bucketwire.io/: {statement}"
             );
+        }
+        if actions.iter().any(|a| a == "iam:CreateRole") {
+            assert!(conditions.contains("iam:PermissionsBoundary"), "{statement}");
+        }
+        for never in [
+            "iam:DeleteRolePermissionsBoundary",
+            "iam:PassRole",
+            "iam:PutRolePolicy",
+            "iam:UntagRole",
+            "iam:UntagPolicy",
+            "s3:DeleteObject",
+            "s3:GetObject",
+            "s3:PutObject",
+        ] {
+            assert!(!actions.iter().any(|a| a == never), "{never} in {statement}");
         }
     }
 }
@@ -471,6 +569,8 @@ async fn with_watch_namespace_the_operator_cannot_mint_tokens_elsewhere() {
             &release_ns,
             "--set",
             "clusterName=my-eks-cluster",
+            "--set",
+            &testbed_boundary(&bed),
             "--set",
             &format!("watchNamespace={ns}"),
         ],
@@ -882,6 +982,7 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
     let release = format!("bwu{}", std::process::id());
     let service_account = format!("{release}-bucketwire");
     let kubeconfig = bed.var("KUBECONFIG");
+    let boundary = testbed_boundary(&bed);
     let install = || {
         let out = helm(
             &[
@@ -892,6 +993,8 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
                 &release_ns,
                 "--set",
                 "clusterName=my-eks-cluster",
+                "--set",
+                &boundary,
             ],
             Some(kubeconfig),
         );

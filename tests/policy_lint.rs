@@ -151,6 +151,8 @@ fn operator_policy() -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("deploy/iam/operator-policy.json")).expect("policy");
     let filled = [
+        ("${PARTITION}", "aws"),
+        ("${ROLE_PATH}", "/bucketwire/"),
         ("${ACCOUNT_ID}", "111122223333"),
         ("${REGION}", "us-east-2"),
         ("${CLUSTER_NAME}", "prod-eks"),

@@ -571,7 +571,10 @@ fn probe_traffic(bed: &TestBed, probe_path: &str) -> ProbeTraffic {
     ProbeTraffic {
         workload_puts: count(&|r| by_workload(r, operator_key) && r.method == "PUT" && r.status == 200),
         workload_deletes: count(&|r| {
-            by_workload(r, operator_key) && r.method == "DELETE" && !r.query.contains("versionId") && r.status == 204
+            by_workload(r, operator_key)
+                && r.method == "DELETE"
+                && !r.query.contains("versionId")
+                && r.status == 204
         }),
         operator_version_deletes: count(&|r| {
             r.access_key == operator_key

@@ -411,7 +411,11 @@ fn render(args: &[&str]) -> serde_json::Value {
 }
 
 /// The operator policy rendered for `settings`, with `boundary` as its boundary.
-pub fn rendered_operator_policy(bed: &TestBed, settings: &OperatorSettings, boundary: &str) -> serde_json::Value {
+pub fn rendered_operator_policy(
+    bed: &TestBed,
+    settings: &OperatorSettings,
+    boundary: &str,
+) -> serde_json::Value {
     let partition = bucketwire::naming::Partition::of_region(&settings.region);
     render(&[
         "operator",
@@ -442,7 +446,12 @@ fn short_hash(text: &str) -> String {
 }
 
 /// Creates the managed policy `name` (if absent) and returns its ARN.
-async fn ensure_policy(iam: &aws_sdk_iam::Client, arn: &str, name: &str, document: &serde_json::Value) -> String {
+async fn ensure_policy(
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+    name: &str,
+    document: &serde_json::Value,
+) -> String {
     match iam
         .create_policy()
         .policy_name(name)
@@ -451,7 +460,12 @@ async fn ensure_policy(iam: &aws_sdk_iam::Client, arn: &str, name: &str, documen
         .await
     {
         Ok(out) => out.policy().and_then(|p| p.arn()).expect("arn").to_string(),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => arn.to_string(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            arn.to_string()
+        }
         Err(e) => panic!("creating policy {name}: {e:?}"),
     }
 }
@@ -469,7 +483,10 @@ pub async fn recommended_boundary(bed: &TestBed, settings: &OperatorSettings) ->
         "--bucket-prefix",
         &settings.bucket_prefix,
     ]);
-    let name = format!("bucketwire-testbed-boundary-{}", short_hash(&document.to_string()));
+    let name = format!(
+        "bucketwire-testbed-boundary-{}",
+        short_hash(&document.to_string())
+    );
     let arn = format!("arn:{}:iam::{account}:policy/{name}", partition.id());
     ensure_policy(&iam(bed, &settings.region).await, &arn, &name, &document).await
 }
@@ -492,7 +509,11 @@ pub async fn operator_identity(bed: &TestBed, settings: &OperatorSettings) -> Id
 /// Credentials of an operator role carrying exactly `policy` (one role per distinct document,
 /// in the IAM of `region`'s partition). Its boundary and prefix are the test bed's: set them
 /// when the policy was rendered for others.
-pub async fn operator_identity_with_policy(bed: &TestBed, region: &str, policy: &serde_json::Value) -> Identity {
+pub async fn operator_identity_with_policy(
+    bed: &TestBed,
+    region: &str,
+    policy: &serde_json::Value,
+) -> Identity {
     use std::collections::HashMap;
     use std::sync::Mutex;
     // Assumed once per test binary and document: the credentials last 12 hours.
@@ -525,7 +546,10 @@ pub async fn operator_identity_with_policy(bed: &TestBed, region: &str, policy: 
         .await
     {
         Ok(out) => out.role().map(|r| r.arn().to_string()).expect("role"),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_entity_already_exists_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
             format!("arn:{}:iam::{account}:role/{name}", partition.id())
         }
         Err(e) => panic!("creating role {name}: {e:?}"),
