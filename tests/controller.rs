@@ -44,14 +44,8 @@ async fn example_becomes_ready_with_everything_in_place() {
         .await
         .expect("sa created");
 
-    let operator = Operator::start(
-        &bed,
-        &ns,
-        &[
-            "--permissions-boundary",
-            "arn:aws:iam::123456789012:policy/milvus-boundary",
-        ],
-    );
+    // With the recommended permissions boundary (the test bed's, which its operator policy demands).
+    let operator = Operator::start(&bed, &ns, &[]);
     create(
         &client,
         &ns,
@@ -259,7 +253,7 @@ async fn example_becomes_ready_with_everything_in_place() {
     assert_eq!(
         role.permissions_boundary()
             .and_then(|b| b.permissions_boundary_arn()),
-        Some("arn:aws:iam::123456789012:policy/milvus-boundary")
+        Some(bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY"))
     );
     let trust = parse_document(role.assume_role_policy_document().expect("trust")).expect("json");
     assert_same_document(
@@ -404,7 +398,13 @@ async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
 /// has the cluster's IAM OIDC provider in that partition too.
 async fn partition_case(region: &str, partition: &str, host: &str) {
     let (bed, client, ns) = setup(&format!("part-{partition}")).await;
-    let operator = Operator::start(&bed, &ns, &[]);
+    // The operator's role in that partition: the policy rendered for it, and its boundary.
+    let settings = aws::OperatorSettings {
+        region: region.into(),
+        ..aws::OperatorSettings::testbed(&bed)
+    };
+    let identity = aws::operator_identity(&bed, &settings).await;
+    let operator = Operator::start_as(&bed, &ns, &[], &[], &identity);
     create(&client, &ns, "vectors", json!({"region": region})).await;
     let status = ready_status(&client, &ns, "vectors", &operator).await;
     let bucket = status.bucket.clone().expect("bucket");

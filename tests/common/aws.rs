@@ -500,10 +500,78 @@ pub async fn operator_identity(bed: &TestBed, settings: &OperatorSettings) -> Id
         None => recommended_boundary(bed, settings).await,
     };
     let policy = rendered_operator_policy(bed, settings, &boundary);
+    let partition = bucketwire::naming::Partition::of_region(&settings.region);
+    if partition != bucketwire::naming::Partition::Aws {
+        // The test bed's one EKS cluster is in partition aws, and the same credentials reach
+        // every partition (tests/testbed/moto_launcher.py): a role of the same name there,
+        // with the policy rendered for aws, is the operator's identity for its EKS lookup, as
+        // the operator of a China or GovCloud cluster has its own role in that partition.
+        let home = OperatorSettings {
+            region: bed.var("AWS_REGION").into(),
+            boundary: None,
+            ..settings.clone()
+        };
+        let home_boundary = recommended_boundary(bed, &home).await;
+        let home_policy = rendered_operator_policy(bed, &home, &home_boundary);
+        ensure_operator_role(
+            bed,
+            &home.region,
+            &role_name(&settings.region, &policy),
+            &home_policy,
+        )
+        .await;
+    }
     let mut identity = operator_identity_with_policy(bed, &settings.region, &policy).await;
     identity.boundary = Some(boundary);
     identity.bucket_prefix = settings.bucket_prefix.clone();
     identity
+}
+
+/// The name of the operator role carrying `policy` in `region`'s partition.
+fn role_name(region: &str, policy: &serde_json::Value) -> String {
+    let partition = bucketwire::naming::Partition::of_region(region);
+    format!(
+        "bucketwire-testbed-operator-{}",
+        short_hash(&format!("{}:{policy}", partition.id()))
+    )
+}
+
+/// Creates (if absent) the role `name` in `region`'s partition, carrying exactly `policy`, that
+/// the administrator may assume for 12 hours; returns its ARN.
+async fn ensure_operator_role(bed: &TestBed, region: &str, name: &str, policy: &serde_json::Value) -> String {
+    let partition = bucketwire::naming::Partition::of_region(region);
+    let account = bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID");
+    let iam = iam(bed, region).await;
+    let policy_arn = format!("arn:{}:iam::{account}:policy/{name}", partition.id());
+    let policy_arn = ensure_policy(&iam, &policy_arn, name, policy).await;
+    // The administrator (in partition aws on the test bed, whatever partition the role is in:
+    // tests/testbed/moto_launcher.py) is the only principal that may assume it.
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": bed.var("BUCKETWIRE_TESTBED_ADMIN_ARN")}, "Action": "sts:AssumeRole"}]});
+    let role_arn = match iam
+        .create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .max_session_duration(12 * 3600)
+        .send()
+        .await
+    {
+        Ok(out) => out.role().map(|r| r.arn().to_string()).expect("role"),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            format!("arn:{}:iam::{account}:role/{name}", partition.id())
+        }
+        Err(e) => panic!("creating role {name}: {e:?}"),
+    };
+    iam.attach_role_policy()
+        .role_name(name)
+        .policy_arn(&policy_arn)
+        .send()
+        .await
+        .expect("operator policy attached");
+    role_arn
 }
 
 /// Credentials of an operator role carrying exactly `policy` (one role per distinct document,
@@ -528,38 +596,7 @@ pub async fn operator_identity_with_policy(
     {
         return found.clone();
     }
-    let account = bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID");
-    let name = format!("bucketwire-testbed-operator-{}", short_hash(&key));
-    let iam = iam(bed, region).await;
-    let policy_arn = format!("arn:{}:iam::{account}:policy/{name}", partition.id());
-    let policy_arn = ensure_policy(&iam, &policy_arn, &name, policy).await;
-    // The administrator (in partition aws on the test bed, whatever partition the role is in:
-    // tests/testbed/moto_launcher.py) is the only principal that may assume it.
-    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"AWS": bed.var("BUCKETWIRE_TESTBED_ADMIN_ARN")}, "Action": "sts:AssumeRole"}]});
-    let role_arn = match iam
-        .create_role()
-        .role_name(&name)
-        .assume_role_policy_document(trust.to_string())
-        .max_session_duration(12 * 3600)
-        .send()
-        .await
-    {
-        Ok(out) => out.role().map(|r| r.arn().to_string()).expect("role"),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-        {
-            format!("arn:{}:iam::{account}:role/{name}", partition.id())
-        }
-        Err(e) => panic!("creating role {name}: {e:?}"),
-    };
-    iam.attach_role_policy()
-        .role_name(&name)
-        .policy_arn(&policy_arn)
-        .send()
-        .await
-        .expect("operator policy attached");
+    let role_arn = ensure_operator_role(bed, region, &role_name(region, policy), policy).await;
     let sts = aws_sdk_sts::Client::from_conf(
         aws_sdk_sts::config::Builder::from(&sdk_config(bed, partition.iam_region()).await).build(),
     );
