@@ -179,8 +179,16 @@ async fn out_of_band_changes_are_repaired_on_the_next_resync() {
 #[tokio::test]
 async fn failures_are_reported_in_status_with_precise_reasons() {
     let (bed, client, ns) = setup("fail").await;
-    // The cluster and issuer overrides below are allowed (TrustNotAllowed is tests/allow_lists.rs').
-    let operator = Operator::start(
+    // The cluster and issuer overrides below are allowed (TrustNotAllowed is tests/allow_lists.rs'),
+    // and the operator's policy names the allowed cluster, as the README says to extend it.
+    let cluster_arn = format!(
+        "arn:aws:eks:{}:{}:cluster/no-such-cluster",
+        bed.var("AWS_REGION"),
+        bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID")
+    );
+    let policy = aws::testbed_policy_extended(&bed, "FindTheClusterIssuer", &[cluster_arn]);
+    let identity = aws::operator_identity_with_policy(&bed, bed.var("AWS_REGION"), &policy).await;
+    let operator = Operator::start_as(
         &bed,
         &ns,
         &[
@@ -189,6 +197,8 @@ async fn failures_are_reported_in_status_with_precise_reasons() {
             "--allowed-oidc-issuers",
             "https://oidc.eks.us-east-2.amazonaws.com/id/NOPROVIDER",
         ],
+        &[],
+        &identity,
     );
     let west = aws::s3(&bed, "us-west-2").await;
     let east = aws::s3(&bed, "us-east-2").await;

@@ -625,3 +625,24 @@ pub async fn operator_identity_with_policy(
         .insert(key, identity.clone());
     identity
 }
+
+/// The test bed's operator policy (rendered for its settings and boundary), as the README says
+/// to extend it when an allow-list names more than the defaults: each of `resources` added to
+/// statement `sid`.
+pub fn testbed_policy_extended(bed: &TestBed, sid: &str, resources: &[String]) -> serde_json::Value {
+    let mut policy = rendered_operator_policy(
+        bed,
+        &OperatorSettings::testbed(bed),
+        bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY"),
+    );
+    let statement = policy["Statement"]
+        .as_array_mut()
+        .expect("statements")
+        .iter_mut()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid}"));
+    let mut all = bucketwire::documents::string_list(&statement["Resource"]);
+    all.extend(resources.iter().cloned());
+    statement["Resource"] = serde_json::json!(all);
+    policy
+}
