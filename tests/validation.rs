@@ -174,7 +174,9 @@ async fn the_role_can_use_its_bucket_and_nothing_else() {
     );
 
     // Another bucket is out of reach, and so is deleting its own bucket.
-    let other = format!("{ns}-other");
+    // (Within the test bed's bucket prefix, so that the role's own policy, not the boundary, is
+    // what keeps it out.)
+    let other = aws::unique_bucket(&ns, "other");
     aws::create_bucket(&aws::s3(&bed, "us-east-2").await, &other, "us-east-2").await;
     let put = s3
         .put_object()
@@ -290,7 +292,15 @@ async fn an_issuer_that_is_not_the_clusters_is_caught_by_the_controller() {
         .send()
         .await
         .expect("provider");
-    let operator = Operator::start(&bed, &ns, &["--allowed-oidc-issuers", &issuer]);
+    // The operator's policy names that issuer's provider, as the README says to extend it.
+    let provider = format!(
+        "arn:aws:iam::{}:oidc-provider/{}",
+        bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID"),
+        issuer.trim_start_matches("https://")
+    );
+    let policy = aws::testbed_policy_extended(&bed, "FindTheClusterProvider", &[provider]);
+    let identity = aws::operator_identity_with_policy(&bed, bed.var("AWS_REGION"), &policy).await;
+    let operator = Operator::start_as(&bed, &ns, &["--allowed-oidc-issuers", &issuer], &[], &identity);
     create(
         &client,
         &ns,
@@ -369,7 +379,7 @@ async fn a_missing_bucket_and_a_bucket_in_another_region_give_their_reasons() {
 /// An adopted bucket whose own policy denies the object writes Milvus needs: the operator does
 /// not manage that policy, so validation is what notices.
 async fn adopted_bucket_denying_puts(bed: &TestBed, ns: &str) -> String {
-    let name = format!("{ns}-adopted");
+    let name = aws::unique_bucket(ns, "adopted");
     let s3 = aws::s3(bed, "us-east-2").await;
     aws::create_bucket(&s3, &name, "us-east-2").await;
     let deny = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
