@@ -658,19 +658,25 @@ async fn managed_policy(iam: &aws_sdk_iam::Client, name: &str) -> String {
 }
 
 /// Item 8: with no boundary configured, a boundary someone else set stays (only the one
-/// bucketwire set is removed); an inline policy added to the role is drift, removed, and never
-/// blocks deleting the role.
+/// bucketwire set is ever asked to go); an inline policy added to the role is drift, removed, and
+/// never blocks deleting the role. Under the operator's published policy the boundary bucketwire
+/// set cannot be removed either: the policy grants no iam:DeleteRolePermissionsBoundary, and the
+/// refusal names that action (issue 14).
 #[tokio::test]
 async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion() {
     let (bed, client, ns) = setup("boundary").await;
     let iam = aws::iam(&bed, "us-east-2").await;
     let theirs = managed_policy(&iam, &format!("{ns}-their-boundary")).await;
-    let ours = managed_policy(&iam, &format!("{ns}-our-boundary")).await;
+    // Ours: the test bed's boundary, the one the operator's policy lets it create roles with.
+    let ours = bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY").to_string();
+    let testbed = aws::Identity::testbed(&bed);
     let mut operator = Operator::start(&bed, &ns, &[]);
     create(&client, &ns, "bounded", json!({"region": "us-east-2"})).await;
     let role = role_name(&ready_status(&client, &ns, "bounded", &operator).await);
+    assert_eq!(boundary_of(&iam, &role).await.as_deref(), Some(ours.as_str()));
 
-    // Someone else sets a boundary and adds an inline policy.
+    // Without a boundary configured, someone else sets theirs and adds an inline policy.
+    operator.kill();
     iam.put_role_permissions_boundary()
         .role_name(&role)
         .permissions_boundary(&theirs)
@@ -678,6 +684,7 @@ async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion()
         .await
         .expect("boundary set out of band");
     put_inline(&iam, &role).await;
+    operator = Operator::start_as(&bed, &ns, &[], &[], &testbed.clone().without_boundary());
     wait_for(
         "the inline policy to be removed",
         Duration::from_secs(60),
@@ -706,10 +713,9 @@ async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion()
         "the removal is an Event: {events:?}"
     );
 
-    // The operator's own boundary replaces theirs when configured, and is the one it removes
-    // when the setting goes away.
+    // The operator's own boundary replaces theirs when configured...
     operator.kill();
-    operator = Operator::start(&bed, &ns, &["--permissions-boundary", &ours]);
+    operator = Operator::start(&bed, &ns, &[]);
     wait_for("our boundary on the role", Duration::from_secs(60), || async {
         (boundary_of(&iam, &role).await.as_deref() == Some(ours.as_str())).then_some(())
     })
@@ -719,12 +725,33 @@ async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion()
         (recorded.as_deref() == Some(ours.as_str())).then_some(())
     })
     .await;
+    // ...and is the one it asks to remove when the setting goes away, which its policy refuses:
+    // the boundary is the ceiling of every role it creates, and stays.
+    operator.kill();
+    operator = Operator::start_as(&bed, &ns, &[], &[], &testbed.clone().without_boundary());
+    let refused = wait_condition(
+        &client,
+        &ns,
+        "bounded",
+        "RoleReady",
+        "False",
+        Some("AccessDenied"),
+        &operator,
+    )
+    .await;
+    let message = condition(&refused, "RoleReady").expect("role").message;
+    assert!(
+        message.starts_with("AccessDenied: iam:DeleteRolePermissionsBoundary on arn:aws:iam::")
+            && message.contains(&format!("role/bucketwire/{role} (DeleteRolePermissionsBoundary)")),
+        "{message}"
+    );
+    assert_eq!(
+        boundary_of(&iam, &role).await.as_deref(),
+        Some(ours.as_str()),
+        "the boundary stays"
+    );
     operator.kill();
     operator = Operator::start(&bed, &ns, &[]);
-    wait_for("our boundary removed", Duration::from_secs(60), || async {
-        boundary_of(&iam, &role).await.is_none().then_some(())
-    })
-    .await;
     ready_status(&client, &ns, "bounded", &operator).await;
 
     // An inline policy added while the integration is being deleted does not block DeleteRole.
@@ -749,6 +776,7 @@ async fn only_our_boundary_is_removed_and_inline_policies_never_block_deletion()
         &json!({
             "foreignBoundaryKeptOverReconciles": 3,
             "deleteRolePermissionsBoundaryRequestsForAForeignBoundary": boundary_deletes,
+            "ownBoundaryRemovalRefusedByTheOperatorPolicy": message,
             "inlinePolicyRemovedAsDrift": true,
             "roleDeletedDespiteAnInlinePolicy": true,
         }),
