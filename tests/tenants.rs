@@ -27,11 +27,18 @@ async fn specs_only_the_operator_can_reject_cost_no_aws_call_and_stall_no_one() 
     // Every AWS request of this operator goes through a recording proxy (nothing is failed), so
     // that each one can be attributed by the bucket or IAM name it carries.
     let proxy = AwsProxy::start(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"), &ns, &["--rate", "0"]);
-    let operator = Operator::start_with_env(
+    // The operator's policy is rendered for its prefix, as the README's install step renders it.
+    let settings = aws::OperatorSettings {
+        bucket_prefix: "team-a-".into(),
+        ..aws::OperatorSettings::testbed(&bed)
+    };
+    let identity = aws::operator_identity(&bed, &settings).await;
+    let operator = Operator::start_as(
         &bed,
         &ns,
-        &["--bucket-prefix", "team-a-", "--resync-interval", "1h"],
+        &["--resync-interval", "1h"],
         &[("BUCKETWIRE_AWS_ENDPOINT_URL", proxy.url.as_str())],
+        &identity,
     );
     // Twenty admitted specs naming buckets outside this operator's prefix, then one good one.
     let bad: Vec<(String, String)> = (0..20)
@@ -262,11 +269,14 @@ async fn the_role_path_and_permissions_boundary_are_enforced() {
         .policy
         .and_then(|p| p.arn)
         .expect("arn");
-    let operator = Operator::start(
-        &bed,
-        &ns,
-        &["--permissions-boundary", &boundary, "--role-path", "/tenants/a/"],
-    );
+    // The operator's policy is rendered for that path and boundary.
+    let settings = aws::OperatorSettings {
+        role_path: "/tenants/a/".into(),
+        boundary: Some(boundary.clone()),
+        ..aws::OperatorSettings::testbed(&bed)
+    };
+    let identity = aws::operator_identity(&bed, &settings).await;
+    let operator = Operator::start_as(&bed, &ns, &["--role-path", "/tenants/a/"], &[], &identity);
     create(&client, &ns, "bounded", json!({"region": "us-east-2"})).await;
     let bi = wait_ready(&client, &ns, "bounded", &operator).await;
     let status = bi.status.expect("status");

@@ -402,10 +402,12 @@ async fn get_tags(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<TagsAnswer, E
                     got: "another region".into(),
                 })
             } else if failure.is_access_denied() {
+                let call = on_bucket(s3, Operation::GetBucketTagging, bucket);
                 Err(Error::BucketOwnedElsewhere {
                     bucket: bucket.into(),
                     detail: format!(
-                        "reading its tags was denied ({failure}); it may belong to another AWS account"
+                        "reading its tags ({call}) was denied ({}); it may belong to another AWS account, or be outside what the operator's IAM policy allows (its bucket prefix)",
+                        failure.detail()
                     ),
                 })
             } else {
