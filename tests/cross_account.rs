@@ -196,7 +196,13 @@ async fn a_generated_external_id_lets_exactly_one_account_in_and_survives_the_li
 async fn china_partition_with_a_given_external_id_and_sse_kms() {
     let (bed, client, ns) = setup("xacct-cn").await;
     let key = "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    let operator = Operator::start(
+    // The operator's role in the China partition: the policy rendered for it, and its boundary.
+    let settings = aws::OperatorSettings {
+        region: "cn-north-1".into(),
+        ..aws::OperatorSettings::testbed(&bed)
+    };
+    let identity = aws::operator_identity(&bed, &settings).await;
+    let operator = Operator::start_as(
         &bed,
         &ns,
         &[
@@ -205,6 +211,8 @@ async fn china_partition_with_a_given_external_id_and_sse_kms() {
             "--allowed-kms-keys",
             key,
         ],
+        &[],
+        &identity,
     );
     create(
         &client,
@@ -240,7 +248,7 @@ async fn china_partition_with_a_given_external_id_and_sse_kms() {
 #[tokio::test]
 async fn an_adopted_buckets_kms_key_comes_from_its_own_encryption() {
     let (bed, client, ns) = setup("xacct-adopt").await;
-    let name = format!("{ns}-kms");
+    let name = aws::unique_bucket(&ns, "kms");
     let key = "arn:aws:kms:us-east-2:123456789012:key/9876abcd-12ab-34cd-56ef-1234567890ab";
     let s3 = aws::s3(&bed, "us-east-2").await;
     aws::create_bucket(&s3, &name, "us-east-2").await;
