@@ -506,6 +506,12 @@ async fn detach(iam: &aws_sdk_iam::Client, role: &str, arn: &str, policy_arn: &s
 
 /// Cleanup: detach every policy from our role, delete it, then delete our policy (all its
 /// versions). Resources that are gone, or not tagged for this integration, are left alone.
+///
+/// A delete that is refused may have succeeded already: when the SDK retries a DeleteRole or
+/// DeletePolicy whose answer was lost (a timeout, a reset connection), the role or policy is
+/// gone, and IAM answers AccessDenied rather than NoSuchEntity to a caller whose permission
+/// depends on the entity's tags and path (the operator's does: deploy/iam/operator-policy.json).
+/// A read, which that policy allows whether the entity exists or not, tells the two apart.
 pub async fn delete_role_and_policy(
     iam: &aws_sdk_iam::Client,
     role_name: &str,
@@ -528,7 +534,10 @@ pub async fn delete_role_and_policy(
                     Ok(_) => done.push(format!("deleted role {}", role.arn())),
                     Err(e) => {
                         let failure = AwsFailure::from_sdk(&e);
-                        if !failure.is_code("NoSuchEntity") {
+                        let gone = failure.is_code("NoSuchEntity")
+                            || failure.is_access_denied()
+                                && get_role(iam, role_name, role_arn).await?.is_none();
+                        if !gone {
                             return Err(Error::aws(Call::new(Operation::DeleteRole, role_arn), failure));
                         }
                     }
@@ -576,7 +585,9 @@ pub async fn delete_role_and_policy(
                     Ok(_) => done.push(format!("deleted policy {policy_arn}")),
                     Err(e) => {
                         let failure = AwsFailure::from_sdk(&e);
-                        if !failure.is_code("NoSuchEntity") {
+                        let gone = failure.is_code("NoSuchEntity")
+                            || failure.is_access_denied() && get_policy(iam, policy_arn).await?.is_none();
+                        if !gone {
                             return Err(Error::aws(
                                 Call::new(Operation::DeletePolicy, policy_arn),
                                 failure,
