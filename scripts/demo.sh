@@ -39,8 +39,15 @@ bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys
 say "installing the BucketIntegration CRD (bucketwire crd)"
 "$bin/examples/demo" install-crd
 
-say "starting the operator: bucketwire run --cluster-name $BUCKETWIRE_CLUSTER_NAME (log: target/testbed/demo-operator.log)"
-"$bin/bucketwire" run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 > target/testbed/demo-operator.log 2>&1 &
+# As its own IAM role (exactly deploy/iam/operator-policy.json, rendered for the test bed), with the
+# permissions boundary and bucket prefix that policy was rendered for, as the chart runs it.
+say "starting the operator as $BUCKETWIRE_OPERATOR_ROLE_ARN: bucketwire run --cluster-name $BUCKETWIRE_CLUSTER_NAME --permissions-boundary $BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY --bucket-prefix $BUCKETWIRE_TESTBED_BUCKET_PREFIX (log: target/testbed/demo-operator.log)"
+AWS_ACCESS_KEY_ID="$BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID" \
+AWS_SECRET_ACCESS_KEY="$BUCKETWIRE_OPERATOR_AWS_SECRET_ACCESS_KEY" \
+AWS_SESSION_TOKEN="$BUCKETWIRE_OPERATOR_AWS_SESSION_TOKEN" \
+    "$bin/bucketwire" run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
+    --permissions-boundary "$BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY" \
+    --bucket-prefix "$BUCKETWIRE_TESTBED_BUCKET_PREFIX" > target/testbed/demo-operator.log 2>&1 &
 operator_pid=$!
 
 say "applying examples/milvus-prod.yaml and waiting for Ready"
