@@ -1159,8 +1159,9 @@ pub async fn publish(
     }
 }
 
-/// Cleanup on deletion (see `cleanup_steps`). When it cannot finish, the Ready condition says
-/// why: an Event alone may not be possible (a terminating namespace refuses new Events).
+/// Cleanup on deletion (see `cleanup_steps`). When it cannot finish, a Warning Event and the
+/// Ready condition say why: an Event alone may not be possible (a terminating namespace refuses
+/// new Events).
 pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
     if crd_being_deleted(ctx).await {
         // An uninstall, not a user's decision to clean up: every Milvus keeps its bucket, role,
@@ -1180,6 +1181,17 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
     }
     let result = cleanup_steps(bi, ctx).await;
     if let Err(err) = &result {
+        // Whatever step failed (the role, the policy, the ServiceAccount, the bucket): an Event
+        // naming it, when the namespace still takes Events, and Ready in any case.
+        publish(
+            ctx,
+            bi,
+            "Cleanup",
+            EventType::Warning,
+            err.reason(),
+            &err.to_string(),
+        )
+        .await;
         let previous = bi
             .status
             .as_ref()
@@ -1317,21 +1329,12 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
                 &uid,
                 &bi.spec.bucket.tags,
             );
-            match bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &ours).await {
-                Ok(outcome) => done.push(outcome.message),
-                Err(err) => {
-                    publish(
-                        ctx,
-                        bi,
-                        "Cleanup",
-                        EventType::Warning,
-                        err.reason(),
-                        &err.to_string(),
-                    )
-                    .await;
-                    return Err(err);
-                }
-            }
+            // A failure is reported by `cleanup`, in Ready and as an Event.
+            done.push(
+                bucket::delete_if_empty(&ctx.aws.s3(&bi.spec.region), &bucket, &ours)
+                    .await?
+                    .message,
+            );
         }
     } else if let Some(bucket) = recorded_bucket {
         done.push(format!(
