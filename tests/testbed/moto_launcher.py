@@ -11,7 +11,8 @@ one convenience for a test bed with a single administrator.
 3. With IAM enforcement on, moto demands a signature on every request and answers the unsigned
    sts:AssumeRoleWithWebIdentity with a 500. On AWS that call is unsigned by design (the web
    identity token is the credential), so it is exempt here. moto does not check the token or
-   the role's trust policy; bucketwire's static check covers that.
+   the role's trust policy: web_identity.verify does, as STS does, and a refusal is answered
+   as STS's XML error.
 4. moto checks signatures against a body it rebuilds: the form re-encoded by Python for
    form-encoded requests (its Flask request has consumed the raw body; aws-sdk-rust encodes
    some characters of policy documents differently), and the parsed parameters for requests
@@ -49,7 +50,12 @@ from moto.iam import policy_conditions
 from botocore.awsrequest import AWSRequest
 from moto.iam import access_control
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
+from moto.core.exceptions import RESTError
 from moto.s3 import responses as s3_responses
+
+import web_identity
+
+STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 # Request context the emulator does not provide itself.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
@@ -92,7 +98,15 @@ _authorize_normal_action = ActionAuthenticatorMixin._authenticate_and_authorize_
 
 def authorize_normal_action(self, resource="*"):
     if self._get_action() == "AssumeRoleWithWebIdentity":
-        return None  # correction 3: unsigned on AWS too
+        # correction 3: unsigned on AWS too; the token and the trust policy are checked instead.
+        form = {k: v[0] for k, v in self.querystring.items() if v}
+        try:
+            web_identity.verify(form, self.current_account, self.partition)
+        except web_identity.Refused as refused:
+            error = RESTError(refused.code, refused.message, "wrapped_single_error", xmlns=STS_XMLNS)
+            error.code = refused.status
+            raise error from None
+        return None
     return _authorize_normal_action(self, resource)
 
 
