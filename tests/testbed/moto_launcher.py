@@ -42,7 +42,9 @@ Everything else is moto as released. Usage is that of `moto_server`
 """
 
 import sys
+import uuid
 from urllib.parse import parse_qsl, quote
+from xml.sax.saxutils import escape
 
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.responses import BaseResponse
@@ -50,12 +52,10 @@ from moto.iam import policy_conditions
 from botocore.awsrequest import AWSRequest
 from moto.iam import access_control
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
-from moto.core.exceptions import RESTError
 from moto.s3 import responses as s3_responses
+from werkzeug.exceptions import HTTPException
 
 import web_identity
-
-STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 # Request context the emulator does not provide itself.
 REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
@@ -103,14 +103,27 @@ def authorize_normal_action(self, resource="*"):
         try:
             web_identity.verify(form, self.current_account, self.partition)
         except web_identity.Refused as refused:
-            error = RESTError(refused.code, refused.message, "wrapped_single_error", xmlns=STS_XMLNS)
-            error.code = refused.status
-            raise error from None
+            raise STSError(refused) from None
         return None
     return _authorize_normal_action(self, resource)
 
 
 ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize_normal_action
+
+
+class STSError(HTTPException):
+    """A refusal in STS's own XML error shape (plain text, no CDATA: aws-sdk-rust reads no
+    message from moto's CDATA-wrapped one)."""
+
+    def __init__(self, refused):
+        super().__init__()
+        self.code = refused.status
+        self.description = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<Error><Type>Sender</Type><Code>{escape(refused.code)}</Code>"
+            f"<Message>{escape(refused.message)}</Message></Error>"
+            f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        )
 
 _setup_class = BaseResponse.setup_class
 
