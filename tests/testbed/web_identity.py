@@ -230,9 +230,19 @@ def simulation(form, role, account_id, provider, claims, audience):
 
 
 def decide(simulation):
+    """The simulator's decision, added to the request's log line like every other decision."""
     import authorization  # the launcher's simulator client; imported when first needed
 
-    return authorization.decide(simulation)
+    decision = authorization.decide(simulation)
+    request = simulation["request"]
+    authorization._log({
+        "action": request["action"],
+        "resource": request["resource"]["resource"],
+        "principal": request["principal"],
+        "result": decision.result,
+        "derivedBy": "web_identity.py: the role's trust policy",
+    })
+    return decision
 
 
 class IssuerKeys:
