@@ -366,6 +366,10 @@ def iam_checks(iam_request, caller, partition):
     elif action == "CreatePolicy":
         path = form.get("Path", "/")
         resource = f"arn:{partition}:iam::{account}:policy{path}{form['PolicyName']}"
+    elif action == "CreateOpenIDConnectProvider":
+        # Resource type oidc-provider: the provider's ARN, its URL without the scheme.
+        url = urlparse(form.get("Url", ""))
+        resource = f"arn:{partition}:iam::{account}:oidc-provider/{url.netloc}{url.path}"
     elif IAM_ROLE_PARAM in form:
         name = form[IAM_ROLE_PARAM]
         role = _role_named(backend, name)
