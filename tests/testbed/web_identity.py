@@ -41,7 +41,9 @@ finds no keys, as on AWS when the issuer's host cannot be reached.
 
 Not modelled: the provider's thumbprint list (AWS ignores it for issuers whose certificate a
 well-known CA signed, as EKS's are), IdP communication timeouts, session policies and tags.
-The messages of cases 1, 4 and 5's `nbf`/`iat` are the test bed's own wording.
+Messages: those of cases 2, 3, 6 and 7 are STS's wording as its answers quote it in public
+reports; the others (1, 4, 5) are the test bed's own. Tests assert codes and statuses, which
+STS's service model fixes, and only those messages.
 """
 
 import base64
