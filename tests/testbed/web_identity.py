@@ -42,8 +42,8 @@ finds no keys, as on AWS when the issuer's host cannot be reached.
 Not modelled: the provider's thumbprint list (AWS ignores it for issuers whose certificate a
 well-known CA signed, as EKS's are), IdP communication timeouts, session policies and tags.
 Messages: those of cases 2, 3, 6 and 7 are STS's wording as its answers quote it in public
-reports; the others (1, 4, 5) are the test bed's own. Tests assert codes and statuses, which
-STS's service model fixes, and only those messages.
+reports; the others (1, 4, 5) are the test bed's own. The codes and statuses come from
+STS's service model.
 """
 
 import base64
