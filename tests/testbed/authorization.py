@@ -129,7 +129,8 @@ def _secure():
     return "true" if getattr(_request, "secure", True) else "false"
 
 
-def _log(entry):
+def record_decision(entry):
+    """Adds a decision to the request log line of the current request."""
     if not hasattr(_request, "decisions"):
         _request.decisions = []
     _request.decisions.append(entry)
@@ -295,7 +296,7 @@ def simulate(caller, check):
     if caller.boundary is not None:
         simulation["permissionBoundaryPolicies"] = [{"name": "permissions boundary", "policy": caller.boundary}]
     decision = decide(simulation)
-    _log({
+    record_decision({
         "action": check.action,
         "resource": check.resource,
         "principal": caller.principal_arn,

@@ -237,7 +237,7 @@ def decide(simulation):
 
     decision = authorization.decide(simulation)
     request = simulation["request"]
-    authorization._log({
+    authorization.record_decision({
         "action": request["action"],
         "resource": request["resource"]["resource"],
         "principal": request["principal"],
