@@ -49,6 +49,9 @@ REGION = "us-east-2"
 CLUSTER_NAME = "bucketwire-testbed"
 ACCOUNT_ID = "123456789012"  # moto's default account
 ADMIN_USER = "bucketwire-testbed-admin"
+# A second account with its own administrator (cross-account tests: tests/iam_semantics.rs,
+# tests/negative_proofs.rs).
+SECOND_ACCOUNT_ID = "222233334444"
 # Thumbprint of the EKS OIDC root CA, as eksctl registers it.
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
@@ -137,6 +140,33 @@ def http_ok(url):
         return False
 
 
+def seed_second_account(session, endpoint):
+    """The second account's administrator; returns its part of the environment. moto keeps IAM,
+    STS and S3 state per account and picks a request's account from its `x-moto-account-id`
+    header, else from its access key (moto's docs, "Multi-Account support"): these calls, made
+    before enforcement is on, name the account in the header; the key they create then signs
+    requests of that account."""
+    iam = session.client("iam", endpoint_url=endpoint)
+    iam.meta.events.register(
+        "before-sign.iam.*",
+        lambda request, **_: request.headers.__setitem__("x-moto-account-id", SECOND_ACCOUNT_ID),
+    )
+    iam.create_user(UserName=ADMIN_USER)
+    iam.put_user_policy(
+        UserName=ADMIN_USER,
+        PolicyName="testbed-admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+    return {
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ACCESS_KEY_ID": key["AccessKeyId"],
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+
+
 def seed(endpoint):
     """Create the EKS cluster, its IAM OIDC provider and an administrator, then turn IAM
     enforcement on. Returns (issuer, provider ARN, admin access key id, secret)."""
@@ -174,6 +204,7 @@ def seed(endpoint):
         session.client("iam", endpoint_url=endpoint, region_name=region).create_open_id_connect_provider(
             Url=issuer, ClientIDList=["sts.amazonaws.com"], ThumbprintList=[OIDC_THUMBPRINT]
         )
+    second_account = seed_second_account(session, endpoint)
     # IAM enforcement on from the next request (see moto's /moto-api/reset-auth).
     request = urllib.request.Request(
         f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
@@ -181,7 +212,7 @@ def seed(endpoint):
     with urllib.request.urlopen(request, timeout=10) as resp:
         if resp.status != 200:
             raise SystemExit(f"testbed: enabling IAM enforcement failed: HTTP {resp.status}")
-    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"]
+    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"], second_account
 
 
 def up(_args):
@@ -223,7 +254,7 @@ def start_all():
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
-    issuer, provider_arn, access_key, secret_key = seed(endpoint)
+    issuer, provider_arn, access_key, secret_key, second_account = seed(endpoint)
     log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
     log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
 
@@ -251,6 +282,7 @@ def start_all():
         "BUCKETWIRE_TESTBED_ACCOUNT_ID": ACCOUNT_ID,
         "BUCKETWIRE_TESTBED_REQUEST_LOG": str(REQUEST_LOG),
         "BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL": f"http://127.0.0.1:{insecure_port}",
+        **second_account,
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(
