@@ -92,6 +92,9 @@ enum Caller {
     SecondAccountUser(Vec<Value>),
 }
 
+/// A role's tags: (key, value).
+type Tags = Vec<(&'static str, &'static str)>;
+
 /// What a behaviour needs before its probes run.
 #[derive(Default)]
 struct Setup {
@@ -99,7 +102,7 @@ struct Setup {
     /// The policy of bucket `Own`.
     bucket_policy: Option<Value>,
     /// Roles to be assumed or read, with their trust policies and tags (test bed's account).
-    roles: Vec<(&'static str, Value, Vec<(&'static str, &'static str)>)>,
+    roles: Vec<(&'static str, Value, Tags)>,
     /// KMS keys (in REGION) with their key policies.
     keys: Vec<(&'static str, Value)>,
 }
