@@ -833,7 +833,7 @@ async fn build(bed: &TestBed, names: Names, setup: Setup) -> Built {
 async fn run_probe(bed: &TestBed, client: &kube::Client, built: &Built, probe: &Probe) -> Outcome {
     let names = &built.names;
     if let Request::WebIdentity { role, sa, audience } = probe.request {
-        let token = aws::service_account_token(client, &names.ns, sa, audience).await;
+        let token = aws::service_account_token(client, &names.ns, sa, Some(audience)).await;
         return match aws::assume_role_with_web_identity(bed, &names.role_arn(role), &token).await {
             Ok(_) => Outcome::Allowed,
             Err(outcome) => outcome,

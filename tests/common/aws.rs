@@ -464,12 +464,18 @@ pub fn sts_credentials(c: aws_sdk_sts::types::Credentials) -> Credentials {
     )
 }
 
-/// A ServiceAccount token from TokenRequest, as the kubelet projects it for IRSA.
-pub async fn service_account_token(client: &kube::Client, ns: &str, sa: &str, audience: &str) -> String {
+/// A ServiceAccount token from TokenRequest, as the kubelet projects it for IRSA (audience
+/// `sts.amazonaws.com`); `audience: None` asks for the apiserver's default audiences.
+pub async fn service_account_token(
+    client: &kube::Client,
+    ns: &str,
+    sa: &str,
+    audience: Option<&str>,
+) -> String {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     let request = TokenRequest {
         spec: TokenRequestSpec {
-            audiences: vec![audience.to_string()],
+            audiences: audience.map(str::to_string).into_iter().collect(),
             expiration_seconds: Some(600),
             ..Default::default()
         },
