@@ -21,6 +21,8 @@ use common::aws::{self, Credentials, Outcome, SignedAs};
 use common::{TestBed, results, setup};
 
 const REGION: &str = "us-east-2";
+/// The session name of every role session the test makes.
+const SESSION: &str = "iam-semantics";
 
 /// The names one behaviour's setup refers to (all derived from the test's namespace, so every
 /// run has its own; ARNs are known before anything is created).
@@ -60,6 +62,15 @@ impl Names {
 
     fn role_arn(&self, label: &str) -> String {
         format!("arn:aws:iam::{}:role/{}", self.account, self.user(label))
+    }
+
+    /// The session ARN of a `BoundedRole` caller (the administrator assumes it as SESSION).
+    fn session_arn(&self, label: &str) -> String {
+        format!(
+            "arn:aws:sts::{}:assumed-role/{}/{SESSION}",
+            self.account,
+            self.user(label)
+        )
     }
 }
 
@@ -275,6 +286,43 @@ fn behaviours() -> Vec<Behaviour> {
                     Allowed,
                 ),
                 probe("narrow-identity", list(Bucket::Own), Denied),
+            ],
+        },
+        Behaviour {
+            name: "within one account, a bucket policy naming the user is enough without an identity policy",
+            doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-basics.html",
+            setup: |n| Setup {
+                callers: vec![("named", Caller::User(vec![])), ("unnamed", Caller::User(vec![]))],
+                bucket_policy: Some(policy(
+                    json!([{"Effect": "Allow", "Principal": {"AWS": n.user_arn("named")},
+                    "Action": "s3:ListBucket", "Resource": n.bucket_arn(Bucket::Own)}]),
+                )),
+                ..Default::default()
+            },
+            probes: vec![
+                probe("named", list(Bucket::Own), Allowed),
+                probe("unnamed", list(Bucket::Own), Denied),
+            ],
+        },
+        Behaviour {
+            name: "a permissions boundary limits a bucket policy that names the role, not one that names the role session",
+            doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html",
+            setup: |n| {
+                let bounded = || Caller::BoundedRole {
+                    policies: vec![],
+                    boundary: allow(json!("s3:GetBucketLocation"), json!(n.bucket_arn(Bucket::Own))),
+                };
+                Setup {
+                    callers: vec![("role-named", bounded()), ("session-named", bounded())],
+                    bucket_policy: Some(policy(json!([{"Effect": "Allow",
+                        "Principal": {"AWS": [n.role_arn("role-named"), n.session_arn("session-named")]},
+                        "Action": "s3:ListBucket", "Resource": n.bucket_arn(Bucket::Own)}]))),
+                    ..Default::default()
+                }
+            },
+            probes: vec![
+                probe("role-named", list(Bucket::Own), Denied),
+                probe("session-named", list(Bucket::Own), Allowed),
             ],
         },
         Behaviour {
@@ -814,7 +862,7 @@ async fn build(bed: &TestBed, names: Names, setup: Setup) -> Built {
                     .sts()
                     .assume_role()
                     .role_arn(names.role_arn(label))
-                    .role_session_name("iam-semantics")
+                    .role_session_name(SESSION)
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("the administrator assumes {label}: {e:?}"));
@@ -884,7 +932,7 @@ async fn run_probe(bed: &TestBed, client: &kube::Client, built: &Built, probe: &
                 .sts()
                 .assume_role()
                 .role_arn(names.role_arn(role))
-                .role_session_name("iam-semantics")
+                .role_session_name(SESSION)
                 .set_external_id(external_id.map(str::to_string))
                 .send()
                 .await,
