@@ -1,98 +1,98 @@
-"""Starts moto's server with five corrections, so that IAM enforcement behaves as on AWS, and
-one convenience for a test bed with a single administrator.
+"""Starts moto's server as the store of AWS state, with authorization decided by an IAM policy
+simulator instead of moto's evaluator, and the corrections moto's authentication needs.
 
-1. moto 5.1/5.2 do not know the `Bool` condition operator and then ignore the condition,
-   so `Deny ... Condition {"Bool": {"aws:SecureTransport": "false"}}` denies everything.
-   Here `Bool` is evaluated, and `aws:SecureTransport` is "true": the test bed talks plain
-   HTTP to the emulator on loopback, standing in for AWS, which every SDK reaches over HTTPS.
-2. moto treats a statement whose condition is not met as an explicit Deny, whatever its
-   Effect (moto/iam/access_control.py, IAMPolicyStatement.is_action_permitted). On AWS such
-   a statement simply does not apply; here it is NEUTRAL.
-3. With IAM enforcement on, moto demands a signature on every request and answers the unsigned
-   sts:AssumeRoleWithWebIdentity with a 500. On AWS that call is unsigned by design (the web
-   identity token is the credential), so it is exempt here. moto does not check the token or
-   the role's trust policy; bucketwire's static check covers that.
-4. moto checks signatures against a body it rebuilds: the form re-encoded by Python for
+Authorization (tests/testbed/authorization.py): every signed request is allowed or denied by
+@cloud-copilot/iam-simulate from the caller's identity policies and permissions boundary, the
+bucket policy, the role's trust policy or the KMS key policy, and a request context derived as AWS
+derives it. moto's own evaluator (moto/iam/access_control.py, check_action_permitted) is
+replaced, not patched.
+
+Web identity: sts:AssumeRoleWithWebIdentity is unsigned on AWS by design (the token is the
+credential). moto would demand a signature; here it is exempt from signing and goes to
+tests/testbed/web_identity.py, which checks the token and the role's trust policy as STS does.
+
+Authentication corrections:
+1. moto checks signatures against a body it rebuilds: the form re-encoded by Python for
    form-encoded requests (its Flask request has consumed the raw body; aws-sdk-rust encodes
    some characters of policy documents differently), and the parsed parameters for requests
    without a body (REST GETs such as eks:DescribeCluster), and with the query string it
    received already percent-decoded (`prefix=files/` where the client signed `files%2F`).
    Valid signatures then fail. Here the signature is checked against the bytes that were sent,
    and the query is canonically re-encoded, as AWS does.
-5. moto authorizes HeadBucket as `s3:HeadBucket` (moto/s3/responses.py, ACTION_MAP), an action
-   that does not exist: no real policy grants it, so every HeadBucket under enforcement is
-   denied. On AWS HeadBucket is authorized by `s3:ListBucket`; here it is too.
+2. Partitions: the test bed has one administrator, created in the `aws` partition. A China or
+   GovCloud account would have its own; here a user access key that is unknown in the request's
+   partition is looked up in `aws`, so the same credentials work in every partition (the
+   resources themselves, and their ARNs, stay in the partition of the request). Likewise moto
+   files the credentials of an unsigned AssumeRoleWithWebIdentity under `aws`, as it cannot tell
+   which partition's STS endpoint was meant; temporary credentials unknown in the request's
+   partition are looked up in the others and then act in the request's partition.
 
-Conveniences for partitions: the test bed has one administrator, created in the `aws`
-partition. A China or GovCloud account would have its own; here a user access key that is
-unknown in the request's partition is looked up in `aws`, so the same credentials work in every
-partition (the resources themselves, and their ARNs, stay in the partition of the request).
-Likewise moto files the credentials of an unsigned AssumeRoleWithWebIdentity under `aws`, as it
-cannot tell which partition's STS endpoint was meant; temporary credentials unknown in the
-request's partition are looked up in the others and then act in the request's partition.
+Plain HTTP: with MOTO_INSECURE_PORT set, the same emulator also listens on that port, and
+requests arriving there have `aws:SecureTransport` = false. The main port stands for AWS's HTTPS
+endpoints (`aws:SecureTransport` = true): the test bed talks plain HTTP on loopback where every
+SDK would reach AWS over TLS.
 
 The request log: with MOTO_REQUEST_LOG set, every request the emulator answers is appended to
-that file as one JSON line (method, path, query, the form's Action and the RoleName, PolicyArn or PolicyName it names
-for query-protocol services, the X-Amz-Target operation for JSON-protocol ones such as KMS, the signing access key and the HTTP status), before any of the above runs. Tests count writes
-from it, so "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
+that file as one JSON line: method, path, query, the form's Action and the RoleName, PolicyArn or
+PolicyName it names for query-protocol services, the X-Amz-Target operation for JSON-protocol ones
+such as KMS, the signing access key, the HTTP status, and the authorization decisions taken for it
+(`decisions`: action, resource, principal, result). Tests count writes and decisions from it, so
+"zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
-Everything else is moto as released. Usage is that of `moto_server`
-(e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
+Usage is that of `moto_server` (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
 """
 
 import sys
 from urllib.parse import parse_qsl, quote
 
-from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.responses import BaseResponse
-from moto.iam import policy_conditions
-from botocore.awsrequest import AWSRequest
-from moto.iam import access_control
-from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicyStatement, IAMRequestBase, PermissionResult
-from moto.s3 import responses as s3_responses
+import os
+import threading
 
-# Request context the emulator does not provide itself.
-REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-
-def bool_operation(expected, actual):
-    values = expected if isinstance(expected, list) else [expected]
-    return any(str(v).lower() == str(actual).lower() for v in values)
+import authorization  # noqa: E402
+import web_identity  # noqa: E402
+from botocore.awsrequest import AWSRequest  # noqa: E402
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+from moto.core.responses import BaseResponse  # noqa: E402
+from moto.iam import access_control  # noqa: E402
+from moto.iam.access_control import CreateAccessKeyFailure, IAMRequestBase, PermissionResult  # noqa: E402
+from moto.s3.models import FakeBucket  # noqa: E402
 
 
-policy_conditions.CONDITION_OPERATIONS["Bool"] = bool_operation
+def check_action_permitted(self, resource):
+    authorization.authorize(self, resource)
 
 
-def is_action_permitted(self, action, resource="*", principal=None, incoming_condition_values=None):
-    context = dict(REQUEST_CONTEXT)
-    context.update(incoming_condition_values or {})
-    if "NotAction" in self._statement:
-        concerned = not self._check_element_matches("NotAction", action)
-    else:
-        concerned = bool(self._check_element_matches("Action", action))
-    if not concerned:
-        return PermissionResult.NEUTRAL
-    if self.is_unknown_principal(self._statement.get("Principal")):
-        return PermissionResult.NEUTRAL
-    if principal and not self._check_principal(principal):
-        return PermissionResult.DENIED
-    if not self._check_conditions(context):
-        return PermissionResult.NEUTRAL  # correction 2: the statement does not apply
-    if not self._statement.get("Resource"):
-        return PermissionResult.PERMITTED
-    if not self._check_element_matches("Resource", resource):
-        return PermissionResult.NEUTRAL
-    return PermissionResult.PERMITTED if self._statement["Effect"] == "Allow" else PermissionResult.DENIED
+IAMRequestBase.check_action_permitted = check_action_permitted
 
 
-IAMPolicyStatement.is_action_permitted = is_action_permitted
+def bucket_policy_not_decided_here(self, action, resource):
+    """moto also evaluates bucket policies itself, before and after authorization, with its own
+    evaluator; the simulator already decided with the bucket policy, so here it abstains."""
+    return PermissionResult.NEUTRAL
+
+
+FakeBucket.get_permission = bucket_policy_not_decided_here
 
 _authorize_normal_action = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 
 
 def authorize_normal_action(self, resource="*"):
     if self._get_action() == "AssumeRoleWithWebIdentity":
-        return None  # correction 3: unsigned on AWS too
+        # Unsigned on AWS too: the token is the credential, checked as STS checks it.
+        form = {k: (v[0] if isinstance(v, list) and v else v) for k, v in self.querystring.items()}
+        try:
+            web_identity.verify(form, self.current_account, "aws")
+        except web_identity.Refused as refused:
+            raise authorization.ServiceError(
+                refused.status,
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{refused.code}</Code><Message>{authorization._xml_escape(refused.message)}</Message>"
+                "</Error><RequestId>bucketwire-testbed</RequestId></ErrorResponse>",
+                "text/xml",
+            )
+        return None
     return _authorize_normal_action(self, resource)
 
 
@@ -107,7 +107,7 @@ def setup_class(self, request, full_url, headers, use_raw_body=False):
         raw = request.get_data(cache=True)  # cached, so the form is still parsed from it
     _setup_class(self, request, full_url, headers, use_raw_body)
     if raw:
-        self.raw_body = raw  # correction 4: only the signature check reads raw_body
+        self.raw_body = raw  # correction 1: only the signature check reads raw_body
 
 
 BaseResponse.setup_class = setup_class
@@ -127,9 +127,6 @@ def create_aws_request(self):
 
 
 IAMRequestBase._create_aws_request = create_aws_request
-
-# correction 5: HeadBucket is authorized by s3:ListBucket, as on AWS.
-s3_responses.ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
 
 _create_access_key = access_control.create_access_key
 
@@ -159,19 +156,22 @@ def create_access_key(account_id, partition, access_key_id, headers):
 
 access_control.create_access_key = create_access_key
 
-def log_requests(path):
-    """Wraps moto's WSGI application so that every request is appended to `path`."""
+def wrap_application(log_path, insecure_port):
+    """Wraps moto's WSGI application: each request starts with a fresh authorization record
+    (and its transport: plain HTTP on `insecure_port`), and, with `log_path`, is appended to
+    the request log with the decisions taken for it."""
     import io
     import json
-    import threading
+    import re
 
     from moto.server import DomainDispatcherApplication
 
     lock = threading.Lock()
-    out = open(path, "a", buffering=1)
+    out = open(log_path, "a", buffering=1) if log_path else None
     dispatch = DomainDispatcherApplication.__call__
 
     def call(self, environ, start_response):
+        authorization.begin_request(secure_transport=str(environ.get("SERVER_PORT")) != str(insecure_port))
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
@@ -191,21 +191,42 @@ def log_requests(path):
 
         def respond(status, headers, exc_info=None):
             entry["status"] = int(status.split(" ", 1)[0])
-            with lock:
-                out.write(json.dumps(entry) + "\n")
             return start_response(status, headers, exc_info)
 
-        return dispatch(self, environ, respond)
+        result = dispatch(self, environ, respond)
+        entry["decisions"] = authorization.take_decisions()
+        if entry.get("status", 500) >= 400:
+            # An error body is small and complete: keep its error code in the log.
+            answer = b"".join(result)
+            if hasattr(result, "close"):
+                result.close()
+            result = [answer]
+            code = re.search(rb"<Code>([^<]+)</Code>|\"__type\":\s*\"([^\"]+)\"", answer)
+            entry["error"] = (code.group(1) or code.group(2)).decode() if code else ""
+        if out is not None:
+            with lock:
+                out.write(json.dumps(entry) + "\n")
+        return result
 
     DomainDispatcherApplication.__call__ = call
 
 
-if __name__ == "__main__":
-    import os
+def serve_insecure(host, port):
+    """The same emulator on a second port, whose requests count as plain HTTP."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
 
+    server = make_server(host, port, DomainDispatcherApplication(create_backend_app), threaded=True)
+    threading.Thread(target=server.serve_forever, name="insecure-port", daemon=True).start()
+
+
+if __name__ == "__main__":
     from moto.server import main
 
-    if os.environ.get("MOTO_REQUEST_LOG"):
-        log_requests(os.environ["MOTO_REQUEST_LOG"])
+    insecure_port = os.environ.get("MOTO_INSECURE_PORT")
+    wrap_application(os.environ.get("MOTO_REQUEST_LOG"), insecure_port)
+    if insecure_port:
+        host = sys.argv[sys.argv.index("-H") + 1] if "-H" in sys.argv else "127.0.0.1"
+        serve_insecure(host, int(insecure_port))
 
     main(sys.argv[1:])

@@ -196,6 +196,8 @@ def up(_args):
 def start_all():
     moto_port = free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
+    # The same emulator, whose requests count as plain HTTP (aws:SecureTransport = false).
+    insecure_port = free_port()
     log(f"starting moto on {endpoint}")
     launcher = Path(__file__).with_name("moto_launcher.py")
     REQUEST_LOG.unlink(missing_ok=True)
@@ -203,7 +205,7 @@ def start_all():
         "moto",
         [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
         "moto.log",
-        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG)},
+        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG), "MOTO_INSECURE_PORT": str(insecure_port)},
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
@@ -234,6 +236,7 @@ def start_all():
         "BUCKETWIRE_TESTBED_OIDC_PROVIDER_ARN": provider_arn,
         "BUCKETWIRE_TESTBED_ACCOUNT_ID": ACCOUNT_ID,
         "BUCKETWIRE_TESTBED_REQUEST_LOG": str(REQUEST_LOG),
+        "BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL": f"http://127.0.0.1:{insecure_port}",
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(
