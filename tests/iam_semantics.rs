@@ -147,6 +147,20 @@ enum Request {
     DescribeKey(&'static str),
 }
 
+impl Request {
+    /// The IAM action AWS authorizes the request with.
+    fn iam_action(&self) -> &'static str {
+        match self {
+            Request::ListObjects { .. } | Request::HeadBucket(_) => "s3:ListBucket",
+            Request::GetBucketLocation(_) => "s3:GetBucketLocation",
+            Request::GetRole(_) => "iam:GetRole",
+            Request::AssumeRole { .. } => "sts:AssumeRole",
+            Request::WebIdentity { .. } => "sts:AssumeRoleWithWebIdentity",
+            Request::DescribeKey(_) => "kms:DescribeKey",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Allowed,
@@ -758,6 +772,8 @@ struct Row {
     request: String,
     expected: String,
     got: String,
+    /// The simulator's decision for the probe's IAM action, from the request log.
+    decided: String,
     ok: bool,
 }
 
@@ -949,6 +965,23 @@ async fn run_probe(bed: &TestBed, client: &kube::Client, built: &Built, probe: &
     }
 }
 
+/// The request-log lines of one probe: those signed by its caller since `mark` (each caller's
+/// key is its own), or for a web-identity probe (unsigned) those deciding on its role.
+fn logged_for(bed: &TestBed, mark: usize, built: &Built, probe: &Probe) -> Vec<aws::DecidedRequest> {
+    let lines = aws::decided_since(bed, mark);
+    if let Request::WebIdentity { role, .. } = probe.request {
+        let role_arn = built.names.role_arn(role);
+        return lines
+            .into_iter()
+            .filter(|l| {
+                l.action == "AssumeRoleWithWebIdentity" && l.decisions.iter().any(|d| d.resource == role_arn)
+            })
+            .collect();
+    }
+    let key = built.credentials[probe.by].access_key_id().to_string();
+    lines.into_iter().filter(|l| l.access_key == key).collect()
+}
+
 fn matches(expect: Expect, got: &Outcome) -> bool {
     match expect {
         Expect::Allowed => *got == Outcome::Allowed,
@@ -990,15 +1023,22 @@ async fn run_behaviour(
     let built = build(&bed, names, setup).await;
     let mut rows = Vec::new();
     for probe in &behaviour.probes {
+        let mark = aws::request_log_mark(&bed);
         let got = run_probe(&bed, &client, &built, probe).await;
+        let decided = aws::simulator_decided(
+            &logged_for(&bed, mark, &built, probe),
+            probe.request.iam_action(),
+            probe.expect == Expect::Denied,
+        );
         rows.push(Row {
             behaviour: behaviour.name,
             doc: behaviour.doc,
             by: probe.by,
             request: format!("{:?}", probe.request),
             expected: format!("{:?}", probe.expect),
-            ok: matches(probe.expect, &got),
+            ok: matches(probe.expect, &got) && decided.is_ok(),
             got: format!("{got:?}"),
+            decided: decided.unwrap_or_else(|e| e),
         });
     }
     rows
@@ -1045,13 +1085,14 @@ async fn the_test_bed_decides_as_the_aws_documentation_says() {
         .iter()
         .map(|r| {
             format!(
-                "{} {} | by {} | {} | expected {} | got {}",
+                "{} {} | by {} | {} | expected {} | got {} | decided: {}",
                 if r.ok { "ok  " } else { "FAIL" },
                 r.behaviour,
                 r.by,
                 r.request,
                 r.expected,
-                r.got
+                r.got,
+                r.decided
             )
         })
         .chain(broken.iter().map(|b| format!("FAIL {b}")))

@@ -573,3 +573,78 @@ where
         _ => Outcome::Failed(format!("HTTP {status} {code:?} {message} ({err:?})")),
     }
 }
+
+/// One authorization decision the test bed took for a request, from its request log
+/// (tests/testbed/authorization.py): the IAM action and resource, the principal, the simulator's
+/// result (`Allowed`, `ExplicitlyDenied`, `ImplicitlyDenied`) and what derived the check
+/// (`testbed`; `moto` when only moto's own action name was available).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Decided {
+    pub action: String,
+    pub resource: String,
+    pub principal: String,
+    pub result: String,
+    #[serde(rename = "derivedBy", default)]
+    pub derived_by: String,
+}
+
+impl std::fmt::Display for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {}: {} ({})",
+            self.action, self.resource, self.result, self.derived_by
+        )
+    }
+}
+
+/// A request-log line with the decisions taken for it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct DecidedRequest {
+    pub action: String,
+    #[serde(rename = "accessKey")]
+    pub access_key: String,
+    pub status: u16,
+    #[serde(default)]
+    pub decisions: Vec<Decided>,
+}
+
+/// How many lines the request log has now: pass it to `decided_since` after a request to read
+/// only what came after.
+pub fn request_log_mark(bed: &TestBed) -> usize {
+    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+/// The requests logged after `mark` (lines still being written are skipped).
+pub fn decided_since(bed: &TestBed, mark: usize) -> Vec<DecidedRequest> {
+    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .expect("the emulator's request log reads")
+        .lines()
+        .skip(mark)
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Whether the log shows `action` decided as `denied` (or allowed) by the simulator, among
+/// `requests`: Ok(the decision) or Err(what was logged instead).
+pub fn simulator_decided(requests: &[DecidedRequest], action: &str, denied: bool) -> Result<String, String> {
+    let decisions: Vec<&Decided> = requests.iter().flat_map(|r| &r.decisions).collect();
+    decisions
+        .iter()
+        .find(|d| {
+            d.action == action
+                && (d.result != "Allowed") == denied
+                && !d.derived_by.is_empty()
+                && d.derived_by != "moto"
+        })
+        .map(|d| d.to_string())
+        .ok_or_else(|| {
+            let logged: Vec<String> = decisions.iter().map(|d| d.to_string()).collect();
+            format!(
+                "no simulator decision {} {action} in the request log (logged: {logged:?})",
+                if denied { "denying" } else { "allowing" }
+            )
+        })
+}
