@@ -145,6 +145,12 @@ enum Request {
     },
     /// kms:DescribeKey of one of the setup's keys.
     DescribeKey(&'static str),
+    /// PutObject with SSE-KMS under one of the setup's keys: S3 calls kms:GenerateDataKey on the
+    /// caller's behalf, with the object's ARN as encryption context (no bucket key).
+    PutObjectKms {
+        bucket: Bucket,
+        key: &'static str,
+    },
 }
 
 impl Request {
@@ -157,6 +163,7 @@ impl Request {
             Request::AssumeRole { .. } => "sts:AssumeRole",
             Request::WebIdentity { .. } => "sts:AssumeRoleWithWebIdentity",
             Request::DescribeKey(_) => "kms:DescribeKey",
+            Request::PutObjectKms { .. } => "kms:GenerateDataKey",
         }
     }
 }
@@ -760,6 +767,46 @@ fn behaviours() -> Vec<Behaviour> {
                 probe("user", Request::DescribeKey("admin-only"), Denied),
             ],
         },
+        Behaviour {
+            name: "kms:EncryptionContext:aws:s3:arn is the ARN of what S3 encrypts for the caller",
+            doc: "https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html#encryption-context",
+            setup: |n| Setup {
+                callers: vec![(
+                    "user",
+                    Caller::User(vec![policy(json!([
+                    {"Effect": "Allow", "Action": "s3:PutObject",
+                     "Resource": [format!("{}/*", n.bucket_arn(Bucket::Own)), format!("{}/*", n.bucket_arn(Bucket::Other))]},
+                    {"Effect": "Allow", "Action": "kms:GenerateDataKey",
+                     "Resource": format!("arn:aws:kms:{REGION}:{}:key/*", n.account),
+                     "Condition": {"StringEquals": {"kms:ViaService": format!("s3.{REGION}.amazonaws.com")},
+                                   "StringLike": {"kms:EncryptionContext:aws:s3:arn": format!("{}/*", n.bucket_arn(Bucket::Own))}}}]))]),
+                )],
+                keys: vec![(
+                    "s3",
+                    policy(json!([{"Effect": "Allow",
+                    "Principal": {"AWS": format!("arn:aws:iam::{}:root", n.account)}, "Action": "kms:*", "Resource": "*"}])),
+                )],
+                ..Default::default()
+            },
+            probes: vec![
+                probe(
+                    "user",
+                    Request::PutObjectKms {
+                        bucket: Bucket::Own,
+                        key: "s3",
+                    },
+                    Allowed,
+                ),
+                probe(
+                    "user",
+                    Request::PutObjectKms {
+                        bucket: Bucket::Other,
+                        key: "s3",
+                    },
+                    Denied,
+                ),
+            ],
+        },
     ]
 }
 
@@ -958,6 +1005,18 @@ async fn run_probe(bed: &TestBed, client: &kube::Client, built: &Built, probe: &
                 .kms()
                 .describe_key()
                 .key_id(built.keys.get(key).expect("key"))
+                .send()
+                .await,
+        ),
+        Request::PutObjectKms { bucket, key } => aws::outcome(
+            signed
+                .s3()
+                .put_object()
+                .bucket(names.bucket(bucket))
+                .key("files/encrypted")
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(built.keys.get(key).expect("key"))
                 .send()
                 .await,
         ),

@@ -51,27 +51,87 @@ struct Row {
     case: String,
     expected: Expect,
     got: String,
+    /// The simulator's decision for the IAM action the case is about, from the request log.
+    decided: String,
     ok: bool,
 }
 
+/// Whose requests a case's log lines are: a signing key, or (unsigned web identity) the role
+/// the token was presented for.
+enum By<'a> {
+    Key(&'a aws::Credentials),
+    WebIdentity(&'a str),
+}
+
+type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+type SdkResult<T, E> = Result<T, aws_sdk_s3::error::SdkError<E, HttpResponse>>;
+
 /// The rows of one group of proofs.
-#[derive(Default)]
-struct Proofs {
+struct Proofs<'a> {
+    bed: &'a TestBed,
     rows: Vec<Row>,
 }
 
-impl Proofs {
-    fn check(&mut self, case: impl Into<String>, expected: Expect, got: Outcome) {
-        let ok = match expected {
-            Expect::Allowed => got == Outcome::Allowed,
-            Expect::Denied => got.is_denied(),
-            Expect::TokenRefused => matches!(got, Outcome::TokenRefused(_)),
+impl<'a> Proofs<'a> {
+    fn new(bed: &'a TestBed) -> Self {
+        Self {
+            bed,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Sends one request and checks its answer, and that the simulator decided `action` for it
+    /// as expected (a token STS refuses before any policy is evaluated has no decision).
+    async fn probe<T, E>(
+        &mut self,
+        case: impl Into<String>,
+        expected: Expect,
+        by: By<'_>,
+        action: &str,
+        request: impl std::future::Future<Output = SdkResult<T, E>>,
+    ) where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+    {
+        self.probe_outcome(case, expected, by, action, async { aws::outcome(request.await) })
+            .await
+    }
+
+    async fn probe_outcome(
+        &mut self,
+        case: impl Into<String>,
+        expected: Expect,
+        by: By<'_>,
+        action: &str,
+        request: impl std::future::Future<Output = Outcome>,
+    ) {
+        let mark = aws::request_log_mark(self.bed);
+        let got = request.await;
+        let logged: Vec<aws::DecidedRequest> = aws::decided_since(self.bed, mark)
+            .into_iter()
+            .filter(|l| match &by {
+                By::Key(credentials) => l.access_key == credentials.access_key_id(),
+                By::WebIdentity(role) => {
+                    l.action == "AssumeRoleWithWebIdentity" && l.decisions.iter().any(|d| d.resource == *role)
+                }
+            })
+            .collect();
+        let (answer_ok, decided) = match expected {
+            Expect::Allowed => (
+                got == Outcome::Allowed,
+                aws::simulator_decided(&logged, action, false),
+            ),
+            Expect::Denied => (got.is_denied(), aws::simulator_decided(&logged, action, true)),
+            Expect::TokenRefused => (
+                matches!(got, Outcome::TokenRefused(_)),
+                Ok("refused before any policy was evaluated".into()),
+            ),
         };
         self.rows.push(Row {
             case: case.into(),
             expected,
             got: format!("{got:?}"),
-            ok,
+            ok: answer_ok && decided.is_ok(),
+            decided: decided.unwrap_or_else(|e| e),
         });
     }
 
@@ -82,11 +142,12 @@ impl Proofs {
             .iter()
             .map(|r| {
                 format!(
-                    "{} {} | expected {:?} | got {}",
+                    "{} {} | expected {:?} | got {} | decided: {}",
                     if r.ok { "ok  " } else { "FAIL" },
                     r.case,
                     r.expected,
-                    r.got
+                    r.got,
+                    r.decided
                 )
             })
             .collect::<Vec<_>>()
@@ -179,102 +240,139 @@ async fn workload_credentials_reach_their_bucket_and_nothing_else() {
 
     let creds = workload_credentials(&bed, &client, &ns, "milvus", &role_arn).await;
     let https = SignedAs::new(&bed, creds.clone(), REGION).await.s3();
-    let mut proofs = Proofs::default();
+    let http = SignedAs::insecure(&bed, creds.clone(), REGION).await.s3();
+    let by = || By::Key(&creds);
+    let mut proofs = Proofs::new(&bed);
     use Expect::{Allowed, Denied};
 
     // Controls: what Milvus does on its own bucket, over TLS.
-    proofs.check(
-        "PutObject own bucket",
-        Allowed,
-        aws::outcome(put(&https, &bucket, "files/a").send().await),
-    );
-    proofs.check(
-        "GetObject own bucket",
-        Allowed,
-        aws::outcome(https.get_object().bucket(&bucket).key("files/mine").send().await),
-    );
-    proofs.check(
-        "ListObjectsV2 own bucket",
-        Allowed,
-        aws::outcome(
-            https
-                .list_objects_v2()
-                .bucket(&bucket)
-                .prefix("files/")
-                .send()
-                .await,
-        ),
-    );
-    proofs.check(
-        "DeleteObject own bucket",
-        Allowed,
-        aws::outcome(https.delete_object().bucket(&bucket).key("files/a").send().await),
-    );
+    proofs
+        .probe(
+            "PutObject own bucket",
+            Allowed,
+            by(),
+            "s3:PutObject",
+            put(&https, &bucket, "files/a").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "GetObject own bucket",
+            Allowed,
+            by(),
+            "s3:GetObject",
+            https.get_object().bucket(&bucket).key("files/mine").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "ListObjectsV2 own bucket",
+            Allowed,
+            by(),
+            "s3:ListBucket",
+            https.list_objects_v2().bucket(&bucket).prefix("files/").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "DeleteObject own bucket",
+            Allowed,
+            by(),
+            "s3:DeleteObject",
+            https.delete_object().bucket(&bucket).key("files/a").send(),
+        )
+        .await;
 
     // Another bucket of the same account.
-    proofs.check(
-        "PutObject another bucket",
-        Denied,
-        aws::outcome(put(&https, &other, "files/a").send().await),
-    );
-    proofs.check(
-        "GetObject another bucket",
-        Denied,
-        aws::outcome(https.get_object().bucket(&other).key("files/secret").send().await),
-    );
-    proofs.check(
-        "ListObjectsV2 another bucket",
-        Denied,
-        aws::outcome(https.list_objects_v2().bucket(&other).send().await),
-    );
-    proofs.check(
-        "HeadBucket another bucket",
-        Denied,
-        aws::head_outcome(https.head_bucket().bucket(&other).send().await),
-    );
+    proofs
+        .probe(
+            "PutObject another bucket",
+            Denied,
+            by(),
+            "s3:PutObject",
+            put(&https, &other, "files/a").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "GetObject another bucket",
+            Denied,
+            by(),
+            "s3:GetObject",
+            https.get_object().bucket(&other).key("files/secret").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "ListObjectsV2 another bucket",
+            Denied,
+            by(),
+            "s3:ListBucket",
+            https.list_objects_v2().bucket(&other).send(),
+        )
+        .await;
+    proofs
+        .probe_outcome(
+            "HeadBucket another bucket",
+            Denied,
+            by(),
+            "s3:ListBucket",
+            async { aws::head_outcome(https.head_bucket().bucket(&other).send().await) },
+        )
+        .await;
 
     // Its own bucket, beyond what Milvus needs.
-    proofs.check(
-        "DeleteBucket own bucket",
-        Denied,
-        aws::outcome(https.delete_bucket().bucket(&bucket).send().await),
-    );
-    proofs.check(
-        "PutBucketPolicy own bucket",
-        Denied,
-        aws::outcome(
+    proofs
+        .probe(
+            "DeleteBucket own bucket",
+            Denied,
+            by(),
+            "s3:DeleteBucket",
+            https.delete_bucket().bucket(&bucket).send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "PutBucketPolicy own bucket",
+            Denied,
+            by(),
+            "s3:PutBucketPolicy",
             https
                 .put_bucket_policy()
                 .bucket(&bucket)
                 .policy(json!({"Version": "2012-10-17", "Statement": []}).to_string())
-                .send()
-                .await,
-        ),
-    );
+                .send(),
+        )
+        .await;
 
     // Its own bucket over plain HTTP: the bucket policy the operator wrote denies it.
-    let http = SignedAs::insecure(&bed, creds, REGION).await.s3();
-    proofs.check(
-        "PutObject own bucket over plain HTTP",
-        Denied,
-        aws::outcome(put(&http, &bucket, "files/b").send().await),
-    );
-    proofs.check(
-        "GetObject own bucket over plain HTTP",
-        Denied,
-        aws::outcome(http.get_object().bucket(&bucket).key("files/mine").send().await),
-    );
-    proofs.check(
-        "ListObjectsV2 own bucket over plain HTTP",
-        Denied,
-        aws::outcome(
-            http.list_objects_v2()
-                .bucket(&bucket)
-                .prefix("files/")
-                .send()
-                .await,
-        ),
-    );
+    proofs
+        .probe(
+            "PutObject own bucket over plain HTTP",
+            Denied,
+            by(),
+            "s3:PutObject",
+            put(&http, &bucket, "files/b").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "GetObject own bucket over plain HTTP",
+            Denied,
+            by(),
+            "s3:GetObject",
+            http.get_object().bucket(&bucket).key("files/mine").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "ListObjectsV2 own bucket over plain HTTP",
+            Denied,
+            by(),
+            "s3:ListBucket",
+            http.list_objects_v2().bucket(&bucket).prefix("files/").send(),
+        )
+        .await;
     proofs.finish("workload_scope");
 }
 
@@ -316,28 +414,41 @@ async fn workload_credentials_cannot_encrypt_with_another_kms_key() {
         status.role_arn.as_deref().expect("role"),
     )
     .await;
-    let s3 = SignedAs::new(&bed, creds, REGION).await.s3();
+    let s3 = SignedAs::new(&bed, creds.clone(), REGION).await.s3();
     let kms_put = |object: &str, key_arn: &str| {
         put(&s3, &bucket, object)
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .ssekms_key_id(key_arn)
+            .send()
     };
-    let mut proofs = Proofs::default();
-    proofs.check(
-        "PutObject SSE-KMS with the integration's key",
-        Expect::Allowed,
-        aws::outcome(kms_put("files/own-key", &key).send().await),
-    );
-    proofs.check(
-        "GetObject of an object under the integration's key",
-        Expect::Allowed,
-        aws::outcome(s3.get_object().bucket(&bucket).key("files/own-key").send().await),
-    );
-    proofs.check(
-        "PutObject SSE-KMS naming another key of the account",
-        Expect::Denied,
-        aws::outcome(kms_put("files/other-key", &other_key).send().await),
-    );
+    let mut proofs = Proofs::new(&bed);
+    proofs
+        .probe(
+            "PutObject SSE-KMS with the integration's key",
+            Expect::Allowed,
+            By::Key(&creds),
+            "kms:GenerateDataKey",
+            kms_put("files/own-key", &key),
+        )
+        .await;
+    proofs
+        .probe(
+            "GetObject of an object under the integration's key",
+            Expect::Allowed,
+            By::Key(&creds),
+            "kms:Decrypt",
+            s3.get_object().bucket(&bucket).key("files/own-key").send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "PutObject SSE-KMS naming another key of the account",
+            Expect::Denied,
+            By::Key(&creds),
+            "kms:GenerateDataKey",
+            kms_put("files/other-key", &other_key),
+        )
+        .await;
     proofs.finish("workload_kms");
 }
 
@@ -367,34 +478,52 @@ async fn only_the_integrations_own_service_account_token_assumes_the_role() {
             }
         }
     };
-    let mut proofs = Proofs::default();
-    proofs.check(
-        "the integration's ServiceAccount, audience sts.amazonaws.com",
-        Expect::Allowed,
-        attempt(ns.clone(), "milvus", Some("sts.amazonaws.com")).await,
-    );
-    proofs.check(
-        "a neighbouring ServiceAccount of the same namespace",
-        Expect::Denied,
-        attempt(ns.clone(), "neighbour", Some("sts.amazonaws.com")).await,
-    );
-    proofs.check(
-        "a ServiceAccount of the same name in another namespace",
-        Expect::Denied,
-        attempt(elsewhere.clone(), "milvus", Some("sts.amazonaws.com")).await,
-    );
-    proofs.check(
-        "the integration's ServiceAccount with the apiserver's default audience",
-        Expect::TokenRefused,
-        attempt(ns.clone(), "milvus", None).await,
-    );
+    let action = "sts:AssumeRoleWithWebIdentity";
+    let by = || By::WebIdentity(&role_arn);
+    let mut proofs = Proofs::new(&bed);
+    proofs
+        .probe_outcome(
+            "the integration's ServiceAccount, audience sts.amazonaws.com",
+            Expect::Allowed,
+            by(),
+            action,
+            attempt(ns.clone(), "milvus", Some("sts.amazonaws.com")),
+        )
+        .await;
+    proofs
+        .probe_outcome(
+            "a neighbouring ServiceAccount of the same namespace",
+            Expect::Denied,
+            by(),
+            action,
+            attempt(ns.clone(), "neighbour", Some("sts.amazonaws.com")),
+        )
+        .await;
+    proofs
+        .probe_outcome(
+            "a ServiceAccount of the same name in another namespace",
+            Expect::Denied,
+            by(),
+            action,
+            attempt(elsewhere.clone(), "milvus", Some("sts.amazonaws.com")),
+        )
+        .await;
+    proofs
+        .probe_outcome(
+            "the integration's ServiceAccount with the apiserver's default audience",
+            Expect::TokenRefused,
+            by(),
+            action,
+            attempt(ns.clone(), "milvus", None),
+        )
+        .await;
     proofs.finish("web_identity");
 }
 
 #[tokio::test]
 async fn the_cross_account_role_admits_only_the_trusted_account_with_its_external_id() {
     let (bed, client, ns) = setup("neg-xacct").await;
-    let (trusted, trusted_admin) = aws::second_account(&bed);
+    let (trusted, trusted_admin_credentials) = aws::second_account(&bed);
     let operator = Operator::start(&bed, &ns, &["--allowed-trusted-accounts", &trusted]);
     let external_id = format!("{ns}-ext");
     create(
@@ -409,16 +538,17 @@ async fn the_cross_account_role_admits_only_the_trusted_account_with_its_externa
     let role_arn = status.role_arn.clone().expect("role");
     let bucket = bucket_of(&status);
 
-    let trusted_admin = SignedAs::new(&bed, trusted_admin, REGION).await;
+    let trusted_admin = SignedAs::new(&bed, trusted_admin_credentials.clone(), REGION).await;
     // A principal of the trusted account that its own account does not allow sts:AssumeRole.
-    let (_, unallowed) = aws::create_user(
+    let (_, unallowed_credentials) = aws::create_user(
         &trusted_admin.iam(),
         &format!("{ns}-no-assume"),
         &[json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]})],
     )
     .await;
-    let unallowed = SignedAs::new(&bed, unallowed, REGION).await;
-    let operators_account = SignedAs::new(&bed, aws::admin_credentials(&bed), REGION).await;
+    let unallowed = SignedAs::new(&bed, unallowed_credentials.clone(), REGION).await;
+    let admin_credentials = aws::admin_credentials(&bed);
+    let operators_account = SignedAs::new(&bed, admin_credentials.clone(), REGION).await;
     let assume = |who: &SignedAs, external_id: Option<&str>| {
         who.sts()
             .assume_role()
@@ -427,51 +557,85 @@ async fn the_cross_account_role_admits_only_the_trusted_account_with_its_externa
             .set_external_id(external_id.map(str::to_string))
             .send()
     };
-    let mut proofs = Proofs::default();
-    let granted = assume(&trusted_admin, Some(&external_id)).await;
-    let session = granted.as_ref().ok().and_then(|out| out.credentials.clone());
-    proofs.check(
-        "trusted account, right external ID",
-        Expect::Allowed,
-        aws::outcome(granted),
-    );
-    proofs.check(
-        "trusted account, wrong external ID",
-        Expect::Denied,
-        aws::outcome(assume(&trusted_admin, Some("wrong-external-id")).await),
-    );
-    proofs.check(
-        "trusted account, no external ID",
-        Expect::Denied,
-        aws::outcome(assume(&trusted_admin, None).await),
-    );
-    proofs.check(
-        "trusted account, right external ID, a principal its account does not allow sts:AssumeRole",
-        Expect::Denied,
-        aws::outcome(assume(&unallowed, Some(&external_id)).await),
-    );
-    proofs.check(
-        "another account (the operator's own administrator), right external ID",
-        Expect::Denied,
-        aws::outcome(assume(&operators_account, Some(&external_id)).await),
-    );
-    if let Some(session) = session {
-        let s3 = SignedAs::new(&bed, aws::sts_credentials(session), REGION)
-            .await
-            .s3();
-        let other = aws::unique_bucket(&ns, "other");
-        aws::create_bucket(&operators_account.s3(), &other, REGION).await;
-        proofs.check(
+    let action = "sts:AssumeRole";
+    let mut proofs = Proofs::new(&bed);
+    let granted = trusted_admin
+        .sts()
+        .assume_role()
+        .role_arn(&role_arn)
+        .role_session_name("negative-proof")
+        .external_id(&external_id)
+        .send()
+        .await
+        .ok()
+        .and_then(|out| out.credentials);
+    proofs
+        .probe(
+            "trusted account, right external ID",
+            Expect::Allowed,
+            By::Key(&trusted_admin_credentials),
+            action,
+            assume(&trusted_admin, Some(&external_id)),
+        )
+        .await;
+    proofs
+        .probe(
+            "trusted account, wrong external ID",
+            Expect::Denied,
+            By::Key(&trusted_admin_credentials),
+            action,
+            assume(&trusted_admin, Some("wrong-external-id")),
+        )
+        .await;
+    proofs
+        .probe(
+            "trusted account, no external ID",
+            Expect::Denied,
+            By::Key(&trusted_admin_credentials),
+            action,
+            assume(&trusted_admin, None),
+        )
+        .await;
+    proofs
+        .probe(
+            "trusted account, right external ID, a principal its account does not allow sts:AssumeRole",
+            Expect::Denied,
+            By::Key(&unallowed_credentials),
+            action,
+            assume(&unallowed, Some(&external_id)),
+        )
+        .await;
+    proofs
+        .probe(
+            "another account (the operator's own administrator), right external ID",
+            Expect::Denied,
+            By::Key(&admin_credentials),
+            action,
+            assume(&operators_account, Some(&external_id)),
+        )
+        .await;
+    let session = aws::sts_credentials(granted.expect("the trusted account assumes the role"));
+    let s3 = SignedAs::new(&bed, session.clone(), REGION).await.s3();
+    let other = aws::unique_bucket(&ns, "other");
+    aws::create_bucket(&operators_account.s3(), &other, REGION).await;
+    proofs
+        .probe(
             "the assumed role lists its bucket",
             Expect::Allowed,
-            aws::outcome(s3.list_objects_v2().bucket(&bucket).send().await),
-        );
-        proofs.check(
+            By::Key(&session),
+            "s3:ListBucket",
+            s3.list_objects_v2().bucket(&bucket).send(),
+        )
+        .await;
+    proofs
+        .probe(
             "the assumed role lists another bucket",
             Expect::Denied,
-            aws::outcome(s3.list_objects_v2().bucket(&other).send().await),
-        );
-    }
+            By::Key(&session),
+            "s3:ListBucket",
+            s3.list_objects_v2().bucket(&other).send(),
+        )
+        .await;
     proofs.finish("cross_account");
 }
 
@@ -523,9 +687,8 @@ async fn the_operators_own_credentials_cannot_escape_its_path_boundary_or_polici
     };
     let (foreign_policy, foreign_boundary) = (foreign("foreign").await, foreign("foreign-boundary").await);
 
-    let iam = SignedAs::new(&bed, aws::operator_credentials(&bed), REGION)
-        .await
-        .iam();
+    let credentials = aws::operator_credentials(&bed);
+    let iam = SignedAs::new(&bed, credentials.clone(), REGION).await.iam();
     let create_role = |name: String, path: String, boundary: Option<String>| {
         iam.create_role()
             .role_name(name)
@@ -535,56 +698,79 @@ async fn the_operators_own_credentials_cannot_escape_its_path_boundary_or_polici
             .set_tags(Some(tags.clone()))
             .send()
     };
-    let mut proofs = Proofs::default();
+    let by = || By::Key(&credentials);
+    let mut proofs = Proofs::new(&bed);
     // Control: a role exactly like the operator's own (its path, boundary and tags) is allowed,
     // and removed again with the same credentials.
     let control = format!("{ns}-control");
-    proofs.check(
-        format!("CreateRole at {path} with the boundary and the operator's tags"),
-        Expect::Allowed,
-        aws::outcome(create_role(control.clone(), path.clone(), Some(boundary.clone())).await),
-    );
-    proofs.check(
-        "DeleteRole of that role",
-        Expect::Allowed,
-        aws::outcome(iam.delete_role().role_name(&control).send().await),
-    );
-    proofs.check(
-        "CreateRole outside the operator's path (/tenant/)",
-        Expect::Denied,
-        aws::outcome(create_role(format!("{ns}-outside"), "/tenant/".into(), Some(boundary.clone())).await),
-    );
-    proofs.check(
-        "CreateRole at the operator's path without a permissions boundary",
-        Expect::Denied,
-        aws::outcome(create_role(format!("{ns}-unbounded"), path.clone(), None).await),
-    );
-    proofs.check(
-        "CreateRole at the operator's path with another permissions boundary",
-        Expect::Denied,
-        aws::outcome(create_role(format!("{ns}-wide"), path.clone(), Some(foreign_boundary)).await),
-    );
-    proofs.check(
-        "AttachRolePolicy of the integration's own policy to its role",
-        Expect::Allowed,
-        aws::outcome(
+    proofs
+        .probe(
+            format!("CreateRole at {path} with the boundary and the operator's tags"),
+            Expect::Allowed,
+            by(),
+            "iam:CreateRole",
+            create_role(control.clone(), path.clone(), Some(boundary.clone())),
+        )
+        .await;
+    proofs
+        .probe(
+            "DeleteRole of that role",
+            Expect::Allowed,
+            by(),
+            "iam:DeleteRole",
+            iam.delete_role().role_name(&control).send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "CreateRole outside the operator's path (/tenant/)",
+            Expect::Denied,
+            by(),
+            "iam:CreateRole",
+            create_role(format!("{ns}-outside"), "/tenant/".into(), Some(boundary.clone())),
+        )
+        .await;
+    proofs
+        .probe(
+            "CreateRole at the operator's path without a permissions boundary",
+            Expect::Denied,
+            by(),
+            "iam:CreateRole",
+            create_role(format!("{ns}-unbounded"), path.clone(), None),
+        )
+        .await;
+    proofs
+        .probe(
+            "CreateRole at the operator's path with another permissions boundary",
+            Expect::Denied,
+            by(),
+            "iam:CreateRole",
+            create_role(format!("{ns}-wide"), path.clone(), Some(foreign_boundary)),
+        )
+        .await;
+    proofs
+        .probe(
+            "AttachRolePolicy of the integration's own policy to its role",
+            Expect::Allowed,
+            by(),
+            "iam:AttachRolePolicy",
             iam.attach_role_policy()
                 .role_name(role.role_name())
                 .policy_arn(&policy_arn)
-                .send()
-                .await,
-        ),
-    );
-    proofs.check(
-        "AttachRolePolicy of a policy that is not bucketwire's to the integration's role",
-        Expect::Denied,
-        aws::outcome(
+                .send(),
+        )
+        .await;
+    proofs
+        .probe(
+            "AttachRolePolicy of a policy that is not bucketwire's to the integration's role",
+            Expect::Denied,
+            by(),
+            "iam:AttachRolePolicy",
             iam.attach_role_policy()
                 .role_name(role.role_name())
                 .policy_arn(&foreign_policy)
-                .send()
-                .await,
-        ),
-    );
+                .send(),
+        )
+        .await;
     proofs.finish("operator_policy");
 }
