@@ -129,7 +129,8 @@ def _secure():
     return "true" if getattr(_request, "secure", True) else "false"
 
 
-def _log(entry):
+def record_decision(entry):
+    """Adds a decision to the request log line of the current request."""
     if not hasattr(_request, "decisions"):
         _request.decisions = []
     _request.decisions.append(entry)
@@ -295,7 +296,7 @@ def simulate(caller, check):
     if caller.boundary is not None:
         simulation["permissionBoundaryPolicies"] = [{"name": "permissions boundary", "policy": caller.boundary}]
     decision = decide(simulation)
-    _log({
+    record_decision({
         "action": check.action,
         "resource": check.resource,
         "principal": caller.principal_arn,
@@ -366,6 +367,10 @@ def iam_checks(iam_request, caller, partition):
     elif action == "CreatePolicy":
         path = form.get("Path", "/")
         resource = f"arn:{partition}:iam::{account}:policy{path}{form['PolicyName']}"
+    elif action == "CreateOpenIDConnectProvider":
+        # Resource type oidc-provider: the provider's ARN, its URL without the scheme.
+        url = urlparse(form.get("Url", ""))
+        resource = f"arn:{partition}:iam::{account}:oidc-provider/{url.netloc}{url.path}"
     elif IAM_ROLE_PARAM in form:
         name = form[IAM_ROLE_PARAM]
         role = _role_named(backend, name)

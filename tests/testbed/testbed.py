@@ -12,6 +12,17 @@ aws, aws-cn and aws-us-gov partitions). The
 apiserver signs ServiceAccount tokens with that same issuer, so a token from TokenRequest
 looks exactly like one from that EKS cluster.
 
+One issuer, three places: the EKS cluster's `identity.oidc.issuer` (moto makes it up:
+`https://oidc.eks.us-east-2.amazonaws.com/id/<ID>`, the shape of a real EKS issuer, which the
+operator's trust policies name), the IAM OIDC provider's URL (created from it) and the
+apiserver's `--service-account-issuer` (set to it) are the same value. On EKS, the issuer's host
+serves the cluster's OIDC discovery document and keys, which STS fetches to verify a token; here
+that host does not resolve, and the apiserver serves them itself (ServiceAccountIssuerDiscovery:
+/.well-known/openid-configuration and /openid/v1/jwks, whose `issuer` is that same value).
+The emulator's AssumeRoleWithWebIdentity fetches them from the apiserver (its kubeconfig is passed
+in BUCKETWIRE_TESTBED_KUBECONFIG) and checks the token's signature, expiry and audience and the
+role's trust policy as STS does (tests/testbed/web_identity.py).
+
 Runs with the project's virtual environment (it needs boto3, which moto brings).
 """
 
@@ -205,7 +216,10 @@ def start_all():
         "moto",
         [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
         "moto.log",
-        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG), "MOTO_INSECURE_PORT": str(insecure_port)},
+        # The web-identity verifier reads the issuer's discovery and keys from the apiserver
+        # (tests/testbed/web_identity.py); the kubeconfig appears once the apiserver is up.
+        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG), "MOTO_INSECURE_PORT": str(insecure_port),
+             "BUCKETWIRE_TESTBED_KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig")},
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
