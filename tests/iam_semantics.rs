@@ -666,7 +666,8 @@ fn behaviours() -> Vec<Behaviour> {
                 callers: vec![(
                     "user",
                     Caller::User(vec![policy(json!([
-                    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": format!("arn:aws:s3:::{}-*", n.prefix)},
+                    {"Effect": "Allow", "Action": "s3:ListBucket",
+                     "Resource": [n.bucket_arn(Bucket::Own), n.bucket_arn(Bucket::Other)]},
                     {"Effect": "Deny", "Action": "s3:ListBucket", "NotResource": n.bucket_arn(Bucket::Own)}]))]),
                 )],
                 ..Default::default()
