@@ -1177,3 +1177,54 @@ async fn the_test_bed_decides_as_the_aws_documentation_says() {
         }),
     );
 }
+
+/// Not a documented behaviour but a choice of the test bed (tests/testbed/SIMULATOR.md, "the path
+/// of a role that does not exist"): a request naming a role by name only (iam:GetRole) is
+/// authorized on `role/<name>` when no such role exists, since nothing can tell its path. A
+/// policy on a path therefore does not allow it (AccessDenied, not NoSuchEntity), and a policy
+/// on the bare name does (then NoSuchEntity).
+#[tokio::test]
+async fn a_role_that_does_not_exist_is_authorized_without_a_path() {
+    let (bed, _client, ns) = setup("iamsem-path").await;
+    let account = bed.var("BUCKETWIRE_TESTBED_ACCOUNT_ID").to_string();
+    let admin = SignedAs::new(&bed, aws::admin_credentials(&bed), REGION).await;
+    let missing = format!("{ns}-missing");
+    let get_role = |resource: String| json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetRole", "Resource": resource}]});
+    let (_, on_path) = aws::create_user(
+        &admin.iam(),
+        &format!("{ns}-on-path"),
+        &[get_role(format!("arn:aws:iam::{account}:role/{ns}/*"))],
+    )
+    .await;
+    let (_, on_name) = aws::create_user(
+        &admin.iam(),
+        &format!("{ns}-on-name"),
+        &[get_role(format!("arn:aws:iam::{account}:role/{ns}-*"))],
+    )
+    .await;
+    let ask = |credentials: Credentials| {
+        let bed = &bed;
+        let missing = missing.clone();
+        async move {
+            SignedAs::new(bed, credentials, REGION)
+                .await
+                .iam()
+                .get_role()
+                .role_name(missing)
+                .send()
+                .await
+        }
+    };
+    let denied = aws::outcome(ask(on_path).await);
+    assert!(
+        denied.is_denied(),
+        "a policy on role/{ns}/* allowed GetRole of a missing role: {denied:?}"
+    );
+    match ask(on_name).await {
+        Err(err) => {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            assert_eq!(err.code(), Some("NoSuchEntity"), "{err:?}");
+        }
+        Ok(out) => panic!("a role that does not exist was found: {out:?}"),
+    }
+}
