@@ -380,22 +380,10 @@ async fn workload_credentials_reach_their_bucket_and_nothing_else() {
 async fn workload_credentials_cannot_encrypt_with_another_kms_key() {
     let (bed, client, ns) = setup("neg-kms").await;
     let admin = SignedAs::new(&bed, aws::admin_credentials(&bed), REGION).await;
-    let new_key = || async {
-        let out = admin
-            .kms()
-            .create_key()
-            .description(format!("{ns} negative proofs"))
-            .send()
-            .await
-            .expect("key");
-        out.key_metadata()
-            .and_then(|m| m.arn())
-            .expect("key ARN")
-            .to_string()
-    };
-    // Both keys keep the default key policy (IAM policies decide), so a denial on the second
-    // comes from the role's own policy.
-    let (key, other_key) = (new_key().await, new_key().await);
+    let (key, other_key) = (
+        aws::create_kms_key(&admin.kms()).await,
+        aws::create_kms_key(&admin.kms()).await,
+    );
     let operator = Operator::start(&bed, &ns, &["--allowed-kms-keys", &key]);
     create(
         &client,

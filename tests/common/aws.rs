@@ -648,3 +648,18 @@ pub fn simulator_decided(requests: &[DecidedRequest], action: &str, denied: bool
             )
         })
 }
+
+/// A new KMS key (with KMS's default key policy: the account may delegate its use by IAM
+/// policies), created as the administrator: its ARN.
+pub async fn create_kms_key(kms: &aws_sdk_kms::Client) -> String {
+    let out = kms
+        .create_key()
+        .description("bucketwire test key")
+        .send()
+        .await
+        .expect("key created");
+    out.key_metadata()
+        .and_then(|m| m.arn())
+        .expect("key ARN")
+        .to_string()
+}
