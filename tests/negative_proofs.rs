@@ -642,7 +642,13 @@ async fn the_operators_own_credentials_cannot_escape_its_path_boundary_or_polici
     let boundary = role
         .permissions_boundary()
         .and_then(|b| b.permissions_boundary_arn())
-        .unwrap_or_else(|| panic!("the operator's role {role_arn} carries no permissions boundary"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the operator's role {role_arn} carries no permissions boundary: the test bed's operator must run \
+                 with the recommended boundary and the credentials of deploy/iam/operator-policy.json \
+                 (BUCKETWIRE_OPERATOR_AWS_* in target/testbed/env)"
+            )
+        })
         .to_string();
     let path = role.path().to_string();
     let tags = admin
