@@ -276,6 +276,19 @@ pub struct EmulatorRequest {
     #[serde(rename = "accessKey")]
     pub access_key: String,
     pub status: u16,
+    /// The test bed's authorization decisions for this request (tests/testbed/authorization.py).
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+}
+
+/// One allow/deny decision of the IAM simulator, as the emulator logged it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Decision {
+    pub action: String,
+    pub resource: String,
+    pub principal: String,
+    /// `Allowed`, `ImplicitlyDenied` or `ExplicitlyDenied`.
+    pub result: String,
 }
 
 impl EmulatorRequest {

@@ -175,6 +175,12 @@ def denial(protocol, message, code="AccessDenied"):
     return ServiceError(403, body, "text/xml")
 
 
+def _internal_failure(protocol, message):
+    if protocol in ("json", "rest-json"):
+        return json.dumps({"__type": "InternalFailure", "message": message})
+    return f"<Error><Code>InternalFailure</Code><Message>{_xml_escape(message)}</Message></Error>"
+
+
 # --- the caller --------------------------------------------------------------------------------
 
 
@@ -751,7 +757,11 @@ def authorize(iam_request, moto_resource):
     if checks is None:
         checks = [Check(iam_request._action, moto_resource or "*", derived_by="moto")]
     for check in checks:
-        decision = simulate(caller, check)
+        try:
+            decision = simulate(caller, check)
+        except SimulatorError as error:
+            # A request the test bed cannot decide is a test-bed bug: say so in the answer.
+            raise ServiceError(500, _internal_failure(protocol_of(iam_request), str(error)), "text/plain")
         if not decision.allowed:
             policy_type = decision.policy_type
             if decision.result == "ExplicitlyDenied":
