@@ -51,7 +51,7 @@ integration: testbed ## tests against the real kube-apiserver and moto
 # under target/reliability/); here, on a test bed of their own, they write reliability/results/,
 # which is committed.
 RELIABILITY_TESTS := --test faults --test crashes --test tenants --test admission --test ownership --test allow_lists \
-  --test crd_deletion --test chart --test validation --test web_identity
+  --test crd_deletion --test chart --test validation --test web_identity --test iam_semantics --test negative_proofs
 reliability: testbed ## run the reliability tests; writes reliability/results/*.json (committed, cited by RELIABILITY.md)
 	$(CARGO) test --locked $(RELIABILITY_TESTS) --no-run
 	$(VENV)/bin/python tests/testbed/testbed.py up
