@@ -45,6 +45,7 @@ integration: testbed ## tests against the real kube-apiserver and moto
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
 	  [ $$status -ne 0 ] || $(CARGO) test --locked --bench operator || status=$$?; \
+	  [ $$status -ne 0 ] || $(VENV)/bin/python tests/testbed/decisions.py --out target/reliability/operator_decisions.json || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
 # The tests whose measured figures RELIABILITY.md quotes. They run in `make test` too (writing
@@ -56,6 +57,7 @@ reliability: testbed ## run the reliability tests; writes reliability/results/*.
 	$(CARGO) test --locked $(RELIABILITY_TESTS) --no-run
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; BUCKETWIRE_RESULTS_DIR=$(CURDIR)/reliability/results $(CARGO) test --locked $(RELIABILITY_TESTS) || status=$$?; \
+	  [ $$status -ne 0 ] || $(VENV)/bin/python tests/testbed/decisions.py --out reliability/results/operator_decisions.json || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
 # N = 100 and 1000, three runs each (override: make bench BENCH_ARGS="--sizes 100 --repetitions 5").
