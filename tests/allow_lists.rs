@@ -26,20 +26,6 @@ async fn operator_account(bed: &TestBed) -> String {
     out.account().expect("account").to_string()
 }
 
-/// A new KMS key in `region`, created as the administrator: its ARN.
-async fn create_key(kms: &aws_sdk_kms::Client) -> String {
-    let out = kms
-        .create_key()
-        .description("bucketwire allow-list test")
-        .send()
-        .await
-        .expect("key created");
-    out.key_metadata()
-        .and_then(|m| m.arn())
-        .expect("key ARN")
-        .to_string()
-}
-
 /// The names the operator would give an integration's bucket, role and policy.
 fn derived_names(bed: &TestBed, ns: &str, name: &str) -> (String, String, String) {
     let owner = Owner {
@@ -295,8 +281,8 @@ async fn by_default_no_key_and_no_account_is_allowed() {
 async fn a_key_allowed_by_alias_is_granted_only_through_s3_for_its_bucket() {
     let (bed, client, ns) = setup("allow-kms").await;
     let kms = aws_sdk_kms::Client::new(&aws::sdk_config(&bed, "us-east-2").await);
-    let key = create_key(&kms).await;
-    let unlisted = create_key(&kms).await;
+    let key = aws::create_kms_key(&kms).await;
+    let unlisted = aws::create_kms_key(&kms).await;
     let alias = format!("alias/bucketwire-test-{ns}");
     kms.create_alias()
         .alias_name(&alias)

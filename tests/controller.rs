@@ -352,7 +352,10 @@ async fn example_becomes_ready_with_everything_in_place() {
 #[tokio::test]
 async fn sse_kms_bucket_gets_the_key_and_a_kms_statement() {
     let (bed, client, ns) = setup("kms").await;
-    let key = "arn:aws:kms:us-east-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    // A real key: KMS decides with its key policy whether the role may use it.
+    let kms = aws_sdk_kms::Client::new(&aws::sdk_config(&bed, "us-east-2").await);
+    let key = aws::create_kms_key(&kms).await;
+    let key = key.as_str();
     let operator = Operator::start(&bed, &ns, &["--allowed-kms-keys", key]);
     create(
         &client,

@@ -1,6 +1,7 @@
 //! The test bed's AWS emulator evaluates the TLS condition of bucket policies as AWS does
-//! (see tests/testbed/moto_launcher.py): the deny-plain-HTTP statement bucketwire writes does
-//! not block SDK traffic, while a statement whose condition matches still denies.
+//! (tests/testbed/authorization.py): the deny-plain-HTTP statement bucketwire writes does not
+//! block traffic on the endpoint that stands for AWS's HTTPS ones, denies the same request on the
+//! plain-HTTP endpoint, and a statement whose condition matches still denies.
 
 mod common;
 
@@ -42,6 +43,17 @@ async fn secure_transport_conditions_apply_only_when_they_match() {
         put(&s3, &bucket).await,
         Ok(()),
         "deny-plain-HTTP does not apply to SDK traffic"
+    );
+    let plain_http = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws::sdk_config(&bed, "us-east-1").await)
+            .endpoint_url(bed.var("BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL"))
+            .force_path_style(true)
+            .build(),
+    );
+    assert_eq!(
+        put(&plain_http, &bucket).await,
+        Err(403),
+        "deny-plain-HTTP applies on the plain-HTTP endpoint"
     );
 
     s3.put_bucket_policy()

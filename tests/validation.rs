@@ -765,6 +765,16 @@ async fn the_probe_starts_with_head_bucket_as_the_workload_and_it_is_allowed() {
             ("HEAD", format!("/{bucket}").as_str(), "", 200),
             "the first request signed by {key}: {first:?}"
         );
+        let decided: Vec<(&str, &str)> = first
+            .decisions
+            .iter()
+            .map(|d| (d.action.as_str(), d.result.as_str()))
+            .collect();
+        assert_eq!(
+            decided,
+            [("s3:ListBucket", "Allowed")],
+            "HeadBucket is authorized by s3:ListBucket: {first:?}"
+        );
     }
 }
 

@@ -278,6 +278,19 @@ pub struct EmulatorRequest {
     #[serde(rename = "accessKey")]
     pub access_key: String,
     pub status: u16,
+    /// The test bed's authorization decisions for this request (tests/testbed/authorization.py).
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+}
+
+/// One allow/deny decision of the IAM simulator, as the emulator logged it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Decision {
+    pub action: String,
+    pub resource: String,
+    pub principal: String,
+    /// `Allowed`, `ImplicitlyDenied` or `ExplicitlyDenied`.
+    pub result: String,
 }
 
 impl EmulatorRequest {
@@ -321,6 +334,349 @@ pub fn iam_writes(bed: &TestBed, target: &str) -> Vec<EmulatorRequest> {
         .into_iter()
         .filter(|r| r.target == target && r.is_write())
         .collect()
+}
+
+// --- Signing as other principals, and what the test bed decided (issue 14, items 4 and 5) ---
+
+/// Static or temporary credentials of one principal (every SDK client takes this type).
+pub type Credentials = aws_sdk_s3::config::Credentials;
+
+/// An SDK configuration signed with `credentials`, against `endpoint`, in `region`.
+pub async fn config_as(credentials: Credentials, endpoint: &str, region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Clients of one principal. `secure` picks the test bed's normal endpoint (it stands for AWS's
+/// HTTPS endpoints: `aws:SecureTransport` is true) or its insecure one (plain HTTP:
+/// `BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL`, where `aws:SecureTransport` is false).
+pub struct SignedAs {
+    config: aws_config::SdkConfig,
+}
+
+impl SignedAs {
+    pub async fn new(bed: &TestBed, credentials: Credentials, region: &str) -> Self {
+        let config = config_as(credentials, bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"), region).await;
+        Self { config }
+    }
+
+    /// The same principal through the insecure (plain HTTP) endpoint.
+    pub async fn insecure(bed: &TestBed, credentials: Credentials, region: &str) -> Self {
+        let endpoint = bed.var("BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL");
+        Self {
+            config: config_as(credentials, endpoint, region).await,
+        }
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.config)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.config)
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.config)
+    }
+
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.config)
+    }
+}
+
+/// The test bed administrator's credentials.
+pub fn admin_credentials(bed: &TestBed) -> Credentials {
+    Credentials::new(
+        bed.var("AWS_ACCESS_KEY_ID"),
+        bed.var("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "testbed-admin",
+    )
+}
+
+/// A second AWS account on the test bed: (account ID, its administrator's credentials). moto
+/// keeps IAM, STS and S3 state per account and picks the account of a request from its access
+/// key, so a key created by a user of another account signs requests of that account.
+pub fn second_account(bed: &TestBed) -> (String, Credentials) {
+    let credentials = Credentials::new(
+        bed.var("BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ACCESS_KEY_ID"),
+        bed.var("BUCKETWIRE_TESTBED_SECOND_ACCOUNT_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "testbed-second-account",
+    );
+    (
+        bed.var("BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ID").to_string(),
+        credentials,
+    )
+}
+
+/// The credentials the operator runs with on the test bed: an identity carrying exactly
+/// deploy/iam/operator-policy.json (`BUCKETWIRE_OPERATOR_AWS_*` in target/testbed/env).
+pub fn operator_credentials(bed: &TestBed) -> Credentials {
+    Credentials::new(
+        bed.var("BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID"),
+        bed.var("BUCKETWIRE_OPERATOR_AWS_SECRET_ACCESS_KEY"),
+        Some(bed.var("BUCKETWIRE_OPERATOR_AWS_SESSION_TOKEN").to_string()).filter(|t| !t.is_empty()),
+        None,
+        "testbed-operator",
+    )
+}
+
+/// Creates IAM user `name` with one inline policy per entry of `policies` and an access key:
+/// (its ARN, its long-term credentials).
+pub async fn create_user(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    policies: &[serde_json::Value],
+) -> (String, Credentials) {
+    let user = iam
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("user {name}: {e:?}"))
+        .user
+        .expect("user");
+    for (i, policy) in policies.iter().enumerate() {
+        iam.put_user_policy()
+            .user_name(name)
+            .policy_name(format!("p{i}"))
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("policy of user {name}: {e:?}"));
+    }
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("access key of {name}: {e:?}"))
+        .access_key
+        .expect("access key");
+    let credentials = Credentials::new(key.access_key_id, key.secret_access_key, None, None, "test-user");
+    (user.arn, credentials)
+}
+
+/// The credentials of an STS answer.
+pub fn sts_credentials(c: aws_sdk_sts::types::Credentials) -> Credentials {
+    Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        None,
+        "test-session",
+    )
+}
+
+/// A ServiceAccount token from TokenRequest, as the kubelet projects it for IRSA (audience
+/// `sts.amazonaws.com`); `audience: None` asks for the apiserver's default audiences.
+pub async fn service_account_token(
+    client: &kube::Client,
+    ns: &str,
+    sa: &str,
+    audience: Option<&str>,
+) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audience.map(str::to_string).into_iter().collect(),
+            expiration_seconds: Some(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &Default::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa}: {e}"))
+        .status
+        .expect("token status")
+        .token
+}
+
+/// AssumeRoleWithWebIdentity, unsigned, exactly as the SDK in a pod calls it.
+pub async fn assume_role_with_web_identity(
+    bed: &TestBed,
+    role_arn: &str,
+    token: &str,
+) -> Result<Credentials, Outcome> {
+    let conf = aws_sdk_sts::config::Builder::new()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(Region::new(bed.var("AWS_REGION").to_string()))
+        .endpoint_url(bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"))
+        .build();
+    let answer = aws_sdk_sts::Client::from_conf(conf)
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name("bucketwire-proof")
+        .web_identity_token(token)
+        .send()
+        .await;
+    match answer {
+        Ok(out) => Ok(sts_credentials(out.credentials.expect("credentials"))),
+        Err(e) => Err(outcome::<(), _>(Err(e))),
+    }
+}
+
+/// What the test bed answered to one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    /// Refused by authorization: HTTP 403 `AccessDenied` (S3, IAM, STS), or KMS's
+    /// `AccessDeniedException`; the message as the service wrote it.
+    Denied(String),
+    /// STS refused the web identity token itself (`InvalidIdentityToken`, HTTP 400), before any
+    /// policy was evaluated.
+    TokenRefused(String),
+    /// Anything else (a signature failure, a missing resource, a server error): never counted
+    /// as a denial.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn is_denied(&self) -> bool {
+        matches!(self, Outcome::Denied(_))
+    }
+}
+
+type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+/// Classifies an SDK answer. A denial must say so (`AccessDenied`): a 403 for a bad signature
+/// or an unknown key is a failure, not a proof.
+pub fn outcome<T, E>(result: Result<T, aws_sdk_s3::error::SdkError<E, HttpResponse>>) -> Outcome
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    classify(result, false)
+}
+
+/// As `outcome`, for HEAD requests, whose error answers have no body: a bare 403 is a denial.
+pub fn head_outcome<T, E>(result: Result<T, aws_sdk_s3::error::SdkError<E, HttpResponse>>) -> Outcome
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    classify(result, true)
+}
+
+fn classify<T, E>(result: Result<T, aws_sdk_s3::error::SdkError<E, HttpResponse>>, head: bool) -> Outcome
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    let err = match result {
+        Ok(_) => return Outcome::Allowed,
+        Err(err) => err,
+    };
+    let status = err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+    let code = err.code().map(str::to_string);
+    let message = err.message().unwrap_or_default().to_string();
+    match (status, code.as_deref()) {
+        (403, Some("AccessDenied")) | (_, Some("AccessDeniedException")) => Outcome::Denied(message),
+        (403, None) if head => Outcome::Denied("HTTP 403 (HEAD: no body)".into()),
+        (400, Some("InvalidIdentityToken")) => Outcome::TokenRefused(message),
+        _ => Outcome::Failed(format!("HTTP {status} {code:?} {message} ({err:?})")),
+    }
+}
+
+/// One authorization decision the test bed took for a request, from its request log
+/// (tests/testbed/authorization.py): the IAM action and resource, the principal, the simulator's
+/// result (`Allowed`, `ExplicitlyDenied`, `ImplicitlyDenied`) and what derived the check
+/// (`testbed`; `moto` when only moto's own action name was available).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Decided {
+    pub action: String,
+    pub resource: String,
+    pub principal: String,
+    pub result: String,
+    #[serde(rename = "derivedBy", default)]
+    pub derived_by: String,
+}
+
+impl std::fmt::Display for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {}: {} ({})",
+            self.action, self.resource, self.result, self.derived_by
+        )
+    }
+}
+
+/// A request-log line with the decisions taken for it.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct DecidedRequest {
+    pub action: String,
+    #[serde(rename = "accessKey")]
+    pub access_key: String,
+    pub status: u16,
+    #[serde(default)]
+    pub decisions: Vec<Decided>,
+}
+
+/// How many lines the request log has now: pass it to `decided_since` after a request to read
+/// only what came after.
+pub fn request_log_mark(bed: &TestBed) -> usize {
+    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+/// The requests logged after `mark` (lines still being written are skipped).
+pub fn decided_since(bed: &TestBed, mark: usize) -> Vec<DecidedRequest> {
+    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .expect("the emulator's request log reads")
+        .lines()
+        .skip(mark)
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Whether the log shows `action` decided as `denied` (or allowed) by the simulator, among
+/// `requests`: Ok(the decision) or Err(what was logged instead).
+pub fn simulator_decided(requests: &[DecidedRequest], action: &str, denied: bool) -> Result<String, String> {
+    let decisions: Vec<&Decided> = requests.iter().flat_map(|r| &r.decisions).collect();
+    decisions
+        .iter()
+        .find(|d| {
+            d.action == action
+                && (d.result != "Allowed") == denied
+                && !d.derived_by.is_empty()
+                && d.derived_by != "moto"
+        })
+        .map(|d| d.to_string())
+        .ok_or_else(|| {
+            let logged: Vec<String> = decisions.iter().map(|d| d.to_string()).collect();
+            format!(
+                "no simulator decision {} {action} in the request log (logged: {logged:?})",
+                if denied { "denying" } else { "allowing" }
+            )
+        })
+}
+
+/// A new KMS key (with KMS's default key policy: the account may delegate its use by IAM
+/// policies), created as the administrator: its ARN.
+pub async fn create_kms_key(kms: &aws_sdk_kms::Client) -> String {
+    let out = kms
+        .create_key()
+        .description("bucketwire test key")
+        .send()
+        .await
+        .expect("key created");
+    out.key_metadata()
+        .and_then(|m| m.arn())
+        .expect("key ARN")
+        .to_string()
 }
 
 /// Credentials the operator runs with: a role carrying exactly deploy/iam/operator-policy.json,

@@ -129,7 +129,8 @@ def _secure():
     return "true" if getattr(_request, "secure", True) else "false"
 
 
-def _log(entry):
+def record_decision(entry):
+    """Adds a decision to the request log line of the current request."""
     if not hasattr(_request, "decisions"):
         _request.decisions = []
     _request.decisions.append(entry)
@@ -172,6 +173,12 @@ def denial(protocol, message, code="AccessDenied"):
         "<RequestId>bucketwire-testbed</RequestId></ErrorResponse>"
     )
     return ServiceError(403, body, "text/xml")
+
+
+def _internal_failure(protocol, message):
+    if protocol in ("json", "rest-json"):
+        return json.dumps({"__type": "InternalFailure", "message": message})
+    return f"<Error><Code>InternalFailure</Code><Message>{_xml_escape(message)}</Message></Error>"
 
 
 # --- the caller --------------------------------------------------------------------------------
@@ -295,7 +302,7 @@ def simulate(caller, check):
     if caller.boundary is not None:
         simulation["permissionBoundaryPolicies"] = [{"name": "permissions boundary", "policy": caller.boundary}]
     decision = decide(simulation)
-    _log({
+    record_decision({
         "action": check.action,
         "resource": check.resource,
         "principal": caller.principal_arn,
@@ -366,6 +373,10 @@ def iam_checks(iam_request, caller, partition):
     elif action == "CreatePolicy":
         path = form.get("Path", "/")
         resource = f"arn:{partition}:iam::{account}:policy{path}{form['PolicyName']}"
+    elif action == "CreateOpenIDConnectProvider":
+        # Resource type oidc-provider: the provider's ARN, its URL without the scheme.
+        url = urlparse(form.get("Url", ""))
+        resource = f"arn:{partition}:iam::{account}:oidc-provider/{url.netloc}{url.path}"
     elif IAM_ROLE_PARAM in form:
         name = form[IAM_ROLE_PARAM]
         role = _role_named(backend, name)
@@ -746,7 +757,11 @@ def authorize(iam_request, moto_resource):
     if checks is None:
         checks = [Check(iam_request._action, moto_resource or "*", derived_by="moto")]
     for check in checks:
-        decision = simulate(caller, check)
+        try:
+            decision = simulate(caller, check)
+        except SimulatorError as error:
+            # A request the test bed cannot decide is a test-bed bug: say so in the answer.
+            raise ServiceError(500, _internal_failure(protocol_of(iam_request), str(error)), "text/plain")
         if not decision.allowed:
             policy_type = decision.policy_type
             if decision.result == "ExplicitlyDenied":

@@ -26,6 +26,9 @@ Authentication corrections:
    files the credentials of an unsigned AssumeRoleWithWebIdentity under `aws`, as it cannot tell
    which partition's STS endpoint was meant; temporary credentials unknown in the request's
    partition are looked up in the others and then act in the request's partition.
+3. IAM refuses a permissions boundary that names no policy (CreateRole,
+   PutRolePermissionsBoundary: NoSuchEntity); moto stores the ARN, leaving a role bounded by
+   nothing that exists.
 
 Plain HTTP: with MOTO_INSECURE_PORT set, the same emulator also listens on that port, and
 requests arriving there have `aws:SecureTransport` = false. The main port stands for AWS's HTTPS
@@ -57,6 +60,7 @@ from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
 from moto.core.responses import BaseResponse  # noqa: E402
 from moto.iam import access_control  # noqa: E402
 from moto.iam.access_control import CreateAccessKeyFailure, IAMRequestBase, PermissionResult  # noqa: E402
+from moto.iam.models import IAMBackend  # noqa: E402
 from moto.s3.models import FakeBucket  # noqa: E402
 
 
@@ -74,6 +78,33 @@ def bucket_policy_not_decided_here(self, action, resource):
 
 
 FakeBucket.get_permission = bucket_policy_not_decided_here
+
+
+def _require_boundary_policy(backend, permissions_boundary):
+    """IAM refuses a permissions boundary that names no policy; moto would store it, and the
+    role would then be bounded by nothing that exists."""
+    if permissions_boundary and permissions_boundary not in backend.managed_policies:
+        from moto.iam.exceptions import NotFoundException
+
+        raise NotFoundException(f"Scope ARN: {permissions_boundary} does not exist or is not attachable.")
+
+
+_create_role = IAMBackend.create_role
+_put_role_permissions_boundary = IAMBackend.put_role_permissions_boundary
+
+
+def create_role(self, role_name, assume_role_policy_document, path, permissions_boundary, *args, **kwargs):
+    _require_boundary_policy(self, permissions_boundary)
+    return _create_role(self, role_name, assume_role_policy_document, path, permissions_boundary, *args, **kwargs)
+
+
+def put_role_permissions_boundary(self, role_name, permissions_boundary):
+    _require_boundary_policy(self, permissions_boundary)
+    return _put_role_permissions_boundary(self, role_name, permissions_boundary)
+
+
+IAMBackend.create_role = create_role
+IAMBackend.put_role_permissions_boundary = put_role_permissions_boundary
 
 _authorize_normal_action = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 

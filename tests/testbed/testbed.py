@@ -12,6 +12,17 @@ aws, aws-cn and aws-us-gov partitions). The
 apiserver signs ServiceAccount tokens with that same issuer, so a token from TokenRequest
 looks exactly like one from that EKS cluster.
 
+One issuer, three places: the EKS cluster's `identity.oidc.issuer` (moto makes it up:
+`https://oidc.eks.us-east-2.amazonaws.com/id/<ID>`, the shape of a real EKS issuer, which the
+operator's trust policies name), the IAM OIDC provider's URL (created from it) and the
+apiserver's `--service-account-issuer` (set to it) are the same value. On EKS, the issuer's host
+serves the cluster's OIDC discovery document and keys, which STS fetches to verify a token; here
+that host does not resolve, and the apiserver serves them itself (ServiceAccountIssuerDiscovery:
+/.well-known/openid-configuration and /openid/v1/jwks, whose `issuer` is that same value).
+The emulator's AssumeRoleWithWebIdentity fetches them from the apiserver (its kubeconfig is passed
+in BUCKETWIRE_TESTBED_KUBECONFIG) and checks the token's signature, expiry and audience and the
+role's trust policy as STS does (tests/testbed/web_identity.py).
+
 Runs with the project's virtual environment (it needs boto3, which moto brings).
 """
 
@@ -38,6 +49,9 @@ REGION = "us-east-2"
 CLUSTER_NAME = "bucketwire-testbed"
 ACCOUNT_ID = "123456789012"  # moto's default account
 ADMIN_USER = "bucketwire-testbed-admin"
+# A second account with its own administrator (cross-account tests: tests/iam_semantics.rs,
+# tests/negative_proofs.rs).
+SECOND_ACCOUNT_ID = "222233334444"
 # Thumbprint of the EKS OIDC root CA, as eksctl registers it.
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
@@ -126,10 +140,37 @@ def http_ok(url):
         return False
 
 
+def seed_second_account(session, endpoint):
+    """The second account's administrator; returns its part of the environment. moto keeps IAM,
+    STS and S3 state per account and picks a request's account from its `x-moto-account-id`
+    header, else from its access key (moto's docs, "Multi-Account support"): these calls, made
+    before enforcement is on, name the account in the header; the key they create then signs
+    requests of that account."""
+    iam = session.client("iam", endpoint_url=endpoint)
+    iam.meta.events.register(
+        "before-sign.iam.*",
+        lambda request, **_: request.headers.__setitem__("x-moto-account-id", SECOND_ACCOUNT_ID),
+    )
+    iam.create_user(UserName=ADMIN_USER)
+    iam.put_user_policy(
+        UserName=ADMIN_USER,
+        PolicyName="testbed-admin",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName=ADMIN_USER)["AccessKey"]
+    return {
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ID": SECOND_ACCOUNT_ID,
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_ACCESS_KEY_ID": key["AccessKeyId"],
+        "BUCKETWIRE_TESTBED_SECOND_ACCOUNT_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+
+
 def seed(endpoint):
     """Create the EKS cluster, its IAM OIDC provider, an administrator and the operator's own
     role, then turn IAM enforcement on. Returns (issuer, provider ARN, admin access key id,
-    secret, the operator's part of the environment)."""
+    secret, the operator's and the second account's part of the environment)."""
     import boto3
 
     import policies
@@ -194,6 +235,7 @@ def seed(endpoint):
     iam.attach_role_policy(RoleName=operator_name, PolicyArn=operator_policy_arn)
     (STATE / "operator-policy.json").write_text(json.dumps(operator_policy, indent=2) + "\n")
     (STATE / "permissions-boundary.json").write_text(json.dumps(boundary, indent=2) + "\n")
+    second_account = seed_second_account(session, endpoint)
     # IAM enforcement on from the next request (see moto's /moto-api/reset-auth).
     request = urllib.request.Request(
         f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
@@ -219,7 +261,7 @@ def seed(endpoint):
         "BUCKETWIRE_TESTBED_BUCKET_PREFIX": bucket_prefix,
         "BUCKETWIRE_TESTBED_ROLE_PATH": role_path,
     }
-    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"], operator_env
+    return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"], {**operator_env, **second_account}
 
 
 def up(_args):
@@ -254,11 +296,14 @@ def start_all():
         "moto",
         [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
         "moto.log",
-        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG), "MOTO_INSECURE_PORT": str(insecure_port)},
+        # The web-identity verifier reads the issuer's discovery and keys from the apiserver
+        # (tests/testbed/web_identity.py); the kubeconfig appears once the apiserver is up.
+        env={**os.environ, "MOTO_REQUEST_LOG": str(REQUEST_LOG), "MOTO_INSECURE_PORT": str(insecure_port),
+             "BUCKETWIRE_TESTBED_KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig")},
     )
     wait_for("moto", lambda: http_ok(f"{endpoint}/moto-api/"), moto, 60, "moto.log")
 
-    issuer, provider_arn, access_key, secret_key, operator_env = seed(endpoint)
+    issuer, provider_arn, access_key, secret_key, seeded_env = seed(endpoint)
     log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
     log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
 
@@ -287,8 +332,9 @@ def start_all():
         "BUCKETWIRE_TESTBED_REQUEST_LOG": str(REQUEST_LOG),
         "BUCKETWIRE_TESTBED_INSECURE_ENDPOINT_URL": f"http://127.0.0.1:{insecure_port}",
         # The operator's own credentials (a role carrying exactly deploy/iam/operator-policy.json),
-        # its permissions boundary and bucket prefix; the AWS_* above are the administrator's.
-        **operator_env,
+        # its permissions boundary and bucket prefix (the AWS_* above are the administrator's), and
+        # the second account's administrator.
+        **seeded_env,
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(

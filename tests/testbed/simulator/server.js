@@ -7,39 +7,58 @@
 // permissionBoundaryPolicies, ...), and reads {"id": n, "result": "Allowed" | "ExplicitlyDenied"
 // | "ImplicitlyDenied", "policyType": ..., "ignoredContextKeys": [...]} or {"id": n, "error": ...}.
 //
-// One documented divergence is corrected here (tests/testbed/SIMULATOR.md, case web-identity-keys):
-// iam-simulate keeps only the condition keys its data lists for an action, and for
-// sts:AssumeRoleWithWebIdentity that list has no keys of a custom IAM OIDC provider, such as EKS's
-// `oidc.eks.<region>.amazonaws.com/id/<ID>:sub` and `:aud`; a trust policy conditioned on them
-// could then never match. AWS evaluates them (IAM User Guide, "Available keys for AWS web
-// identity federation"). So a web-identity decision is validated as usual and then evaluated
-// with the context exactly as given (iam-simulate's runUnsafeSimulation).
+// Documented divergences are corrected here (each is a case in tests/testbed/SIMULATOR.md, pinned by
+// a test): iam-simulate keeps only the context keys its data lists for an action, and drops two
+// families that AWS documents and evaluates, so a policy conditioned on them could never match:
+// - the keys of a custom IAM OIDC provider on sts:AssumeRoleWithWebIdentity, such as EKS's
+//   `oidc.eks.<region>.amazonaws.com/id/<ID>:sub` and `:aud` (IAM User Guide, "Available keys for
+//   AWS web identity federation");
+// - `kms:EncryptionContext:<key>` when the encryption-context key has colons of its own, such as
+//   S3's `kms:EncryptionContext:aws:s3:arn` (AWS KMS Developer Guide, "kms:EncryptionContext:context-key";
+//   Amazon S3 User Guide, "Encryption context" of SSE-KMS).
+// When validation drops a key of those families, the request is evaluated again with them kept
+// (iam-simulate's runUnsafeSimulation), every other dropped key still left out.
 'use strict'
 
 const readline = require('node:readline')
 const { runSimulation, runUnsafeSimulation } = require('@cloud-copilot/iam-simulate')
-const { createValidatedPolicy, validateTrustPolicy } = require('@cloud-copilot/iam-policy')
+const { createValidatedPolicy, validateResourcePolicy, validateTrustPolicy } = require('@cloud-copilot/iam-policy')
 
-function isWebIdentity(simulation) {
-  return simulation.request.action.toLowerCase() === 'sts:assumerolewithwebidentity'
+const DOCUMENTED_KEYS = [
+  { action: /^sts:assumerolewithwebidentity$/i, key: /^[^:]+\/[^:]*:(sub|aud|amr)$/i },
+  { action: /^kms:/i, key: /^kms:encryptioncontext:.+:.+$/i }
+]
+
+function documentedButDropped(simulation, ignored) {
+  const action = simulation.request.action
+  return ignored.filter((key) => DOCUMENTED_KEYS.some((d) => d.action.test(action) && d.key.test(key)))
 }
 
-function decideWebIdentity(simulation, validated) {
+function decideWithDocumentedKeys(simulation, ignored, kept) {
+  const context = {}
+  for (const [key, value] of Object.entries(simulation.request.contextVariables)) {
+    if (!ignored.includes(key) || kept.includes(key)) context[key] = value
+  }
+  const resourcePolicy = simulation.resourcePolicy
+    ? // runUnsafeSimulation names a resource policy only when it comes pre-validated.
+      createValidatedPolicy(simulation.resourcePolicy, isTrust(simulation) ? validateTrustPolicy : validateResourcePolicy, {
+        name: isTrust(simulation) ? 'trust policy' : 'resource policy'
+      })
+    : undefined
   // runUnsafeSimulation returns the decision only ('Allowed', 'ImplicitlyDenied', ...).
   const result = runUnsafeSimulation(
-    {
-      ...simulation,
-      // runUnsafeSimulation names a resource policy only when it comes pre-validated.
-      resourcePolicy: createValidatedPolicy(simulation.resourcePolicy, validateTrustPolicy, { name: 'trust policy' })
-    },
+    { ...simulation, request: { ...simulation.request, contextVariables: context }, resourcePolicy },
     {}
   )
   return {
     result,
-    policyType: result === 'Allowed' ? undefined : 'trust policy',
-    // Keys validation dropped that the web-identity evaluation used after all.
-    evaluatedAnyway: validated.result ? validated.result.ignoredContextKeys : []
+    policyType: result === 'Allowed' ? undefined : isTrust(simulation) ? 'trust policy' : undefined,
+    evaluatedAnyway: kept
   }
+}
+
+function isTrust(simulation) {
+  return /^sts:/i.test(simulation.request.action)
 }
 
 // Which kind of policy decided a denial, as AWS names it in its messages ("because no
@@ -66,8 +85,10 @@ async function decide(simulation) {
   if (response.resultType === 'error') {
     return { error: response.errors }
   }
-  if (isWebIdentity(simulation)) {
-    return decideWebIdentity(simulation, response)
+  const ignored = response.resultType === 'single' ? response.result.ignoredContextKeys || [] : []
+  const kept = documentedButDropped(simulation, ignored)
+  if (kept.length > 0) {
+    return decideWithDocumentedKeys(simulation, ignored, kept)
   }
   if (response.resultType !== 'single') {
     return { error: `expected one resource, got a ${response.resultType} simulation` }
