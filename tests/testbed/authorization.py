@@ -408,7 +408,21 @@ def iam_checks(iam_request, caller, partition):
             resource = f"arn:{partition}:iam::{account}:user/{form['UserName']}"
     for key, value in resource_tags.items():
         context[f"aws:ResourceTag/{key}"] = value
-    return [Check(f"iam:{action}", resource, context)]
+    checks = [Check(f"iam:{action}", resource, context)]
+    # Creating an IAM entity with tags also needs the tagging action on it (IAM User Guide,
+    # "Permissions required for tagging IAM resources").
+    tagging = CREATE_WITH_TAGS.get(action)
+    if tagging and tags:
+        checks.append(Check(tagging, resource, _tag_context(tags)))
+    return checks
+
+
+CREATE_WITH_TAGS = {
+    "CreateRole": "iam:TagRole",
+    "CreatePolicy": "iam:TagPolicy",
+    "CreateUser": "iam:TagUser",
+    "CreateOpenIDConnectProvider": "iam:TagOpenIDConnectProvider",
+}
 
 
 def _role_named(backend, name):
