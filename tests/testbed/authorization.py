@@ -103,7 +103,8 @@ def decide(simulation):
 def access_denied_message(principal_arn, action, resource_arn, policy_type):
     """AWS's wording of an authorization failure."""
     if policy_type and policy_type.startswith("explicit"):
-        because = f"with an explicit deny in a {policy_type.removeprefix('explicit ')}"
+        kind = policy_type.removeprefix("explicit ")
+        because = f"with an explicit deny in {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
     else:
         because = f"because no {policy_type or 'identity-based policy'} allows the {action} action"
     return f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource_arn} {because}"
