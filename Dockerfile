@@ -5,6 +5,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends musl-tools cmak
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo reads every target the manifest declares, the bench included, before building one.
+COPY benches ./benches
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl --bin bucketwire
 
 FROM gcr.io/distroless/static-debian12:nonroot
