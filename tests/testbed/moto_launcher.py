@@ -39,17 +39,17 @@ The request log: with MOTO_REQUEST_LOG set, every request the emulator answers i
 that file as one JSON line: method, path, query, the form's Action and the RoleName, PolicyArn or
 PolicyName it names for query-protocol services, the X-Amz-Target operation for JSON-protocol ones
 such as KMS, the signing access key, the HTTP status, and the authorization decisions taken for it
-(`decisions`: action, resource, principal, result). Tests count writes and decisions from it, so
+(`decisions`: action, resource, principal, result), and for an error answer its error code
+(`error`). Tests count writes and decisions from it, so
 "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
 Usage is that of `moto_server` (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
 """
 
-import sys
-from urllib.parse import parse_qsl, quote
-
 import os
+import sys
 import threading
+from urllib.parse import parse_qsl, quote
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
