@@ -1027,8 +1027,8 @@ async fn run_probe(bed: &TestBed, client: &kube::Client, built: &Built, probe: &
 
 /// The request-log lines of one probe: those signed by its caller since `mark` (each caller's
 /// key is its own), or for a web-identity probe (unsigned) those deciding on its role.
-fn logged_for(bed: &TestBed, mark: usize, built: &Built, probe: &Probe) -> Vec<aws::DecidedRequest> {
-    let lines = aws::decided_since(bed, mark);
+fn logged_for(bed: &TestBed, mark: usize, built: &Built, probe: &Probe) -> Vec<aws::EmulatorRequest> {
+    let lines = aws::emulator_requests_since(bed, mark);
     if let Request::WebIdentity { role, .. } = probe.request {
         let role_arn = built.names.role_arn(role);
         return lines

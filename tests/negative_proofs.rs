@@ -106,7 +106,7 @@ impl<'a> Proofs<'a> {
     ) {
         let mark = aws::request_log_mark(self.bed);
         let got = request.await;
-        let logged: Vec<aws::DecidedRequest> = aws::decided_since(self.bed, mark)
+        let logged: Vec<aws::EmulatorRequest> = aws::emulator_requests_since(self.bed, mark)
             .into_iter()
             .filter(|l| match &by {
                 By::Key(credentials) => l.access_key == credentials.access_key_id(),

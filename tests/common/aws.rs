@@ -280,17 +280,7 @@ pub struct EmulatorRequest {
     pub status: u16,
     /// The test bed's authorization decisions for this request (tests/testbed/authorization.py).
     #[serde(default)]
-    pub decisions: Vec<Decision>,
-}
-
-/// One allow/deny decision of the IAM simulator, as the emulator logged it.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Decision {
-    pub action: String,
-    pub resource: String,
-    pub principal: String,
-    /// `Allowed`, `ImplicitlyDenied` or `ExplicitlyDenied`.
-    pub result: String,
+    pub decisions: Vec<Decided>,
 }
 
 impl EmulatorRequest {
@@ -312,9 +302,16 @@ impl EmulatorRequest {
 
 /// Every request the emulator has answered so far (all tests share the emulator: filter).
 pub fn emulator_requests(bed: &TestBed) -> Vec<EmulatorRequest> {
-    let text = std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
-        .expect("the emulator's request log reads");
-    text.lines()
+    emulator_requests_since(bed, 0)
+}
+
+/// The requests logged after `mark` (see `request_log_mark`; lines still being written are
+/// skipped).
+pub fn emulator_requests_since(bed: &TestBed, mark: usize) -> Vec<EmulatorRequest> {
+    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
+        .expect("the emulator's request log reads")
+        .lines()
+        .skip(mark)
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect()
 }
@@ -613,18 +610,7 @@ impl std::fmt::Display for Decided {
     }
 }
 
-/// A request-log line with the decisions taken for it.
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct DecidedRequest {
-    pub action: String,
-    #[serde(rename = "accessKey")]
-    pub access_key: String,
-    pub status: u16,
-    #[serde(default)]
-    pub decisions: Vec<Decided>,
-}
-
-/// How many lines the request log has now: pass it to `decided_since` after a request to read
+/// How many lines the request log has now: pass it to `emulator_requests_since` after a request to read
 /// only what came after.
 pub fn request_log_mark(bed: &TestBed) -> usize {
     std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
@@ -632,19 +618,9 @@ pub fn request_log_mark(bed: &TestBed) -> usize {
         .unwrap_or(0)
 }
 
-/// The requests logged after `mark` (lines still being written are skipped).
-pub fn decided_since(bed: &TestBed, mark: usize) -> Vec<DecidedRequest> {
-    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_REQUEST_LOG"))
-        .expect("the emulator's request log reads")
-        .lines()
-        .skip(mark)
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
 /// Whether the log shows `action` decided as `denied` (or allowed) by the simulator, among
 /// `requests`: Ok(the decision) or Err(what was logged instead).
-pub fn simulator_decided(requests: &[DecidedRequest], action: &str, denied: bool) -> Result<String, String> {
+pub fn simulator_decided(requests: &[EmulatorRequest], action: &str, denied: bool) -> Result<String, String> {
     let decisions: Vec<&Decided> = requests.iter().flat_map(|r| &r.decisions).collect();
     decisions
         .iter()

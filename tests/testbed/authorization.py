@@ -159,12 +159,13 @@ def _xml_escape(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def denial(protocol, message, code="AccessDenied"):
+def denial(protocol, message, code="AccessDenied", status=403):
+    """An error answer in the protocol's shape: AccessDenied unless told otherwise."""
     if protocol == "s3":
         body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message><RequestId>bucketwire-testbed</RequestId><HostId>bucketwire-testbed</HostId></Error>"
-        return ServiceError(403, body, "application/xml")
+        return ServiceError(status, body, "application/xml")
     if protocol == "json":
-        # awsJson (KMS) and restJson (EKS): the error type is named in the body.
+        # awsJson (KMS): the error type is named in the body, the status is 400.
         return ServiceError(400, json.dumps({"__type": "AccessDeniedException", "message": message}), "application/x-amz-json-1.1")
     if protocol == "rest-json":
         return ServiceError(403, json.dumps({"__type": "AccessDeniedException", "message": message}), "application/json")
@@ -173,7 +174,7 @@ def denial(protocol, message, code="AccessDenied"):
         f"<Code>{code}</Code><Message>{_xml_escape(message)}</Message></Error>"
         "<RequestId>bucketwire-testbed</RequestId></ErrorResponse>"
     )
-    return ServiceError(403, body, "text/xml")
+    return ServiceError(status, body, "text/xml")
 
 
 def _internal_failure(protocol, message):
@@ -244,9 +245,7 @@ def caller_of(iam_request):
                 policies.append({"name": f"group {group.name} inline {name}", "policy": _document(doc)})
             for policy in group.managed_policies.values():
                 policies.append({"name": policy.arn, "policy": _default_version(policy)})
-        caller = Caller(arn, account_id, principal_arn, policies, None)
-        caller.tags = {}
-        return caller
+        return Caller(arn, account_id, principal_arn, policies, None)
     role = backend.get_role(key._owner_role_name)
     for name, doc in role.policies.items():
         policies.append({"name": f"role inline {name}", "policy": _document(doc)})
@@ -447,11 +446,7 @@ def sts_checks(iam_request, caller, partition):
         context["sts:RoleSessionName"] = form.get("RoleSessionName", "")
         role = _role_by_arn(role_account, partition, role_arn)
         trust = _document(role.assume_role_policy_document) if role is not None else {"Version": "2012-10-17", "Statement": []}
-        tags = {}
-        n = 1
-        while f"Tags.member.{n}.Key" in form:
-            tags[form[f"Tags.member.{n}.Key"]] = form.get(f"Tags.member.{n}.Value", "")
-            n += 1
+        tags = _request_tags(form)
         checks = [Check("sts:AssumeRole", role_arn, context, trust, role_account)]
         if tags:
             checks.append(Check("sts:TagSession", role_arn, _tag_context(tags), trust, role_account))

@@ -116,13 +116,7 @@ def authorize_normal_action(self, resource="*"):
         try:
             web_identity.verify(form, self.current_account, "aws")
         except web_identity.Refused as refused:
-            raise authorization.ServiceError(
-                refused.status,
-                "<ErrorResponse><Error><Type>Sender</Type>"
-                f"<Code>{refused.code}</Code><Message>{authorization._xml_escape(refused.message)}</Message>"
-                "</Error><RequestId>bucketwire-testbed</RequestId></ErrorResponse>",
-                "text/xml",
-            )
+            raise authorization.denial("query", refused.message, refused.code, refused.status)
         return None
     return _authorize_normal_action(self, resource)
 
