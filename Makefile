@@ -41,7 +41,7 @@ unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up
 
 # One test bed for the whole run: build everything first, start it, run every integration
 # test against it, and stop it whatever the outcome.
-integration: testbed ## tests against the real kube-apiserver and moto
+integration: testbed image ## tests against the real kube-apiserver and moto
 	$(CARGO) test --locked --tests --benches --no-run
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; $(CARGO) test --locked --test '*' || status=$$?; \
@@ -80,6 +80,58 @@ crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Ru
 	$(CARGO) run --locked --quiet -- crd > $(CRD).tmp && mv $(CRD).tmp $(CRD)
 	cp $(CRD) charts/bucketwire/crds/bucketintegration.yaml
 	cp $(CRD) deploy/crds/bucketintegration.yaml
+
+# --- the image and the release -----------------------------------------------------------------
+
+# `make image` builds the Dockerfile's image without a container engine (scripts/image-oci.py):
+# it runs the Dockerfile's build-stage commands here (`cargo build --release`,
+# scripts/image-rootfs.sh), gives the layer the final stage's USER/ENTRYPOINT/CMD/LABEL with
+# umoci and writes an OCI archive that `ctr images import` and skopeo's `oci-archive:` read.
+# tests/dockerfile.rs and tests/image.rs check that both builds agree and that the image runs.
+CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"* *$$/\1/p' charts/bucketwire/Chart.yaml)
+IMAGE_REPOSITORY ?= ghcr.io/bucketwire/bucketwire
+IMAGE_TAG ?= $(CHART_APP_VERSION)
+IMAGE_ARCHIVE ?= target/image/bucketwire.oci.tar
+# Debian packages (command:package) the image build (umoci) and tests/image.rs (runc) need;
+# `image-tools` installs those whose command is missing (CI machines are fresh Debian 12, as root).
+IMAGE_APT_PACKAGES := umoci:umoci runc:runc
+RELEASE_DIR ?= target/dist
+KUBECTL := $(VENV)/bin/kubectl
+
+.PHONY: image image-tools release
+
+image-tools: ## install umoci and runc (Debian packages) if missing
+	@missing=""; for tool in $(IMAGE_APT_PACKAGES); do \
+	  command -v "$${tool%%:*}" >/dev/null || [ -x "/usr/sbin/$${tool%%:*}" ] || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+image: image-tools ## build the operator's image without Docker: target/image/bucketwire.oci.tar (IMAGE_ARCHIVE)
+	$(PYTHON) scripts/image-oci.py --repository $(IMAGE_REPOSITORY) --tag $(IMAGE_TAG) --archive $(IMAGE_ARCHIVE) --cargo $(CARGO)
+
+# The version is IMAGE_TAG (default: the chart's appVersion): the chart is packaged with it as
+# both version and appVersion, so the packaged chart installs exactly this image by default
+# (image.repository still defaults to values.yaml's; the README says how to point it elsewhere).
+RELEASE_KUSTOMIZATION := target/image/release-kustomization
+release: image $(HELM) $(VENV)/.installed ## image archive, packaged chart and rendered manifests in target/dist
+	rm -rf $(RELEASE_DIR) $(RELEASE_KUSTOMIZATION) && mkdir -p $(RELEASE_DIR) $(RELEASE_KUSTOMIZATION)
+	cp $(IMAGE_ARCHIVE) $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).oci.tar
+	$(HELM) package charts/bucketwire --version $(IMAGE_TAG) --app-version $(IMAGE_TAG) --destination $(RELEASE_DIR)
+	$(KUBECTL) kustomize deploy/crds > $(RELEASE_DIR)/bucketwire-crds-$(IMAGE_TAG).yaml
+	{ echo "resources: [$(CURDIR)/deploy]"; \
+	  echo "images: [{name: ghcr.io/bucketwire/bucketwire, newName: $(IMAGE_REPOSITORY), newTag: \"$(IMAGE_TAG)\"}]"; \
+	} > $(RELEASE_KUSTOMIZATION)/kustomization.yaml
+	$(KUBECTL) kustomize $(RELEASE_KUSTOMIZATION) > $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).yaml
+	rm -rf $(RELEASE_KUSTOMIZATION)
+	@# What a user installs must be this version, this image.
+	@chart=$$($(HELM) show chart $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).tgz); \
+	  grep -qx 'version: $(IMAGE_TAG)' <<<"$$chart" && grep -qx 'appVersion: $(IMAGE_TAG)' <<<"$$chart" \
+	  || { echo "release: the packaged chart's version/appVersion are not $(IMAGE_TAG):"; echo "$$chart"; exit 1; }
+	@grep -q 'image: "*$(IMAGE_REPOSITORY):$(IMAGE_TAG)"*$$' $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).yaml \
+	  || { echo "release: bucketwire-$(IMAGE_TAG).yaml does not run $(IMAGE_REPOSITORY):$(IMAGE_TAG)"; exit 1; }
+	cd $(RELEASE_DIR) && sha256sum bucketwire-* > SHA256SUMS && ls -l
 
 # --- the local test bed (real kube-apiserver + moto) ----------------------------------------
 
