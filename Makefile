@@ -120,7 +120,7 @@ release: image $(HELM) $(VENV)/.installed ## image archive, packaged chart and r
 	cp $(IMAGE_ARCHIVE) $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).oci.tar
 	$(HELM) package charts/bucketwire --version $(IMAGE_TAG) --app-version $(IMAGE_TAG) --destination $(RELEASE_DIR)
 	$(KUBECTL) kustomize deploy/crds > $(RELEASE_DIR)/bucketwire-crds-$(IMAGE_TAG).yaml
-	{ echo "resources: [$(CURDIR)/deploy]"; \
+	{ echo "resources: [$$(realpath --relative-to=$(RELEASE_KUSTOMIZATION) deploy)]"; \
 	  echo "images: [{name: ghcr.io/bucketwire/bucketwire, newName: $(IMAGE_REPOSITORY), newTag: \"$(IMAGE_TAG)\"}]"; \
 	} > $(RELEASE_KUSTOMIZATION)/kustomization.yaml
 	$(KUBECTL) kustomize $(RELEASE_KUSTOMIZATION) > $(RELEASE_DIR)/bucketwire-$(IMAGE_TAG).yaml
