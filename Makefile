@@ -87,12 +87,14 @@ crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Ru
 # it runs the Dockerfile's build-stage commands here (`cargo build --release`,
 # scripts/image-rootfs.sh), gives the layer the final stage's USER/ENTRYPOINT/CMD/LABEL with
 # umoci and writes an OCI archive that `ctr images import` and skopeo's `oci-archive:` read.
-# tests/dockerfile.rs and tests/image.rs check that both builds agree and that the image runs.
+# tests/dockerfile.rs checks that both builds agree and that the image runs.
 CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"* *$$/\1/p' charts/bucketwire/Chart.yaml)
 IMAGE_REPOSITORY ?= ghcr.io/bucketwire/bucketwire
 IMAGE_TAG ?= $(CHART_APP_VERSION)
 IMAGE_ARCHIVE ?= target/image/bucketwire.oci.tar
-# Debian packages (command:package) the image build (umoci) and tests/image.rs (runc) need;
+# Exported so that the tests read the archive `make image` wrote, under the name it was given.
+export IMAGE_REPOSITORY IMAGE_TAG IMAGE_ARCHIVE
+# Debian packages (command:package) the image build (umoci) and tests/dockerfile.rs (runc) need;
 # `image-tools` installs those whose command is missing (CI machines are fresh Debian 12, as root).
 IMAGE_APT_PACKAGES := umoci:umoci runc:runc
 RELEASE_DIR ?= target/dist
