@@ -6,7 +6,7 @@
 # `make image` builds the same image without Docker (scripts/image-oci.py): it runs this file's
 # build-stage commands on the host and takes the runtime configuration (USER, ENTRYPOINT, CMD,
 # LABEL) from the final stage below, so the final stage may hold only those instructions.
-# tests/dockerfile.rs and tests/image.rs check that the two agree.
+# tests/dockerfile.rs checks that the two agree.
 #
 # The base image is pinned by its exact version tag. It is not pinned by digest: the project is
 # built where no registry is reachable, so no digest could be looked up or checked
