@@ -48,18 +48,34 @@ APT_PACKAGES = ["containerd", "runc", "containernetworking-plugins", "iptables",
 # is removed at stop only if it did not exist before start (recorded in HOST_PATHS_FILE).
 HOST_PATHS = ["/var/lib/kubelet", "/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns"]
 PAUSE_IMAGE = "registry.k8s.io/pause:bucketwire-testbed"
+# One node per machine (host paths, the bridge and the cgroup root are shared): the test bed that
+# runs it records its state directory here, and another test bed starts without a node.
+MACHINE_LOCK = Path("/run/bucketwire-testbed-node")
 
 
-def unavailable_reason():
-    """Why this machine cannot run the node, or None."""
+def unavailable_reason(state: Path):
+    """Why this machine cannot run the node for the test bed in `state`, or None."""
     if os.geteuid() != 0:
         return "the node needs root (containerd, runc, cgroups, a bridge)"
+    owner = lock_owner()
+    if owner is not None and owner != str(state):
+        return f"another test bed ({owner}) runs this machine's node; one node per machine"
     for tool in ["containerd", "ctr", "runc", "iptables", "conntrack", "ip"]:
         if shutil.which(tool) is None:
             return f"{tool} is not installed (`make testbed` installs {' '.join(APT_PACKAGES)})"
     if not Path(CNI_BIN_DIR, "bridge").exists():
         return f"the CNI plugins are not installed in {CNI_BIN_DIR} (containernetworking-plugins)"
     return None
+
+
+def lock_owner():
+    """The state directory of the test bed whose node runs on this machine, if its containerd
+    still runs."""
+    try:
+        owner, pid_text = MACHINE_LOCK.read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return owner if Path(f"/proc/{pid_text}").exists() else None
 
 
 class Node:
@@ -75,7 +91,9 @@ class Node:
 
     def prepare_network(self):
         """The bridge, with the gateway address the apiserver and moto listen on for Pods. The
-        CNI bridge plugin finds it and adds the Pods' veths to it."""
+        CNI bridge plugin finds it and adds the Pods' veths to it. Takes the machine's node
+        lock (with this process's pid until containerd's replaces it)."""
+        MACHINE_LOCK.write_text(f"{self.state} {os.getpid()}\n")
         if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0:
             run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         addrs = subprocess.run(["ip", "-o", "addr", "show", BRIDGE], capture_output=True, text=True).stdout
@@ -96,6 +114,7 @@ class Node:
         self.write_configs()
 
         containerd = spawn("containerd", ["containerd", "--config", str(self.dir / "containerd.toml")], "containerd.log")
+        MACHINE_LOCK.write_text(f"{self.state} {containerd.pid}\n")
         wait_for("containerd", lambda: self.ctr("version", check=False).returncode == 0, containerd, 30, "containerd.log")
         for archive in images:
             self.import_image(archive)
@@ -158,8 +177,11 @@ state = "{d / 'containerd/state'}"
             "name": CNI_NETWORK,
             "plugins": [
                 {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
+                 # The default route through the gateway: Services' cluster IPs (kube-proxy's
+                 # DNAT on this host) are outside the Pod subnet.
                  "ipam": {"type": "host-local", "dataDir": str(d / "cni/ipam"),
-                          "ranges": [[{"subnet": POD_CIDR, "gateway": GATEWAY}]]}},
+                          "ranges": [[{"subnet": POD_CIDR, "gateway": GATEWAY}]],
+                          "routes": [{"dst": "0.0.0.0/0"}]}},
                 {"type": "loopback"},
             ],
         }, indent=2))
@@ -189,9 +211,11 @@ volumePluginDir: {d / 'volume-plugins'}
 resolvConf: /etc/resolv.conf
 rotateCertificates: false
 serializeImagePulls: false
-# Two operator replicas, a workload and a neighbour at most: no eviction of the test bed's Pods
-# for the machine's disk or memory figures.
-evictionHard: {{}}
+# A handful of Pods at most: no eviction and no image garbage collection for the machine's disk
+# or memory figures (a shared CI machine's disk is often more than 85% full).
+evictionHard: {{memory.available: "1Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 """)
 
     def ctr(self, *args, check=True):
@@ -226,7 +250,14 @@ evictionHard: {{}}
             self.ctr("containers", "delete", container, check=False)
 
     def cleanup(self):
-        """After the processes are gone: what they left on the host, ours only."""
+        """After the processes are gone: what they left on the host, ours only (nothing when
+        another test bed holds the machine's node)."""
+        try:
+            owner = MACHINE_LOCK.read_text().split()[0]
+        except (FileNotFoundError, IndexError):
+            owner = None
+        if owner != str(self.state):
+            return
         for pid in shim_pids(self.socket):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -256,6 +287,7 @@ evictionHard: {{}}
         # The node's own directory: containerd's content store would otherwise grow by every
         # image archive each start imports.
         shutil.rmtree(self.dir, ignore_errors=True)
+        MACHINE_LOCK.unlink(missing_ok=True)
 
 
 class ApiClient:

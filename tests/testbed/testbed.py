@@ -59,6 +59,9 @@ ADMIN_USER = "bucketwire-testbed-admin"
 # A second account with its own administrator (cross-account tests: tests/iam_semantics.rs,
 # tests/negative_proofs.rs).
 SECOND_ACCOUNT_ID = "222233334444"
+# Where the README installs the operator (the chart's release `bucketwire` and deploy/).
+OPERATOR_NAMESPACE = "bucketwire-system"
+OPERATOR_SERVICE_ACCOUNT = "bucketwire"
 # Thumbprint of the EKS OIDC root CA, as eksctl registers it.
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
@@ -69,9 +72,9 @@ NODE_SERVICES = ["kube-proxy", "kubelet", "containerd"]
 CORE_SERVICES = ["controlplane", "moto"]
 SERVICES = NODE_SERVICES + CORE_SERVICES
 # Images every start imports into the node: the Pod sandbox and the workload (built by `make
-# testbed`), and the operator's (`make image`) when it has been built.
+# testbed`). The operator's own (`make image`) is imported by the tests that install it, under
+# a test bed name (tests/node.rs).
 IMAGES_DIR = STATE / "images"
-OPERATOR_IMAGE_ARCHIVE = ROOT / "target" / "image" / "bucketwire.oci.tar"
 WORKLOAD_IMAGE = "localhost/bucketwire-testbed/s3-workload:latest"
 
 
@@ -241,8 +244,17 @@ def seed(endpoint):
         Description="bucketwire's operator (deploy/iam/operator-policy.json)",
     )["Policy"]["Arn"]
     admin_arn = f"arn:aws:iam::{ACCOUNT_ID}:user/{ADMIN_USER}"
+    # The tests' operators get this role's credentials from the administrator; the operator the
+    # chart installs on the node gets them as on EKS, by IRSA for its ServiceAccount
+    # (bucketwire-system/bucketwire, the README's step 1).
+    issuer_host = issuer.removeprefix("https://")
     trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}]}
+        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+         "Condition": {"StringEquals": {
+             f"{issuer_host}:sub": f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}",
+             f"{issuer_host}:aud": "sts.amazonaws.com"}}},
+    ]}
     operator_role_arn = iam.create_role(
         RoleName=operator_name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=12 * 3600,
         Description="bucketwire's operator on the test bed",
@@ -286,7 +298,7 @@ def node_wanted():
     wanted = os.environ.get("BUCKETWIRE_TESTBED_NODE", "auto")
     if wanted == "0":
         return False
-    reason = node.unavailable_reason()
+    reason = node.unavailable_reason(STATE)
     if reason is None:
         return True
     if wanted == "1":
@@ -365,10 +377,6 @@ def start_all():
     node_env = {}
     if the_node:
         images = sorted(IMAGES_DIR.glob("*.oci.tar"))
-        if OPERATOR_IMAGE_ARCHIVE.exists():
-            images.append(OPERATOR_IMAGE_ARCHIVE)
-        else:
-            log(f"no operator image ({OPERATOR_IMAGE_ARCHIVE}): `make image` builds it")
         name = node.node_name()
         log(f"starting the node {name}: containerd, kubelet, kube-proxy")
         the_node.start(name, spawn, wait_for, images)
