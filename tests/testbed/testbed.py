@@ -438,6 +438,11 @@ def import_image(args):
     node.Node(STATE, CONTROLPLANE_BIN, CONTROLPLANE_DIR, log).import_image(args.archive)
 
 
+# Seconds from SIGTERM to exit, per service, written by `down` to
+# <results dir>/testbed_stop.json (target/reliability/, or $BUCKETWIRE_RESULTS_DIR).
+STOP_SECONDS = {}
+
+
 def stop(name, grace=30.0):
     """Stop one service: SIGTERM to its process group, SIGKILL after `grace`. Returns whether it
     stopped, and stopped without SIGKILL."""
@@ -450,9 +455,11 @@ def stop(name, grace=30.0):
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + grace
+    started = time.monotonic()
+    deadline = started + grace
     while time.monotonic() < deadline and group_alive(pid):
         time.sleep(0.2)
+    STOP_SECONDS[name] = round(time.monotonic() - started, 1)
     killed = False
     if group_alive(pid):
         log(f"{name} did not stop within {grace:.0f}s of SIGTERM; killing its process group")
@@ -497,6 +504,10 @@ def down(_args):
     if os.geteuid() == 0:
         the_node.cleanup()
     ENV_FILE.unlink(missing_ok=True)
+    results = Path(os.environ.get("BUCKETWIRE_RESULTS_DIR", ROOT / "target" / "reliability"))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "testbed_stop.json").write_text(json.dumps(
+        {"sigterm_to_exit_seconds": STOP_SECONDS, "sigkill_needed": not ok}, indent=2) + "\n")
     if not ok:
         raise SystemExit(1)
     log("stopped")
