@@ -8,7 +8,8 @@
 //!   the release build and scripts/image-rootfs.sh; its runtime stage is `FROM scratch`, that
 //!   script's output and the user, entrypoint and command the chart relies on; `make image` is
 //!   the driver that reads this Dockerfile;
-//! - on the archive `make image` wrote (target/image/bucketwire.oci.tar, or `IMAGE_ARCHIVE`):
+//! - on the archive `make image` wrote (target/image/bucketwire.oci.tar, or
+//!   `$BUCKETWIRE_IMAGE_ARCHIVE`, which make exports with the image's name):
 //!   named as the chart pulls it, its configuration is the Dockerfile's final stage, its one
 //!   layer is exactly what the script makes of the release binary (the binary, the libraries
 //!   `ldd` reports, the CA bundle, passwd/group/nsswitch.conf, nothing else), and the image runs
@@ -310,6 +311,7 @@ fn the_dockerfile_builds_what_make_image_builds() {
         .env_remove("IMAGE_REPOSITORY")
         .env_remove("IMAGE_TAG")
         .env_remove("IMAGE_ARCHIVE")
+        .env_remove("BUCKETWIRE_IMAGE_ARCHIVE")
         .env_remove("MAKEFLAGS")
         .output()
         .expect("make runs");
@@ -333,6 +335,7 @@ fn the_dockerfile_builds_what_make_image_builds() {
 
 /// The archive, extracted into a directory of the test's own (removed when dropped).
 struct Archive {
+    path: PathBuf,
     dir: PathBuf,
     repository: String,
     tag: String,
@@ -359,10 +362,11 @@ fn run(cmd: &mut Command) -> String {
 impl Archive {
     fn open(name: &str) -> Self {
         let (chart_repository, chart_tag) = chart_image();
-        let repository = std::env::var("IMAGE_REPOSITORY").unwrap_or(chart_repository);
-        let tag = std::env::var("IMAGE_TAG").unwrap_or(chart_tag);
+        let repository = std::env::var("BUCKETWIRE_IMAGE_REPOSITORY").unwrap_or(chart_repository);
+        let tag = std::env::var("BUCKETWIRE_IMAGE_TAG").unwrap_or(chart_tag);
         let path = root().join(
-            std::env::var("IMAGE_ARCHIVE").unwrap_or_else(|_| "target/image/bucketwire.oci.tar".into()),
+            std::env::var("BUCKETWIRE_IMAGE_ARCHIVE")
+                .unwrap_or_else(|_| "target/image/bucketwire.oci.tar".into()),
         );
         assert!(
             path.is_file(),
@@ -377,7 +381,12 @@ impl Archive {
             .arg(&path)
             .arg("-C")
             .arg(dir.join("layout")));
-        Self { dir, repository, tag }
+        Self {
+            path,
+            dir,
+            repository,
+            tag,
+        }
     }
 
     fn blob(&self, digest: &Value) -> PathBuf {
@@ -582,7 +591,7 @@ fn make_image_wrote_the_dockerfiles_image() {
         "image",
         &json!({
             "image": format!("{}:{}", archive.repository, archive.tag),
-            "archive_bytes": size(&root().join(std::env::var("IMAGE_ARCHIVE").unwrap_or_else(|_| "target/image/bucketwire.oci.tar".into()))),
+            "archive_bytes": size(&archive.path),
             "layer_gzip_bytes": layers[0]["size"],
             "unpacked_bytes": unpacked,
             "binary_bytes": size(&binary),
