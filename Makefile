@@ -20,7 +20,7 @@ HELM := $(TESTBED)/bin/helm
 DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster \
   --set permissionsBoundary=arn:aws:iam::123456789012:policy/bucketwire-boundary
 
-.PHONY: help build test unit integration reliability bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean
+.PHONY: help build test unit integration reliability bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean node-packages
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -33,8 +33,9 @@ test: lint unit integration ## everything CI runs: format, lint, unit tests, tes
 lint: ## cargo fmt --check, clippy -D warnings, gofmt and go vet of the control plane
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	@test -z "$$(gofmt -l tests/controlplane)" || { echo "gofmt: run 'make fmt'"; gofmt -l tests/controlplane; exit 1; }
+	@test -z "$$(gofmt -l tests/controlplane tests/workload)" || { echo "gofmt: run 'make fmt'"; gofmt -l tests/controlplane tests/workload; exit 1; }
 	cd tests/controlplane && $(GO) vet -buildvcs=false .
+	cd tests/workload && $(GO) vet -buildvcs=false .
 
 unit: ## unit tests (no test bed): pure code, CEL rules, the committed CRD is up to date
 	$(CARGO) test --locked --lib --bins
@@ -74,7 +75,7 @@ demo: testbed ## start the test bed, run the operator, wire the example, show it
 
 fmt: ## format the Rust and Go sources
 	$(CARGO) fmt --all
-	gofmt -w tests/controlplane
+	gofmt -w tests/controlplane tests/workload
 
 crds: ## regenerate the CRD (crds/, the chart's crds/, deploy/crds/) from the Rust types
 	$(CARGO) run --locked --quiet -- crd > $(CRD).tmp && mv $(CRD).tmp $(CRD)
@@ -113,7 +114,30 @@ $(SIMULATOR)/.installed: tests/testbed/simulator/package.json tests/testbed/simu
 	cd $(SIMULATOR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
-testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELM) $(SIMULATOR)/.installed ## install moto and the IAM simulator, build the control plane and helm
+# The node (tests/testbed/node.py): Debian's containerd, runc, CNI plugins, iptables and
+# conntrack, and umoci for images, installed by name when missing (as root; CI machines are
+# fresh Debian 12). The kubelet and kube-proxy are subcommands of the control plane's binary.
+NODE_APT_PACKAGES := containerd runc containernetworking-plugins iptables conntrack umoci
+NODE_IMAGES := $(TESTBED)/images/pause.oci.tar $(TESTBED)/images/s3-workload.oci.tar
+node-packages:
+	@if [ "$$(id -u)" != 0 ]; then echo "not root: the test bed runs without a node"; exit 0; fi; \
+	  missing=""; for p in $(NODE_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+# The workload Pods' S3 client (tests/workload: the AWS SDK for Go v2's default chain), static.
+$(TESTBED)/bin/s3-workload: tests/workload/main.go tests/workload/go.mod tests/workload/go.sum
+	@mkdir -p $(dir $@)
+	cd tests/workload && CGO_ENABLED=0 $(GO) build -buildvcs=false -trimpath -o $(CURDIR)/$@ .
+
+$(TESTBED)/images/pause.oci.tar: tests/testbed/node/pause.c tests/testbed/images.py | node-packages
+	$(PYTHON) tests/testbed/images.py pause $@
+
+$(TESTBED)/images/s3-workload.oci.tar: $(TESTBED)/bin/s3-workload tests/testbed/images.py | node-packages
+	$(PYTHON) tests/testbed/images.py build --ref localhost/bucketwire-testbed/s3-workload:latest --out $@ \
+	  --entrypoint /s3-workload --user 65532:65532 $(TESTBED)/bin/s3-workload=/s3-workload
+
+testbed: $(VENV)/.installed $(CONTROLPLANE) $(HELM) $(SIMULATOR)/.installed node-packages $(NODE_IMAGES) ## install moto, the IAM simulator and the node's packages, build the control plane, helm and the node's images
 
 testbed-up: testbed ## start the test bed; writes target/testbed/env
 	$(VENV)/bin/python tests/testbed/testbed.py up

@@ -147,12 +147,16 @@ impl HttpConnector for InstrumentedConnector {
 /// Bounds on every AWS request. The SDK sets none for reads: a connection that stays open with
 /// no answer (seen under fault injection) would hold a reconcile, and its concurrency slot,
 /// forever. An attempt cut short is retried like any other transient failure.
+/// The longest one AWS call may take, retries included: the chart's
+/// terminationGracePeriodSeconds must be longer (tests/node.rs checks it on a running Pod).
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .read_timeout(std::time::Duration::from_secs(30))
         .operation_attempt_timeout(std::time::Duration::from_secs(30))
-        .operation_timeout(std::time::Duration::from_secs(120))
+        .operation_timeout(OPERATION_TIMEOUT)
         .build()
 }
 

@@ -10,7 +10,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -23,30 +22,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use bucketwire::api::BucketIntegration;
+use common::cli::{helm, kubectl, root};
 use common::integration::{condition, create, wait_ready};
 use common::operator::Operator;
 use common::{TestBed, aws, namespace, setup, wait_for};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `helm` (target/testbed/bin/helm, built by `make testbed`) with the test bed's kubeconfig.
-fn helm(args: &[&str], kubeconfig: Option<&str>) -> std::process::Output {
-    let bin = root().join("target/testbed/bin/helm");
-    let cache = root().join("target/testbed/helm-home");
-    let mut cmd = Command::new(&bin);
-    cmd.current_dir(root())
-        .args(args)
-        .env("HELM_CACHE_HOME", cache.join("cache"))
-        .env("HELM_CONFIG_HOME", cache.join("config"))
-        .env("HELM_DATA_HOME", cache.join("data"));
-    if let Some(k) = kubeconfig {
-        cmd.env("KUBECONFIG", k);
-    }
-    cmd.output()
-        .unwrap_or_else(|e| panic!("{} runs (built by `make testbed`): {e}", bin.display()))
-}
 
 /// The permissions boundary `make deploy` renders deploy/ with (a placeholder the kustomization
 /// asks users to replace).
@@ -1037,24 +1016,6 @@ async fn helm_uninstall_leaves_every_integration_wired_and_reinstall_readopts_it
         &["uninstall", &release, "--namespace", &release_ns],
         Some(kubeconfig),
     );
-}
-
-/// Runs the PyPI kubectl (installed by `make testbed`) against the test bed: (success, output).
-fn kubectl(bed: &TestBed, args: &[&str]) -> (bool, String) {
-    let out = Command::new(root().join("target/testbed/venv/bin/kubectl"))
-        .current_dir(root())
-        .args(args)
-        .env("KUBECONFIG", bed.var("KUBECONFIG"))
-        .output()
-        .expect("kubectl runs (installed by `make testbed`)");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// `kubectl apply -k deploy/crds` then `kubectl apply -k deploy/` (kubectl from PyPI, with its

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod aws;
+pub mod cli;
 pub mod integration;
 pub mod operator;
 pub mod results;
@@ -54,6 +55,17 @@ impl TestBed {
         self.vars
             .get(name)
             .unwrap_or_else(|| panic!("{name} is missing from the test bed environment"))
+    }
+
+    /// The name of the test bed's node (tests/testbed/node.py), for the tests that run Pods.
+    pub fn node(&self) -> &str {
+        self.vars.get("BUCKETWIRE_TESTBED_NODE").unwrap_or_else(|| {
+            panic!(
+                "this test runs Pods and needs the test bed's node, which is not running: \
+                 `make testbed-up` starts it as root with containerd and runc installed \
+                 (`make testbed`); see target/testbed/env and the README's \"The test bed\""
+            )
+        })
     }
 
     pub async fn client(&self) -> Client {

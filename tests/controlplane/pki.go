@@ -23,12 +23,29 @@ type pkiFiles struct {
 	servingCert, servingKey   string
 	adminCert, adminKey       string
 	saPrivateKey, saPublicKey string
+	// Client identities of the other components, as kubeadm issues them, so that the Node
+	// authorizer and the bootstrap RBAC roles decide what each may do: name -> cert/key.
+	clients map[string]clientFiles
 }
 
-// generatePKI writes a throwaway CA, a serving certificate for 127.0.0.1/localhost,
-// an admin client certificate (group system:masters) and an RSA service-account
-// signing key (RS256, as EKS uses).
-func generatePKI(dir string) (*pkiFiles, error) {
+type clientFiles struct{ cert, key string }
+
+// The components' client identities (CN, groups). The kubelet's follows the node name.
+func componentIdentities(nodeName string) map[string]pkix.Name {
+	return map[string]pkix.Name{
+		"kubelet":        {CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}},
+		"kube-scheduler": {CommonName: "system:kube-scheduler"},
+		"kube-proxy":     {CommonName: "system:kube-proxy"},
+		// The apiserver's identity towards kubelets (logs, exec), as kubeadm's
+		// apiserver-kubelet-client.
+		"apiserver-kubelet-client": {CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+	}
+}
+
+// generatePKI writes a throwaway CA, a serving certificate for 127.0.0.1/localhost (and
+// extraIPs), an admin client certificate (group system:masters), the other components'
+// client certificates and an RSA service-account signing key (RS256, as EKS uses).
+func generatePKI(dir, nodeName string, extraIPs []net.IP) (*pkiFiles, error) {
 	p := &pkiFiles{
 		caCert: filepath.Join(dir, "ca.crt"), caKey: filepath.Join(dir, "ca.key"),
 		servingCert: filepath.Join(dir, "apiserver.crt"), servingKey: filepath.Join(dir, "apiserver.key"),
@@ -74,7 +91,7 @@ func generatePKI(dir string) (*pkiFiles, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP("10.96.0.1")},
+		IPAddresses:  append([]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP("10.96.0.1")}, extraIPs...),
 	}
 	if err := issue(serving, ca, caKey, p.servingCert, p.servingKey); err != nil {
 		return nil, err
@@ -90,6 +107,22 @@ func generatePKI(dir string) (*pkiFiles, error) {
 	}
 	if err := issue(admin, ca, caKey, p.adminCert, p.adminKey); err != nil {
 		return nil, err
+	}
+	p.clients = map[string]clientFiles{}
+	for name, subject := range componentIdentities(nodeName) {
+		files := clientFiles{cert: filepath.Join(dir, name+".crt"), key: filepath.Join(dir, name+".key")}
+		tmpl := &x509.Certificate{
+			SerialNumber: serial(),
+			Subject:      subject,
+			NotBefore:    now,
+			NotAfter:     notAfter,
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		if err := issue(tmpl, ca, caKey, files.cert, files.key); err != nil {
+			return nil, err
+		}
+		p.clients[name] = files
 	}
 
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -147,6 +180,11 @@ func writeKey(path string, key any) error {
 // writeKubeconfig embeds the CA and the admin client certificate, so the file
 // stands alone.
 func writeKubeconfig(path, server string, p *pkiFiles) error {
+	return writeClientKubeconfig(path, server, p.caCert, clientFiles{cert: p.adminCert, key: p.adminKey})
+}
+
+// writeClientKubeconfig writes a stand-alone kubeconfig for one client certificate.
+func writeClientKubeconfig(path, server, caCert string, client clientFiles) error {
 	read := func(f string) (string, error) {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -154,15 +192,15 @@ func writeKubeconfig(path, server string, p *pkiFiles) error {
 		}
 		return base64.StdEncoding.EncodeToString(b), nil
 	}
-	ca, err := read(p.caCert)
+	ca, err := read(caCert)
 	if err != nil {
 		return err
 	}
-	cert, err := read(p.adminCert)
+	cert, err := read(client.cert)
 	if err != nil {
 		return err
 	}
-	key, err := read(p.adminKey)
+	key, err := read(client.key)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
-"""The local test bed: a real kube-apiserver (with etcd and kube-controller-manager) and
-the moto AWS emulator, both on free loopback ports.
+"""The local test bed: a real kube-apiserver (with etcd, kube-controller-manager and
+kube-scheduler), a real node (kubelet, kube-proxy, containerd, runc: node.py) and the moto AWS
+emulator, on free ports.
 
-    testbed.py up      start both, seed the emulator, write target/testbed/env
-    testbed.py down    stop exactly the processes `up` started (pid files, never by name)
+    testbed.py up      start them, seed the emulator, write target/testbed/env
+    testbed.py down    stop exactly the processes `up` started (pid files, never by name) and
+                       remove what the node left on the host
     testbed.py status  say what is running
+    testbed.py import-image ARCHIVE   import an OCI image archive into the node's containerd
+
+The node starts when the machine can run it (root, containerd and runc installed: `make
+testbed`); BUCKETWIRE_TESTBED_NODE=0 leaves it out, =1 makes its absence an error. Tests that
+need it read BUCKETWIRE_TESTBED_NODE (the node's name) from the environment file.
 
 The emulator is seeded as a real EKS account would be: an EKS cluster (so the operator can
 discover its OIDC issuer through DescribeCluster) and the matching IAM OIDC provider (in the
@@ -52,12 +59,23 @@ ADMIN_USER = "bucketwire-testbed-admin"
 # A second account with its own administrator (cross-account tests: tests/iam_semantics.rs,
 # tests/negative_proofs.rs).
 SECOND_ACCOUNT_ID = "222233334444"
+# Where the README installs the operator (the chart's release `bucketwire` and deploy/).
+OPERATOR_NAMESPACE = "bucketwire-system"
+OPERATOR_SERVICE_ACCOUNT = "bucketwire"
 # Thumbprint of the EKS OIDC root CA, as eksctl registers it.
 OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
-# name -> pid file; stopped in this order (the apiserver before the store it talks to is irrelevant
-# here, but the controller manager is a child of the control plane and goes with it).
-SERVICES = ["controlplane", "moto"]
+# name -> pid file; stopped in this order: the node's components first (the kubelet would
+# restart the containers the test bed stops), then the control plane (the controller manager and
+# scheduler are its children and go with it), then moto.
+NODE_SERVICES = ["kube-proxy", "kubelet", "containerd"]
+CORE_SERVICES = ["controlplane", "moto"]
+SERVICES = NODE_SERVICES + CORE_SERVICES
+# Images every start imports into the node: the Pod sandbox and the workload (built by `make
+# testbed`). The operator's own (`make image`) is imported by the tests that install it, under
+# a test bed name (tests/node.rs).
+IMAGES_DIR = STATE / "images"
+WORKLOAD_IMAGE = "localhost/bucketwire-testbed/s3-workload:latest"
 
 
 def log(msg):
@@ -226,8 +244,17 @@ def seed(endpoint):
         Description="bucketwire's operator (deploy/iam/operator-policy.json)",
     )["Policy"]["Arn"]
     admin_arn = f"arn:aws:iam::{ACCOUNT_ID}:user/{ADMIN_USER}"
+    # The tests' operators get this role's credentials from the administrator; the operator the
+    # chart installs on the node gets them as on EKS, by IRSA for its ServiceAccount
+    # (bucketwire-system/bucketwire, the README's step 1).
+    issuer_host = issuer.removeprefix("https://")
     trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"}]}
+        {"Effect": "Allow", "Principal": {"AWS": admin_arn}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+         "Condition": {"StringEquals": {
+             f"{issuer_host}:sub": f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}",
+             f"{issuer_host}:aud": "sts.amazonaws.com"}}},
+    ]}
     operator_role_arn = iam.create_role(
         RoleName=operator_name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=12 * 3600,
         Description="bucketwire's operator on the test bed",
@@ -264,11 +291,27 @@ def seed(endpoint):
     return issuer, provider, key["AccessKeyId"], key["SecretAccessKey"], {**operator_env, **second_account}
 
 
+def node_wanted():
+    """Whether to start the node: when the machine can, unless BUCKETWIRE_TESTBED_NODE says."""
+    import node
+
+    wanted = os.environ.get("BUCKETWIRE_TESTBED_NODE", "auto")
+    if wanted == "0":
+        return False
+    reason = node.unavailable_reason(STATE)
+    if reason is None:
+        return True
+    if wanted == "1":
+        raise SystemExit(f"testbed: BUCKETWIRE_TESTBED_NODE=1 but {reason}")
+    log(f"no node: {reason}; the tests that need one will fail (README, \"The test bed\")")
+    return False
+
+
 def up(_args):
     STATE.mkdir(parents=True, exist_ok=True)
     running = [name for name in SERVICES if recorded(name)]
     if running:
-        if len(running) == len(SERVICES) and ENV_FILE.exists():
+        if all(name in running for name in CORE_SERVICES) and ENV_FILE.exists():
             log(f"already running; environment in {ENV_FILE}")
             return
         raise SystemExit(f"testbed: partly running ({', '.join(running)}); run `make testbed-down` first")
@@ -285,6 +328,12 @@ def up(_args):
 
 
 def start_all():
+    import node
+
+    the_node = node.Node(STATE, CONTROLPLANE_BIN, CONTROLPLANE_DIR, log) if node_wanted() else None
+    if the_node:
+        # Before the apiserver and moto start: they listen on the bridge's address for Pods.
+        the_node.prepare_network()
     moto_port = free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     # The same emulator, whose requests count as plain HTTP (aws:SecureTransport = false).
@@ -294,7 +343,9 @@ def start_all():
     REQUEST_LOG.unlink(missing_ok=True)
     moto = spawn(
         "moto",
-        [str(VENV / "bin" / "python"), str(launcher), "-H", "127.0.0.1", "-p", str(moto_port)],
+        # With a node, Pods reach it on the bridge's address too.
+        [str(VENV / "bin" / "python"), str(launcher), "-H", "0.0.0.0" if the_node else "127.0.0.1",
+         "-p", str(moto_port)],
         "moto.log",
         # The web-identity verifier reads the issuer's discovery and keys from the apiserver
         # (tests/testbed/web_identity.py); the kubeconfig appears once the apiserver is up.
@@ -307,17 +358,36 @@ def start_all():
     log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
     log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
 
-    log("starting kube-apiserver, etcd and kube-controller-manager")
+    log("starting kube-apiserver, etcd, kube-controller-manager and kube-scheduler")
     ready = CONTROLPLANE_DIR / "ready"
     ready.unlink(missing_ok=True)
+    node_args = ["--advertise-address", node.GATEWAY, "--node-name", node.node_name()] if the_node else []
     controlplane = spawn(
         "controlplane",
-        [str(CONTROLPLANE_BIN), "serve", "--dir", str(CONTROLPLANE_DIR), "--service-account-issuer", issuer],
+        [str(CONTROLPLANE_BIN), "serve", "--dir", str(CONTROLPLANE_DIR), "--service-account-issuer", issuer,
+         *node_args],
         "controlplane.log",
     )
     wait_for("kube-apiserver", ready.exists, controlplane, 300, "controlplane.log")
     server = dict(line.split("=", 1) for line in ready.read_text().split())["server"]
     log(f"kube-apiserver ready at {server}")
+    kubeconfig = CONTROLPLANE_DIR / "kubeconfig"
+    apply_eks_webhook_standin(kubeconfig)
+
+    node_env = {}
+    if the_node:
+        images = sorted(IMAGES_DIR.glob("*.oci.tar"))
+        name = node.node_name()
+        log(f"starting the node {name}: containerd, kubelet, kube-proxy")
+        the_node.start(name, spawn, wait_for, images)
+        log(f"node {name} is Ready; Pods reach the apiserver at 10.96.0.1:443 and moto at {node.GATEWAY}")
+        node_env = {
+            "BUCKETWIRE_TESTBED_NODE": name,
+            # The emulator as Pods on the node reach it.
+            "BUCKETWIRE_TESTBED_POD_ENDPOINT_URL": f"http://{node.GATEWAY}:{moto_port}",
+            "BUCKETWIRE_TESTBED_CONTAINERD_ADDRESS": str(the_node.socket),
+            "BUCKETWIRE_TESTBED_WORKLOAD_IMAGE": WORKLOAD_IMAGE,
+        }
 
     env = {
         "KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig"),
@@ -335,6 +405,7 @@ def start_all():
         # its permissions boundary and bucket prefix (the AWS_* above are the administrator's), and
         # the second account's administrator.
         **seeded_env,
+        **node_env,
     }
     tmp = ENV_FILE.with_suffix(".tmp")
     tmp.write_text(
@@ -345,7 +416,36 @@ def start_all():
     log(f"environment written to {ENV_FILE}")
 
 
+def apply_eks_webhook_standin(kubeconfig):
+    """The stand-in for EKS's pod identity webhook (eks-pod-identity-webhook.yaml), for this
+    test bed's region."""
+    manifest = Path(__file__).with_name("eks-pod-identity-webhook.yaml").read_text().replace("${REGION}", REGION)
+    result = subprocess.run(
+        [str(VENV / "bin" / "kubectl"), "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=manifest, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"testbed: applying the EKS pod identity webhook stand-in failed:\n{result.stderr}")
+
+
+def import_image(args):
+    """Import an image archive into the running node's containerd (tests do this for images
+    they build, e.g. a second operator image for `helm upgrade`)."""
+    import node
+
+    if not recorded("containerd"):
+        raise SystemExit("testbed: the node is not running")
+    node.Node(STATE, CONTROLPLANE_BIN, CONTROLPLANE_DIR, log).import_image(args.archive)
+
+
+# Seconds from SIGTERM to exit, per service, written by `down` to
+# <results dir>/testbed_stop.json (target/reliability/, or $BUCKETWIRE_RESULTS_DIR).
+STOP_SECONDS = {}
+
+
 def stop(name, grace=30.0):
+    """Stop one service: SIGTERM to its process group, SIGKILL after `grace`. Returns whether it
+    stopped, and stopped without SIGKILL."""
     pid = recorded(name)
     if pid is None:
         pid_file(name).unlink(missing_ok=True)
@@ -355,11 +455,15 @@ def stop(name, grace=30.0):
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    deadline = time.monotonic() + grace
+    started = time.monotonic()
+    deadline = started + grace
     while time.monotonic() < deadline and group_alive(pid):
         time.sleep(0.2)
+    STOP_SECONDS[name] = round(time.monotonic() - started, 1)
+    killed = False
     if group_alive(pid):
-        log(f"{name} did not stop within {grace:.0f}s; killing its process group")
+        log(f"{name} did not stop within {grace:.0f}s of SIGTERM; killing its process group")
+        killed = True
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -369,7 +473,7 @@ def stop(name, grace=30.0):
         log(f"{name}: process group {pid} is still alive")
         return False
     pid_file(name).unlink(missing_ok=True)
-    return True
+    return not killed
 
 
 def group_alive(pgid):
@@ -388,8 +492,22 @@ def group_alive(pgid):
 
 
 def down(_args):
-    ok = all([stop(name) for name in SERVICES])
+    import node
+
+    the_node = node.Node(STATE, CONTROLPLANE_BIN, CONTROLPLANE_DIR, log)
+    ok = stop("kube-proxy") & stop("kubelet")
+    # The Pods' containers, while containerd still runs (their shims live outside our groups).
+    the_node.stop_containers()
+    ok &= stop("containerd")
+    # Every SIGTERM is answered within the grace period: a SIGKILL counts as a failure.
+    ok &= stop("controlplane") & stop("moto")
+    if os.geteuid() == 0:
+        the_node.cleanup()
     ENV_FILE.unlink(missing_ok=True)
+    results = Path(os.environ.get("BUCKETWIRE_RESULTS_DIR", ROOT / "target" / "reliability"))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "testbed_stop.json").write_text(json.dumps(
+        {"sigterm_to_exit_seconds": STOP_SECONDS, "sigkill_needed": not ok}, indent=2) + "\n")
     if not ok:
         raise SystemExit(1)
     log("stopped")
@@ -408,6 +526,9 @@ def main():
     sub.add_parser("up").set_defaults(func=up)
     sub.add_parser("down").set_defaults(func=down)
     sub.add_parser("status").set_defaults(func=status)
+    imp = sub.add_parser("import-image")
+    imp.add_argument("archive")
+    imp.set_defaults(func=import_image)
     args = parser.parse_args()
     args.func(args)
 
