@@ -450,3 +450,81 @@ impl std::fmt::Display for AwsFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// The SDK clients speak HTTPS through the operator's one TLS stack: an S3 client built on
+    /// `default_https_client` opens a TLS connection (a ClientHello naming the host) to an
+    /// `https://` endpoint. The test bed's AWS is plain HTTP, so this is where HTTPS is shown.
+    #[tokio::test]
+    async fn sdk_clients_speak_tls_through_the_operators_connector() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let hello = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("a connection");
+            let mut bytes = vec![0u8; 2048];
+            let n = stream.read(&mut bytes).await.expect("read");
+            bytes.truncate(n);
+            bytes
+        });
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-2"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "AKID", "secret", None, None, "test",
+            ))
+            .http_client(default_https_client())
+            .endpoint_url(format!("https://localhost:{port}"))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        // No TLS server answers: the call fails, after the handshake began.
+        let call = aws_sdk_s3::Client::from_conf(conf).list_buckets().send().await;
+        assert!(call.is_err());
+        let hello = tokio::time::timeout(std::time::Duration::from_secs(5), hello)
+            .await
+            .expect("the client connected")
+            .expect("the listener read");
+        // A TLS handshake record (0x16), a ClientHello (handshake type 1), with SNI `localhost`.
+        assert!(hello.len() > 5, "{hello:?}");
+        assert_eq!(
+            (hello[0], hello[1], hello[5]),
+            (0x16, 0x03, 0x01),
+            "not a TLS ClientHello"
+        );
+        assert!(
+            hello.windows(9).any(|w| w == b"localhost"),
+            "no SNI for localhost"
+        );
+    }
+
+    /// One TLS stack in the tree: the AWS crates' default `rustls` feature would bring a second
+    /// one (rustls 0.21 with ring, on hyper 0.14) beside rustls 0.23 with aws-lc-rs.
+    #[test]
+    fn the_lock_file_holds_one_tls_stack() {
+        let lock = include_str!("../Cargo.lock");
+        let versions = |name: &str| {
+            lock.split("[[package]]")
+                .filter(|p| p.contains(&format!("\nname = \"{name}\"\n")))
+                .count()
+        };
+        for name in [
+            "rustls",
+            "hyper-rustls",
+            "tokio-rustls",
+            "rustls-webpki",
+            "hyper",
+            "h2",
+        ] {
+            assert_eq!(versions(name), 1, "{name} is in Cargo.lock more than once");
+        }
+        assert_eq!(versions("sct"), 0, "rustls 0.21's certificate-transparency crate");
+    }
+}

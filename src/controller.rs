@@ -61,7 +61,6 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         instance: None,
     };
 
-    // Owned ConfigMaps only map back to their integration: metadata-only requests suffice.
     let (integrations, config_maps): (Api<BucketIntegration>, Api<PartialObjectMeta<ConfigMap>>) =
         match &settings.namespace {
             Some(ns) => (
@@ -97,15 +96,16 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
                 .unwrap_or_else(|_| "bucketwire".into()),
             std::process::id()
         );
+        let lease_namespace = settings.lease_namespace();
         let manager = LeaseManagerBuilder::new(client.clone(), settings.leader_election_lease.clone())
-            .with_namespace(settings.leader_election_namespace.clone())
+            .with_namespace(lease_namespace.clone())
             .with_identity(identity.clone())
             .with_duration(LEASE_SECONDS)
             .with_grace(LEASE_GRACE_SECONDS)
             .build()
             .await?;
         let (mut leader, task) = manager.watch().await;
-        info!(%identity, lease = %settings.leader_election_lease, namespace = %settings.leader_election_namespace, "waiting for leadership");
+        info!(%identity, lease = %settings.leader_election_lease, namespace = %lease_namespace, "waiting for leadership");
         let acquired = tokio::select! {
             acquired = leader.wait_for(|is_leader| *is_leader) => { acquired.map(|_| true)? }
             _ = shutdown_signal() => false,
@@ -163,26 +163,21 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
                 .combine(predicates::finalizers),
             Default::default(),
         );
-    let values_changes = watcher(
-        config_maps,
-        watcher::Config::default()
-            .labels("app.kubernetes.io/managed-by=bucketwire")
-            .page_size(page_size),
-    )
-    .default_backoff()
-    .try_filter_map(|event| async move {
-        // Our own writes are no news (and re-reconciling after each would double the AWS
-        // reads of a create); someone else's edit or a deletion is drift to repair.
-        Ok(match event {
-            watcher::Event::Delete(cm) => Some(cm),
-            watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)
-                if !written_last_by(&cm.metadata, FIELD_MANAGER) =>
-            {
-                Some(cm)
-            }
-            _ => None,
-        })
-    });
+    let values_changes = values_config_maps(config_maps, page_size)
+        .default_backoff()
+        .try_filter_map(|event| async move {
+            // Our own writes are no news (and re-reconciling after each would double the AWS
+            // reads of a create); someone else's edit or a deletion is drift to repair.
+            Ok(match event {
+                watcher::Event::Delete(cm) => Some(cm),
+                watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)
+                    if !written_last_by(&cm.metadata, FIELD_MANAGER) =>
+                {
+                    Some(cm)
+                }
+                _ => None,
+            })
+        });
     Controller::for_stream(triggers, reader)
         .owns_stream(values_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -206,6 +201,23 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         return Err("lost the leadership Lease; exiting so that a restart starts over as a candidate".into());
     }
     Ok(())
+}
+
+/// The values ConfigMaps the operator wrote (by label), as metadata only: an owned ConfigMap
+/// only maps back to its integration (owner reference) and says who wrote it last
+/// (managedFields), so its data never needs to cross the wire. An `Api<PartialObjectMeta<_>>`
+/// makes kube ask the apiserver for PartialObjectMetadata on list and watch alike (kube 5's
+/// replacement for the deprecated `metadata_watcher`).
+fn values_config_maps(
+    api: Api<PartialObjectMeta<ConfigMap>>,
+    page_size: u32,
+) -> impl futures::Stream<Item = Result<watcher::Event<PartialObjectMeta<ConfigMap>>, watcher::Error>> {
+    watcher(
+        api,
+        watcher::Config::default()
+            .labels("app.kubernetes.io/managed-by=bucketwire")
+            .page_size(page_size),
+    )
 }
 
 /// Whether `manager` made the latest write to an object, by its managedFields (ties, within
@@ -427,6 +439,73 @@ mod tests {
             managed_fields: Some(entries),
             ..Default::default()
         }
+    }
+
+    /// The values ConfigMaps are listed and watched as metadata only: both requests ask the
+    /// apiserver for PartialObjectMetadata, so ConfigMap data is never transferred.
+    #[tokio::test]
+    async fn values_config_maps_are_listed_and_watched_as_metadata_only() {
+        use std::sync::Mutex;
+        type Seen = Arc<Mutex<Vec<(http::Uri, String)>>>;
+        let seen: Seen = Arc::default();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let (record, notify) = (seen.clone(), arrived.clone());
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let watch = request.uri().query().is_some_and(|q| q.contains("watch=true"));
+            let accept = request
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let mut all = record.lock().unwrap_or_else(|e| e.into_inner());
+            if all.len() < 8 {
+                all.push((request.uri().clone(), accept));
+            }
+            notify.notify_one();
+            async move {
+                if watch {
+                    // The watch stays open with nothing to say (as an idle apiserver's does).
+                    std::future::pending::<()>().await;
+                }
+                let list = r#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadataList","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(list.as_bytes()))))
+            }
+        });
+        let client = Client::new(service, "default");
+        let drive = async {
+            let mut events = std::pin::pin!(values_config_maps(Api::namespaced(client, "milvus"), 100));
+            while events.next().await.is_some() {}
+        };
+        let list_and_watch = async {
+            while seen.lock().unwrap_or_else(|e| e.into_inner()).len() < 2 {
+                arrived.notified().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                () = drive => {}
+                () = list_and_watch => {}
+            }
+        })
+        .await
+        .expect("a list then a watch within 10 s");
+        let requests = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert!(requests.len() >= 2, "a list and a watch: {requests:?}");
+        for (uri, accept) in &requests[..2] {
+            assert!(
+                accept.contains("as=PartialObjectMetadata"),
+                "{uri} asks for whole ConfigMaps (Accept {accept:?})"
+            );
+            assert!(uri.path().ends_with("/namespaces/milvus/configmaps"), "{uri}");
+            let query = uri.query().unwrap_or_default();
+            assert!(
+                query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbucketwire"),
+                "{query}"
+            );
+        }
+        assert!(requests[0].0.query().unwrap_or_default().contains("limit=100"));
+        assert!(requests[1].0.query().unwrap_or_default().contains("watch=true"));
     }
 
     #[test]

@@ -22,16 +22,99 @@ enum Command {
     /// Show an integration's details, ready to paste into a managed service's console.
     Describe {
         /// NAMESPACE/NAME of the BucketIntegration.
-        integration: String,
+        #[arg(value_parser = parse_integration)]
+        integration: Integration,
+        /// The kubeconfig context to use (default: the current context).
+        #[arg(long)]
+        context: Option<String>,
     },
-    /// Prove an integration's wiring by acting as its ServiceAccount; exit code 0 or 1.
+    /// Prove an integration's wiring by acting as its ServiceAccount, with your own Kubernetes
+    /// and AWS credentials; exit code 0 (validated), 1 (not validated) or 2 (usage error).
+    #[command(long_about = VALIDATE_ABOUT, after_help = VALIDATE_AFTER_HELP)]
     Validate {
         /// NAMESPACE/NAME of the BucketIntegration.
-        integration: String,
+        #[arg(value_parser = parse_integration)]
+        integration: Integration,
+        /// The kubeconfig context to use (default: the current context).
+        #[arg(long)]
+        context: Option<String>,
         /// Endpoint for every AWS service (emulators).
         #[arg(long, env = "BUCKETWIRE_AWS_ENDPOINT_URL")]
         aws_endpoint_url: Option<String>,
     },
+}
+
+const VALIDATE_ABOUT: &str = "\
+Prove an integration's wiring from a terminal: the checks the operator's Validated condition
+makes, against what the integration's status records and the role as it is in IAM now
+(nothing is repaired). An IRSA integration is checked as its ServiceAccount: a TokenRequest,
+the token against the role's trust policy, AssumeRoleWithWebIdentity, then HeadBucket,
+GetBucketLocation and the object operations Milvus makes as the role. A CrossAccount
+integration is checked from outside: the bucket's region and the role's trust and permission
+policies.
+
+It runs with YOUR credentials, not the operator's:
+
+Kubernetes (your kubeconfig; --context picks a context):
+  get     bucketintegrations.bucketwire.io   in NAMESPACE
+  create  serviceaccounts/token              in NAMESPACE (IRSA: a 10-minute token for the
+                                             integration's ServiceAccount, audience
+                                             sts.amazonaws.com; never printed or stored)
+
+AWS (the SDK's default chain: AWS_PROFILE, AWS_ACCESS_KEY_ID..., SSO, web identity, instance
+role; every region comes from the integration), the operator's IAM policy grants all of them:
+  IRSA          iam:GetRole on the integration's role; AssumeRoleWithWebIdentity is unsigned
+                (the token is the credential) and the object operations run as the role; on a
+                versioned bucket, s3:ListBucketVersions and s3:DeleteObjectVersion to remove
+                the probe's versions (refused: reported, not a failure)
+  CrossAccount  s3:GetBucketLocation, s3:GetEncryptionConfiguration (adopted bucket),
+                iam:GetRole, iam:GetPolicy, iam:GetPolicyVersion";
+
+const VALIDATE_AFTER_HELP: &str = "\
+Exit codes:
+  0  every check passed (Validated: True)
+  1  not validated: a check failed (Validated: False, with its reason), or validation could
+     not run (Kubernetes or AWS unreachable or refusing your credentials, no such context,
+     the integration missing or not yet reconciled)
+  2  usage error: an unknown flag, a missing argument, an integration not given as
+     NAMESPACE/NAME (nothing is contacted)";
+
+/// A BucketIntegration named on the command line.
+#[derive(Clone, Debug)]
+struct Integration {
+    namespace: String,
+    name: String,
+}
+
+/// `NAMESPACE/NAME`, both non-empty (a usage error otherwise: exit code 2).
+fn parse_integration(text: &str) -> Result<Integration, String> {
+    match text.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(Integration {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+        }
+        _ => Err("give the integration as NAMESPACE/NAME".to_string()),
+    }
+}
+
+/// A client for `context` of the kubeconfig, or for the default configuration (the current
+/// context, or in-cluster) when none is given.
+async fn kube_client(context: Option<String>) -> Result<kube::Client, String> {
+    let config = match context {
+        Some(context) => {
+            let options = kube::config::KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| format!("cannot use kubeconfig context {context:?}: {e}"))?
+        }
+        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// Worker threads of `bucketwire run`.
@@ -50,8 +133,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Describe { integration } => match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(describe(&integration)),
+        Command::Describe { integration, context } => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(describe(&integration, context)),
             Err(err) => {
                 eprintln!("bucketwire: cannot start the runtime: {err}");
                 ExitCode::FAILURE
@@ -59,6 +142,7 @@ fn main() -> ExitCode {
         },
         Command::Validate {
             integration,
+            context,
             aws_endpoint_url,
         } => {
             let runtime = match tokio::runtime::Runtime::new() {
@@ -68,7 +152,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(validate(&integration, aws_endpoint_url))
+            runtime.block_on(validate(&integration, context, aws_endpoint_url))
         }
         Command::Run(settings) => {
             init_logging(settings.log_format);
@@ -107,12 +191,9 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
-    let Some((namespace, name)) = integration.split_once('/') else {
-        eprintln!("bucketwire: give the integration as NAMESPACE/NAME");
-        return ExitCode::from(2);
-    };
-    let client = match kube::Client::try_default().await {
+async fn validate(integration: &Integration, context: Option<String>, endpoint: Option<String>) -> ExitCode {
+    let Integration { namespace, name } = integration;
+    let client = match kube_client(context).await {
         Ok(c) => c,
         Err(err) => {
             eprintln!("bucketwire: cannot reach Kubernetes: {err}");
@@ -154,15 +235,12 @@ async fn validate(integration: &str, endpoint: Option<String>) -> ExitCode {
     }
 }
 
-async fn describe(integration: &str) -> ExitCode {
+async fn describe(integration: &Integration, context: Option<String>) -> ExitCode {
     use bucketwire::api::{BucketIntegration, IdentityMode};
     use kube::api::Api;
 
-    let Some((namespace, name)) = integration.split_once('/') else {
-        eprintln!("bucketwire: give the integration as NAMESPACE/NAME");
-        return ExitCode::from(2);
-    };
-    let bi = match kube::Client::try_default().await {
+    let Integration { namespace, name } = integration;
+    let bi = match kube_client(context).await {
         Ok(client) => {
             Api::<BucketIntegration>::namespaced(client, namespace)
                 .get(name)

@@ -1015,19 +1015,18 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
     let validation_failure = validated
         .filter(|v| v.status == "False")
         .map(|v| (v.reason.clone(), v.message.clone()));
-    let validated_ok = validated.is_some_and(|v| v.status == "True" || v.reason == "Disabled");
+    let disabled = validated.is_some_and(|v| v.reason == "Disabled");
+    let validated_ok = validated.is_some_and(|v| v.status == "True") || disabled;
     let (ready_status, ready_reason, ready_message) =
         match (first_failure.or(validation_failure), all_ready && validated_ok) {
             (Some((reason, message)), _) => ("False", reason, message),
             (None, true) => (
                 "True",
                 "Ready".to_string(),
-                std::iter::once(
-                    "bucket, policy, role, ServiceAccount and values are in place and validated".to_string(),
-                )
-                .chain(report.notes.iter().cloned())
-                .collect::<Vec<_>>()
-                .join("; "),
+                std::iter::once(ready_message(bi.spec.identity.mode, !disabled))
+                    .chain(report.notes.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             ),
             (None, false) => ("Unknown", "Waiting".to_string(), "reconciling".to_string()),
         };
@@ -1099,6 +1098,20 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
         }
     }
     Ok(())
+}
+
+/// Pure: what `Ready=True` says: what is in place for the mode, and whether it was validated
+/// (it is not when `validation.enabled` is false).
+fn ready_message(mode: IdentityMode, validated: bool) -> String {
+    let in_place = match mode {
+        IdentityMode::Irsa => "bucket, policy, role, ServiceAccount and values are in place",
+        IdentityMode::CrossAccount => "bucket, policy and role are in place",
+    };
+    if validated {
+        format!("{in_place} and validated")
+    } else {
+        format!("{in_place}; not validated (validation.enabled is false)")
+    }
 }
 
 fn condition(
@@ -1363,6 +1376,26 @@ mod tests {
         bi.metadata.uid = Some("uid-1".into());
         bi.status = status.map(|s| serde_json::from_value(s).expect("status"));
         bi
+    }
+
+    #[test]
+    fn ready_says_validated_only_when_validation_ran() {
+        assert_eq!(
+            ready_message(IdentityMode::Irsa, true),
+            "bucket, policy, role, ServiceAccount and values are in place and validated"
+        );
+        let off = ready_message(IdentityMode::Irsa, false);
+        assert!(!off.contains(" and validated"), "{off}");
+        assert!(
+            off.ends_with("not validated (validation.enabled is false)"),
+            "{off}"
+        );
+        let across = ready_message(IdentityMode::CrossAccount, false);
+        assert_eq!(
+            across,
+            "bucket, policy and role are in place; not validated (validation.enabled is false)"
+        );
+        assert!(!ready_message(IdentityMode::CrossAccount, true).contains("ServiceAccount"));
     }
 
     #[test]

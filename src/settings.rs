@@ -63,8 +63,9 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_PROPAGATION_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub propagation_timeout: Duration,
 
-    /// Integrations reconciled at the same time.
-    #[arg(long, env = "BUCKETWIRE_MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
+    /// Integrations reconciled at the same time (at least 1).
+    #[arg(long, env = "BUCKETWIRE_MAX_CONCURRENT_RECONCILES", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
     pub max_concurrent_reconciles: u16,
 
     /// Client-side limit on IAM requests per second (retries included), so that thousands of
@@ -73,8 +74,9 @@ pub struct Settings {
     pub iam_requests_per_second: NonZeroU32,
 
     /// Objects per page when the operator lists BucketIntegrations and ConfigMaps (smaller pages
-    /// keep the peak memory of a (re)start low).
-    #[arg(long, env = "BUCKETWIRE_LIST_PAGE_SIZE", default_value_t = 100)]
+    /// keep the peak memory of a (re)start low; at least 1).
+    #[arg(long, env = "BUCKETWIRE_LIST_PAGE_SIZE", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub list_page_size: u32,
 
     /// Endpoint for every AWS service (emulators, S3-compatible stores); S3 is then path-style.
@@ -97,9 +99,11 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
 
-    /// Namespace of the leader-election Lease (the operator's own namespace in a cluster).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub leader_election_namespace: String,
+    /// Namespace of the leader-election Lease. Default: the operator's own namespace, from
+    /// POD_NAMESPACE (the chart sets it from the Pod's metadata), else from the in-cluster
+    /// ServiceAccount's namespace file; `default` only outside a cluster.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
 
     /// Name of the leader-election Lease.
     #[arg(long, env = "BUCKETWIRE_LEADER_ELECTION_LEASE", default_value = "bucketwire")]
@@ -116,7 +120,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where a Pod's ServiceAccount token volume says which namespace the Pod runs in.
+pub const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
 impl Settings {
+    /// The namespace of the leader-election Lease: `--leader-election-namespace` or
+    /// POD_NAMESPACE, else the in-cluster namespace file, else `default` (outside a cluster).
+    pub fn lease_namespace(&self) -> String {
+        lease_namespace(
+            self.leader_election_namespace.as_deref(),
+            std::path::Path::new(IN_CLUSTER_NAMESPACE_FILE),
+        )
+    }
+
     /// The non-empty entries of an allow-list.
     pub fn allowed(list: &[String]) -> impl Iterator<Item = &str> {
         list.iter().map(String::as_str).filter(|e| !e.is_empty())
@@ -131,6 +147,22 @@ impl Settings {
                 None => entry == bucket,
             })
     }
+}
+
+/// The Lease namespace: `given` (flag or POD_NAMESPACE) when non-empty, else the content of
+/// `in_cluster_file` (the Pod's own namespace), else `default`.
+fn lease_namespace(given: Option<&str>, in_cluster_file: &std::path::Path) -> String {
+    given
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            std::fs::read_to_string(in_cluster_file)
+                .ok()
+                .map(|text| text.trim().to_string())
+                .filter(|ns| !ns.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_string())
 }
 
 /// `1h`, `30m`, `45s`, `500ms`, or a combination such as `1h30m`.
@@ -341,6 +373,54 @@ pub(crate) mod tests {
         let defaults = settings();
         assert!(defaults.allowed_kms_keys.is_empty() && defaults.allowed_trusted_accounts.is_empty());
         assert!(defaults.allowed_oidc_issuers.is_empty() && defaults.allowed_eks_clusters.is_empty());
+    }
+
+    #[test]
+    fn the_lease_defaults_to_the_operators_own_namespace() {
+        let dir = std::env::temp_dir().join(format!("bucketwire-lease-ns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("namespace");
+        // In a Pod: POD_NAMESPACE (or the flag) first, else the ServiceAccount's namespace file.
+        std::fs::write(&file, "bucketwire-system\n").expect("namespace file");
+        assert_eq!(lease_namespace(Some("ops"), &file), "ops");
+        assert_eq!(lease_namespace(None, &file), "bucketwire-system");
+        assert_eq!(lease_namespace(Some(""), &file), "bucketwire-system");
+        // Outside a cluster (no namespace file): `default`.
+        let absent = dir.join("absent");
+        assert_eq!(lease_namespace(None, &absent), "default");
+        std::fs::write(&file, "").expect("empty file");
+        assert_eq!(lease_namespace(None, &file), "default");
+        let _ = std::fs::remove_dir_all(&dir);
+        // Nothing is decided at parse time: no flag and no POD_NAMESPACE leave it to the above.
+        if std::env::var_os("POD_NAMESPACE").is_none() {
+            assert_eq!(settings().leader_election_namespace, None);
+        }
+    }
+
+    #[test]
+    fn zero_concurrency_and_zero_page_size_are_refused() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parse = |flag: &str, value: &str| {
+            Cli::try_parse_from(["bucketwire", "--cluster-name", "c", flag, value]).map(|c| c.settings)
+        };
+        for flag in ["--max-concurrent-reconciles", "--list-page-size"] {
+            let err = parse(flag, "0")
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0 must be refused"));
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{flag}");
+            assert_eq!(err.exit_code(), 2, "a usage error");
+        }
+        let one = parse("--max-concurrent-reconciles", "1")
+            .map_err(|e| e.to_string())
+            .expect("1 parses");
+        assert_eq!(one.max_concurrent_reconciles, 1);
+        assert_eq!(settings().max_concurrent_reconciles, 4);
+        assert_eq!(settings().list_page_size, 100);
     }
 
     pub(crate) fn settings() -> Settings {

@@ -518,7 +518,7 @@ fn process_of(bed: &TestBed, pod: &Pod) -> (u32, bool) {
     let root_read_only = mountinfo
         .lines()
         .filter(|l| l.split_whitespace().nth(4) == Some("/"))
-        .last()
+        .next_back()
         .is_some_and(|l| {
             l.split_whitespace()
                 .nth(5)

@@ -229,6 +229,65 @@ async fn a_permission_removed_out_of_band_is_named_by_bucketwire_validate() {
     );
 }
 
+/// `bucketwire validate --context` uses that context of the kubeconfig, not the current one.
+#[tokio::test]
+async fn bucketwire_validate_uses_the_context_it_is_given() {
+    let (bed, client, ns) = setup("context").await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    ready_status(&client, &ns, "milvus", &operator).await;
+
+    // The test bed's kubeconfig, with a current context whose apiserver is nowhere.
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(bed.var("KUBECONFIG")).expect("kubeconfig reads");
+    let bed_context = kubeconfig.current_context.clone().expect("a current context");
+    let mut nowhere = kubeconfig.clusters[0].clone();
+    nowhere.name = "nowhere".into();
+    if let Some(cluster) = nowhere.cluster.as_mut() {
+        cluster.server = Some("https://127.0.0.1:9".into());
+    }
+    let mut context = kubeconfig.contexts[0].clone();
+    context.name = "nowhere".into();
+    if let Some(c) = context.context.as_mut() {
+        c.cluster = "nowhere".into();
+    }
+    kubeconfig.clusters.push(nowhere);
+    kubeconfig.contexts.push(context);
+    kubeconfig.current_context = Some("nowhere".into());
+    let path = std::env::temp_dir().join(format!("bucketwire-{ns}-kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json")).expect("kubeconfig written");
+
+    let validate = |extra: &[&str]| {
+        let integration = format!("{ns}/milvus");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
+        cmd.args(["validate", integration.as_str()])
+            .args(extra)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &path)
+            .env(
+                "BUCKETWIRE_AWS_ENDPOINT_URL",
+                bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"),
+            )
+            .env("AWS_REGION", bed.var("AWS_REGION"))
+            .envs(aws::Identity::testbed(&bed).env());
+        let out = cmd.output().expect("bucketwire runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = validate(&[]);
+    assert_eq!(code, 1, "the current context reaches nothing: {out}");
+    assert!(out.contains("cannot read BucketIntegration"), "{out}");
+    let (code, out) = validate(&["--context", &bed_context]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Validated: True"), "{out}");
+    let _ = std::fs::remove_file(&path);
+}
+
 #[tokio::test]
 async fn a_trust_policy_for_another_service_account_is_caught_by_the_static_check() {
     let (bed, client, ns) = setup("trust").await;
