@@ -517,8 +517,7 @@ fn process_of(bed: &TestBed, pod: &Pod) -> (u32, bool) {
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     let root_read_only = mountinfo
         .lines()
-        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
-        .next_back()
+        .rfind(|l| l.split_whitespace().nth(4) == Some("/"))
         .is_some_and(|l| {
             l.split_whitespace()
                 .nth(5)
