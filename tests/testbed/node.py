@@ -20,8 +20,9 @@ works unchanged. No DNS (no CoreDNS): Pods use addresses.
 
 Host-global state the node creates, all removed by `stop` (and only ours): the bridge, the
 cgroup subtree `bucketwire-testbed` in every v1 hierarchy, kube-proxy's iptables chains, mounts
-under the node's directory and the Pods' network namespaces, /var/lib/kubelet/device-plugins,
-/var/log/containers links, /run/containerd, /var/lib/cni (when they did not exist before).
+under the node's directory, the Pods' network namespaces created since start, /var/log/containers
+links into the node's directory, and /var/lib/kubelet, /run/containerd, /var/lib/cni, /run/netns
+and /var/log/containers themselves when they did not exist before.
 One node per machine: two test beds on one machine would share those paths.
 """
 
@@ -45,7 +46,7 @@ CNI_BIN_DIR = "/usr/lib/cni"
 # Debian bookworm's packages, by name (`make testbed` installs them when missing).
 APT_PACKAGES = ["containerd", "runc", "containernetworking-plugins", "iptables", "conntrack", "umoci"]
 # Host paths the kubelet, containerd and CNI write outside their configured directories; each
-# is removed at stop only if it did not exist before start (recorded in HOST_PATHS_FILE).
+# is removed at stop only if it did not exist before start (recorded in node/host-paths.json).
 HOST_PATHS = ["/var/lib/kubelet", "/var/log/containers", "/run/containerd", "/var/lib/cni", "/run/netns"]
 PAUSE_IMAGE = "registry.k8s.io/pause:bucketwire-testbed"
 # One node per machine (host paths, the bridge and the cgroup root are shared): the test bed that
@@ -108,7 +109,9 @@ class Node:
         untainted (the node-lifecycle controller removes the not-ready taint)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         existed = {p: Path(p).exists() for p in HOST_PATHS}
-        (self.dir / "host-paths.json").write_text(json.dumps(existed))
+        netns = Path("/run/netns")
+        before = {"paths": existed, "netns": sorted(n.name for n in netns.iterdir()) if netns.exists() else []}
+        (self.dir / "host-paths.json").write_text(json.dumps(before))
         for ctrl in cgroup_hierarchies():
             (ctrl / CGROUP_ROOT).mkdir(exist_ok=True)
         self.write_configs()
@@ -266,13 +269,16 @@ imageGCLowThresholdPercent: 99
         # kube-proxy's own cleanup of its iptables chains, then the kubelet's (it has none).
         subprocess.run([str(self.bin), "kube-proxy", "--cleanup", "--v=0"], capture_output=True)
         remove_kubelet_chains()
-        unmount_under([self.dir, Path("/run/containerd"), Path("/run/netns")])
-        existed_path = self.dir / "host-paths.json"
-        existed = json.loads(existed_path.read_text()) if existed_path.exists() else {}
+        before_path = self.dir / "host-paths.json"
+        before = json.loads(before_path.read_text()) if before_path.exists() else {"paths": {}, "netns": []}
+        existed = before["paths"]
+        # Only our containers' mounts (under the node's directory) and the Pods' network
+        # namespaces created since start; another containerd's or CNI user's are left alone.
         netns = Path("/run/netns")
-        if netns.exists():
-            for ns in netns.glob("cni-*"):
-                subprocess.run(["ip", "netns", "delete", ns.name], capture_output=True)
+        ours = [n for n in netns.glob("cni-*") if n.name not in before["netns"]] if netns.exists() else []
+        unmount_under([self.dir, *ours])
+        for ns in ours:
+            subprocess.run(["ip", "netns", "delete", ns.name], capture_output=True)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
         for ctrl in cgroup_hierarchies():
             remove_cgroup_tree(ctrl / CGROUP_ROOT)
