@@ -303,7 +303,7 @@ def node_wanted():
         return True
     if wanted == "1":
         raise SystemExit(f"testbed: BUCKETWIRE_TESTBED_NODE=1 but {reason}")
-    log(f"no node: {reason}; the tests that need one will fail (README, \"The test bed\")")
+    log(f"no node: {reason}; the tests that need one will fail (README, \"The node\")")
     return False
 
 
