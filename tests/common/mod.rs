@@ -63,7 +63,7 @@ impl TestBed {
             panic!(
                 "this test runs Pods and needs the test bed's node, which is not running: \
                  `make testbed-up` starts it as root with containerd and runc installed \
-                 (`make testbed`); see target/testbed/env and the README's \"The test bed\""
+                 (`make testbed`); see target/testbed/env and the README's \"The node\""
             )
         })
     }
