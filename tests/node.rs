@@ -574,6 +574,16 @@ async fn assert_disruption_budget(client: &Client) {
     .await;
 }
 
+/// The operator as installed on `image`: its Pods Available, one of them leading, each running
+/// as the chart says, the disruption budget counting them. Returns the Pods and the leader.
+async fn operator_running(bed: &TestBed, client: &Client, image: &str) -> (Vec<Pod>, String) {
+    let pods = available(client, image).await;
+    let leader = leader(client, &pods).await;
+    assert_runs_as_the_chart_says(bed, &pods);
+    assert_disruption_budget(client).await;
+    (pods, leader)
+}
+
 #[tokio::test]
 async fn the_chart_installs_the_operator_from_its_image_and_upgrades_it_without_losing_ready() {
     let _turn = NODE.lock().await;
@@ -599,11 +609,8 @@ async fn the_chart_installs_the_operator_from_its_image_and_upgrades_it_without_
         &bed,
         IMAGE_TAG,
     );
-    let pods = available(&client, &image).await;
+    let (pods, first_leader) = operator_running(&bed, &client, &image).await;
     assert_eq!(pods.len(), 2, "two replicas");
-    let first_leader = leader(&client, &pods).await;
-    assert_runs_as_the_chart_says(&bed, &pods);
-    assert_disruption_budget(&client).await;
 
     // Steps 3 and 4: an integration, Ready and Validated by the operator in its Pod (its own
     // credentials by IRSA, from the webhook stand-in).
@@ -649,8 +656,7 @@ async fn the_chart_installs_the_operator_from_its_image_and_upgrades_it_without_
         &bed,
         UPGRADE_TAG,
     );
-    let upgraded = available(&client, &new_image).await;
-    let new_leader = leader(&client, &upgraded).await;
+    let (upgraded, new_leader) = operator_running(&bed, &client, &new_image).await;
     stop.store(true, Ordering::Relaxed);
     let (polls, not_ready) = watcher.await.expect("watcher");
     assert!(polls > 0, "the integration was watched through the upgrade");
@@ -679,7 +685,6 @@ async fn the_chart_installs_the_operator_from_its_image_and_upgrades_it_without_
         ready_since,
         "Ready never changed"
     );
-    assert_runs_as_the_chart_says(&bed, &upgraded);
     // The new leader reconciles: a new integration becomes Ready.
     create(
         &client,
@@ -745,10 +750,7 @@ async fn the_chart_installs_the_operator_from_its_image_and_upgrades_it_without_
     assert!(ok, "{out}");
     let (ok, out) = kubectl(&bed, &["apply", "-k", overlay.to_str().expect("utf-8")]);
     assert!(ok, "kubectl apply -k refused: {out}");
-    let pods = available(&client, &image).await;
-    leader(&client, &pods).await;
-    assert_runs_as_the_chart_says(&bed, &pods);
-    assert_disruption_budget(&client).await;
+    operator_running(&bed, &client, &image).await;
     create(
         &client,
         &ns,

@@ -18,7 +18,7 @@ use bucketwire::documents::parse_document;
 use common::aws::EmulatorRequest;
 use common::integration::{condition, create, ready_status, wait_condition, wait_ready};
 use common::operator::Operator;
-use common::{TestBed, aws, results, run_cli, setup, wait_for};
+use common::{TestBed, aws, results, run_cli, run_cli_with_kubeconfig, setup, wait_for};
 
 /// Runs `bucketwire validate NS/NAME` against the test bed: (exit code, output).
 fn validate_cli(bed: &TestBed, integration: &str) -> (i32, String) {
@@ -257,27 +257,13 @@ async fn bucketwire_validate_uses_the_context_it_is_given() {
     let path = std::env::temp_dir().join(format!("bucketwire-{ns}-kubeconfig"));
     std::fs::write(&path, serde_json::to_string(&kubeconfig).expect("json")).expect("kubeconfig written");
 
+    let integration = format!("{ns}/milvus");
     let validate = |extra: &[&str]| {
-        let integration = format!("{ns}/milvus");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
-        cmd.args(["validate", integration.as_str()])
-            .args(extra)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &path)
-            .env(
-                "BUCKETWIRE_AWS_ENDPOINT_URL",
-                bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"),
-            )
-            .env("AWS_REGION", bed.var("AWS_REGION"))
-            .envs(aws::Identity::testbed(&bed).env());
-        let out = cmd.output().expect("bucketwire runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
+        let args: Vec<&str> = ["validate", integration.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        run_cli_with_kubeconfig(&bed, &args, &path)
     };
     let (code, out) = validate(&[]);
     assert_eq!(code, 1, "the current context reaches nothing: {out}");

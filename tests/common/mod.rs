@@ -162,11 +162,17 @@ pub async fn setup(prefix: &str) -> (TestBed, Client, String) {
 /// Runs the `bucketwire` CLI against the test bed with the operator's credentials (the test
 /// bed's operator role): (exit code, stdout and stderr).
 pub fn run_cli(bed: &TestBed, args: &[&str]) -> (i32, String) {
+    run_cli_with_kubeconfig(bed, args, std::path::Path::new(bed.var("KUBECONFIG")))
+}
+
+/// `run_cli` with another kubeconfig than the test bed's.
+pub fn run_cli_with_kubeconfig(bed: &TestBed, args: &[&str], kubeconfig: &std::path::Path) -> (i32, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
     cmd.args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for var in ["KUBECONFIG", "BUCKETWIRE_AWS_ENDPOINT_URL", "AWS_REGION"] {
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig);
+    for var in ["BUCKETWIRE_AWS_ENDPOINT_URL", "AWS_REGION"] {
         cmd.env(var, bed.var(var));
     }
     for (var, value) in aws::Identity::testbed(bed).env() {

@@ -254,13 +254,14 @@ imageGCLowThresholdPercent: 99
 
     def cleanup(self):
         """After the processes are gone: what they left on the host, ours only (nothing when
-        another test bed holds the machine's node)."""
+        another test bed holds the machine's node). Returns what is still there (empty when
+        the host is as it was)."""
         try:
             owner = MACHINE_LOCK.read_text().split()[0]
         except (FileNotFoundError, IndexError):
             owner = None
         if owner != str(self.state):
-            return
+            return []
         for pid in shim_pids(self.socket):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -294,6 +295,26 @@ imageGCLowThresholdPercent: 99
         # image archive each start imports.
         shutil.rmtree(self.dir, ignore_errors=True)
         MACHINE_LOCK.unlink(missing_ok=True)
+        return self.leftovers()
+
+    def leftovers(self):
+        """What the node created that is still on the host."""
+        left = []
+        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+            left.append(f"bridge {BRIDGE}")
+        left += [f"cgroup {c / CGROUP_ROOT}" for c in cgroup_hierarchies() if (c / CGROUP_ROOT).exists()]
+        for tool in ["iptables", "ip6tables"]:
+            if shutil.which(f"{tool}-save"):
+                rules = subprocess.run([f"{tool}-save"], capture_output=True, text=True).stdout
+                left += [f"{tool} chain {line.split()[0][1:]}" for line in rules.splitlines()
+                         if line.startswith(":KUBE-")]
+        mounts = Path("/proc/self/mountinfo").read_text()
+        left += [f"mount {line.split()[4]}" for line in mounts.splitlines()
+                 if line.split()[4].startswith(str(self.dir))]
+        left += [f"shim pid {pid}" for pid in shim_pids(self.socket)]
+        if self.dir.exists():
+            left.append(f"directory {self.dir}")
+        return left
 
 
 class ApiClient:

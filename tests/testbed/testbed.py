@@ -502,7 +502,11 @@ def down(_args):
     # Every SIGTERM is answered within the grace period: a SIGKILL counts as a failure.
     ok &= stop("controlplane") & stop("moto")
     if os.geteuid() == 0:
-        the_node.cleanup()
+        # The host as it was: anything the node leaves behind fails `down` (and `make test`).
+        left = the_node.cleanup()
+        if left:
+            log("the node left on the host: " + ", ".join(left))
+            ok = False
     ENV_FILE.unlink(missing_ok=True)
     results = Path(os.environ.get("BUCKETWIRE_RESULTS_DIR", ROOT / "target" / "reliability"))
     results.mkdir(parents=True, exist_ok=True)
