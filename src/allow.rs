@@ -24,7 +24,8 @@ const CLUSTER_FIELD: &str = "identity.eksClusterName";
 /// Pure: every trust anchor the spec names against the operator's allow-lists. The trusted
 /// account must be in `--allowed-trusted-accounts`; an `oidcIssuer` override must be the
 /// operator's `--oidc-issuer` or in `--allowed-oidc-issuers`; an `eksClusterName` override must
-/// be the operator's `--cluster-name` or in `--allowed-eks-clusters`.
+/// be the operator's `--cluster-name` or in `--allowed-eks-clusters` (IRSA trusts its OIDC
+/// provider; PodIdentity trusts sessions tagged with its ARN and associates in it).
 pub fn check_trust(spec: &BucketIntegrationSpec, settings: &Settings) -> Result<(), Error> {
     match spec.identity.mode {
         IdentityMode::CrossAccount => {
@@ -50,8 +51,11 @@ pub fn check_trust(spec: &BucketIntegrationSpec, settings: &Settings) -> Result<
                 ));
             }
         }
-        IdentityMode::Irsa => {
-            if let Some(issuer) = non_empty(spec.identity.oidc_issuer.as_deref()) {
+        IdentityMode::Irsa | IdentityMode::PodIdentity => {
+            // (Admission refuses oidcIssuer with PodIdentity; the role trusts EKS there.)
+            if let Some(issuer) = non_empty(spec.identity.oidc_issuer.as_deref())
+                .filter(|_| spec.identity.mode == IdentityMode::Irsa)
+            {
                 let same = |other: &str| issuer_host_path(other) == issuer_host_path(issuer);
                 let allowed = non_empty(settings.oidc_issuer.as_deref()).is_some_and(same)
                     || Settings::allowed(&settings.allowed_oidc_issuers).any(same);
@@ -332,6 +336,17 @@ mod tests {
             )),
             "Allowed"
         );
+        settings.allowed_eks_clusters = vec!["prod-payments".into()];
+        assert_eq!(reason(check_trust(&other, &settings)), "Allowed");
+    }
+
+    #[test]
+    fn a_pod_identity_cluster_override_must_be_the_operators_or_listed() {
+        let mut settings = crate::settings::tests::settings(); // --cluster-name test
+        let other = spec_irsa(json!({"mode": "PodIdentity", "eksClusterName": "prod-payments"}));
+        assert_eq!(reason(check_trust(&other, &settings)), "TrustNotAllowed");
+        let own = spec_irsa(json!({"mode": "PodIdentity", "eksClusterName": "test"}));
+        assert_eq!(reason(check_trust(&own, &settings)), "Allowed");
         settings.allowed_eks_clusters = vec!["prod-payments".into()];
         assert_eq!(reason(check_trust(&other, &settings)), "Allowed");
     }

@@ -280,12 +280,18 @@ pub enum Access {
         .message("crossAccount is only allowed when mode is CrossAccount")
         .field_path(".crossAccount")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.mode != 'PodIdentity' || !has(self.oidcIssuer) || self.oidcIssuer == ''")
+        .message("oidcIssuer is only used by mode IRSA: with PodIdentity the role trusts pods.eks.amazonaws.com, not an OIDC provider")
+        .field_path(".oidcIssuer")
+        .reason(Reason::FieldValueForbidden),
 )]
 pub struct IdentitySpec {
     #[serde(default)]
     pub mode: IdentityMode,
 
-    /// EKS cluster whose IAM OIDC provider the role trusts; defaults to the operator's setting.
+    /// EKS cluster whose IAM OIDC provider the role trusts (IRSA), or whose pod identity
+    /// association binds the ServiceAccount to the role (PodIdentity); defaults to the
+    /// operator's setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 100))]
     #[x_kube(validation = Rule::new("self == '' || self.matches('^[0-9A-Za-z][A-Za-z0-9_-]*$')")
@@ -310,6 +316,11 @@ pub enum IdentityMode {
     #[default]
     #[serde(rename = "IRSA")]
     Irsa,
+    /// EKS Pod Identity: the role trusts `pods.eks.amazonaws.com` for exactly this cluster,
+    /// namespace and ServiceAccount (session-tag conditions), and an EKS pod identity
+    /// association binds the ServiceAccount to it. Needs Milvus 2.6 or later and the EKS Pod
+    /// Identity Agent add-on; Pods get credentials only if they start after the association.
+    PodIdentity,
     /// Another AWS account (for example a managed Milvus service such as Zilliz Cloud) assumes
     /// the role with `sts:AssumeRole` and an external ID. No ServiceAccount, no Helm values.
     CrossAccount,
@@ -402,6 +413,10 @@ pub struct BucketIntegrationStatus {
     pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc_provider_arn: Option<String>,
+    /// PodIdentity mode: the EKS pod identity association bucketwire made (deleted with the
+    /// integration, or when the mode or the ServiceAccount changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity_association_arn: Option<String>,
     /// The permissions boundary bucketwire put on the role (the only one it ever removes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions_boundary_arn: Option<String>,

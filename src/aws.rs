@@ -192,6 +192,7 @@ pub struct Aws {
     iam: Mutex<HashMap<Partition, aws_sdk_iam::Client>>,
     sts: Mutex<HashMap<Partition, aws_sdk_sts::Client>>,
     eks: Mutex<HashMap<String, aws_sdk_eks::Client>>,
+    eks_auth: Mutex<HashMap<String, aws_sdk_eksauth::Client>>,
     kms: Mutex<HashMap<String, aws_sdk_kms::Client>>,
 }
 
@@ -232,6 +233,7 @@ impl Aws {
             iam: Mutex::default(),
             sts: Mutex::default(),
             eks: Mutex::default(),
+            eks_auth: Mutex::default(),
             kms: Mutex::default(),
         }
     }
@@ -318,6 +320,25 @@ impl Aws {
                     b = b.endpoint_url(url);
                 }
                 aws_sdk_eks::Client::from_conf(b.build())
+            })
+            .clone()
+    }
+
+    /// EKS Auth in the cluster's region, signed with the operator's credentials: validation of
+    /// a Pod Identity integration calls AssumeRoleForPodIdentity as the node's agent does.
+    pub fn eks_auth(&self, region: &str) -> aws_sdk_eksauth::Client {
+        let mut clients = self.eks_auth.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let mut b = aws_sdk_eksauth::config::Builder::from(&self.base)
+                    .region(Region::new(region.to_string()))
+                    .http_client(self.http_client("eks-auth", None))
+                    .interceptor(self.counter.clone());
+                if let Some(url) = &self.endpoint {
+                    b = b.endpoint_url(url);
+                }
+                aws_sdk_eksauth::Client::from_conf(b.build())
             })
             .clone()
     }

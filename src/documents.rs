@@ -142,6 +142,31 @@ pub fn trust_policy(provider_arn: &str, issuer: &str, namespace: &str, service_a
     })
 }
 
+/// The service principal EKS Pod Identity assumes roles as.
+pub const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+/// The audience of the ServiceAccount token the EKS Pod Identity Agent presents.
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+
+/// The EKS Pod Identity trust policy. AWS's guide trusts `pods.eks.amazonaws.com` with no
+/// condition, so any association in the account could use the role; here the session tags EKS
+/// sets on every Pod Identity session limit it to exactly this cluster, namespace and
+/// ServiceAccount. `sts:TagSession` is required: EKS always tags the session.
+pub fn pod_identity_trust(cluster_arn: &str, namespace: &str, service_account: &str) -> Value {
+    json!({
+        "Version": POLICY_VERSION,
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "aws:RequestTag/eks-cluster-arn": cluster_arn,
+                "aws:RequestTag/kubernetes-namespace": namespace,
+                "aws:RequestTag/kubernetes-service-account": service_account,
+            }},
+        }],
+    })
+}
+
 /// The permission policy of a cross-account role, as the managed service's documents list it:
 /// `s3:ListBucket` and `s3:GetBucketLocation` on the bucket, `s3:GetObject` and `s3:PutObject`
 /// on its objects (ReadOnly: `s3:GetObject`), and `kms:GenerateDataKey` on the key with SSE-KMS
@@ -727,6 +752,26 @@ externalS3:
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
                 "Principal":{"AWS":"arn:aws-cn:iam::999988887777:root"},"Action":"sts:AssumeRole",
                 "Condition":{"StringEquals":{"sts:ExternalId":"ext-1"}}}]}"#,
+        )
+        .expect("fixture");
+        assert_eq!(doc, expected);
+    }
+
+    #[test]
+    fn pod_identity_trust_limits_the_eks_service_to_one_cluster_namespace_and_service_account() {
+        let doc = pod_identity_trust(
+            "arn:aws:eks:us-east-2:123456789012:cluster/prod",
+            "milvus",
+            "milvus-sa",
+        );
+        let expected: Value = serde_json::from_str(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+                "Principal":{"Service":"pods.eks.amazonaws.com"},
+                "Action":["sts:AssumeRole","sts:TagSession"],
+                "Condition":{"StringEquals":{
+                  "aws:RequestTag/eks-cluster-arn":"arn:aws:eks:us-east-2:123456789012:cluster/prod",
+                  "aws:RequestTag/kubernetes-namespace":"milvus",
+                  "aws:RequestTag/kubernetes-service-account":"milvus-sa"}}}]}"#,
         )
         .expect("fixture");
         assert_eq!(doc, expected);

@@ -25,6 +25,17 @@ pub enum Error {
         annotation: String,
     },
 
+    /// Pod Identity on a ServiceAccount that someone else annotated for IRSA: the SDKs would use
+    /// IRSA and never the association.
+    #[error(
+        "ServiceAccount {namespace}/{name} carries eks.amazonaws.com/role-arn, set by {manager}: with both IRSA and Pod Identity, the AWS SDKs use IRSA, so the pod identity association would never be used. Remove that annotation (bucketwire removes only its own) or name another serviceAccount"
+    )]
+    IrsaAnnotationPresent {
+        namespace: String,
+        name: String,
+        manager: String,
+    },
+
     /// The spec names a KMS key the operator's `--allowed-kms-keys` does not allow.
     #[error(
         "bucket.encryption.kmsKeyArn {key} is not allowed: {detail}. Ask the platform team to add the key (or an alias of it) to the operator's --allowed-kms-keys, or use SSE-S3"
@@ -61,7 +72,7 @@ pub enum Error {
     },
 
     #[error(
-        "EKS cluster {cluster} not found in {region}: set spec.identity.eksClusterName or the operator's --cluster-name, or give spec.identity.oidcIssuer"
+        "EKS cluster {cluster} not found in {region}: set spec.identity.eksClusterName or the operator's --cluster-name, or (IRSA) give spec.identity.oidcIssuer"
     )]
     ClusterNotFound { cluster: String, region: String },
 
@@ -141,6 +152,7 @@ impl Error {
             Self::InvalidSpec(_) => "InvalidSpec",
             Self::SettingConflict(_) => "SettingConflict",
             Self::ServiceAccountOwnedElsewhere { .. } => "ServiceAccountOwnedElsewhere",
+            Self::IrsaAnnotationPresent { .. } => "IRSAAnnotationPresent",
             Self::KmsKeyNotAllowed { .. } => "KmsKeyNotAllowed",
             Self::TrustNotAllowed { .. } => "TrustNotAllowed",
             Self::BucketNotFound { .. } => "BucketNotFound",

@@ -267,9 +267,17 @@ async fn describe(integration: &Integration, context: Option<String>) -> ExitCod
         "Mode:             {}",
         match bi.spec.identity.mode {
             IdentityMode::Irsa => "IRSA",
+            IdentityMode::PodIdentity => "PodIdentity (EKS Pod Identity)",
             IdentityMode::CrossAccount => "CrossAccount",
         }
     );
+    if bi.spec.identity.mode == IdentityMode::PodIdentity {
+        println!("Milvus version:   2.6 or later (earlier Milvus cannot read Pod Identity credentials)");
+        println!(
+            "Association:      {}",
+            show(status.pod_identity_association_arn.clone())
+        );
+    }
     println!("Bucket:           {}", show(bucket.name.clone()));
     println!("Region:           {}", bi.spec.region);
     println!("Role ARN:         {}", show(status.role_arn.clone()));

@@ -24,7 +24,7 @@ pub struct AwsCallLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsServiceLabels {
-    /// `s3`, `iam`, `sts` or `eks`.
+    /// `s3`, `iam`, `sts`, `eks` or `eks-auth`.
     pub service: String,
 }
 

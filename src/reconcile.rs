@@ -25,7 +25,7 @@ use crate::naming::{self, Owner, Partition};
 use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
-use crate::steps::{Outcome, bucket, iam, kubernetes};
+use crate::steps::{Outcome, bucket, iam, kubernetes, pod_identity};
 use crate::validate;
 use crate::{allow, documents};
 
@@ -39,8 +39,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Account id per partition (STS GetCallerIdentity), asked once per process.
     accounts: Mutex<HashMap<Partition, String>>,
-    /// OIDC issuer per EKS cluster name (EKS DescribeCluster), asked once per process.
-    issuers: Mutex<HashMap<String, String>>,
+    /// EKS clusters by name (EKS DescribeCluster: ARN, region, OIDC issuer), asked once per process.
+    clusters: Mutex<HashMap<String, Cluster>>,
     /// IAM OIDC providers seen to exist.
     providers: Mutex<HashSet<String>>,
     /// Consecutive failed reconciles per integration (namespace/name), for the retry backoff.
@@ -63,7 +63,7 @@ impl Context {
             settings,
             metrics,
             accounts: Mutex::default(),
-            issuers: Mutex::default(),
+            clusters: Mutex::default(),
             providers: Mutex::default(),
             failures: Mutex::default(),
         }
@@ -291,6 +291,14 @@ fn steps(bi: &BucketIntegration) -> &'static [&'static str] {
             "ServiceAccountReady",
             "ValuesReady",
         ],
+        IdentityMode::PodIdentity => &[
+            "BucketReady",
+            "PolicyReady",
+            "RoleReady",
+            "ServiceAccountReady",
+            "PodIdentityAssociationReady",
+            "ValuesReady",
+        ],
         IdentityMode::CrossAccount => &["BucketReady", "PolicyReady", "RoleReady"],
     }
 }
@@ -311,6 +319,7 @@ fn recorded_identity(bi: &BucketIntegration) -> BucketIntegrationStatus {
         policy_arn: status.policy_arn.clone(),
         role_arn: status.role_arn.clone(),
         oidc_provider_arn: status.oidc_provider_arn.clone(),
+        pod_identity_association_arn: status.pod_identity_association_arn.clone(),
         permissions_boundary_arn: status.permissions_boundary_arn.clone(),
         trusted_account_id: status.trusted_account_id.clone(),
         external_id: status.external_id.clone(),
@@ -550,20 +559,40 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     report.steps.push(("PolicyReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-policy");
 
-    // 3. Role: trusting the cluster's OIDC provider for exactly this ServiceAccount, or exactly
-    //    one account presenting the external ID.
-    let (trust, provider_arn) = match (&spec.identity.cross_account, &external_id) {
-        (Some(cross), Some(external_id)) if cross_account => (
-            documents::cross_account_trust(r.partition, &cross.trusted_account_id, external_id),
-            None,
-        ),
-        _ => {
+    // 3. Role: trusting the cluster's OIDC provider (IRSA) or EKS Pod Identity for exactly
+    //    this ServiceAccount, or exactly one account presenting the external ID.
+    let trust_anchor = match spec.identity.mode {
+        IdentityMode::CrossAccount => None,
+        IdentityMode::Irsa => {
             let issuer = oidc_issuer(ctx, &r).await?;
             let provider_arn = naming::oidc_provider_arn(r.partition, &account, &issuer);
             ensure_provider(ctx, &iam_client, &provider_arn, &issuer).await?;
             report.status.oidc_provider_arn = Some(provider_arn.clone());
-            let trust = documents::trust_policy(&provider_arn, &issuer, &r.namespace, &r.service_account);
-            (trust, Some(provider_arn))
+            Some(TrustAnchor::Irsa {
+                trust: documents::trust_policy(&provider_arn, &issuer, &r.namespace, &r.service_account),
+                provider_arn,
+            })
+        }
+        IdentityMode::PodIdentity => {
+            report.status.oidc_provider_arn = None;
+            let cluster = eks_cluster(ctx, &r).await?;
+            Some(TrustAnchor::PodIdentity {
+                trust: documents::pod_identity_trust(&cluster.arn, &r.namespace, &r.service_account),
+                cluster,
+            })
+        }
+    };
+    let trust = match (&trust_anchor, &spec.identity.cross_account, &external_id) {
+        (Some(TrustAnchor::Irsa { trust, .. } | TrustAnchor::PodIdentity { trust, .. }), _, _) => {
+            trust.clone()
+        }
+        (None, Some(cross), Some(external_id)) => {
+            documents::cross_account_trust(r.partition, &cross.trusted_account_id, external_id)
+        }
+        (None, _, _) => {
+            return Err(Error::InvalidSpec(
+                "identity.crossAccount is required when mode is CrossAccount".into(),
+            ));
         }
     };
     let desired_role = DesiredRole {
@@ -592,7 +621,35 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     report.steps.push(("RoleReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-role");
 
-    let Some(provider_arn) = provider_arn else {
+    // Not Pod Identity (any more): the association bucketwire made for it goes.
+    if !matches!(trust_anchor, Some(TrustAnchor::PodIdentity { .. }))
+        && let Some(recorded) = report.status.pod_identity_association_arn.clone()
+    {
+        let done = remove_association(ctx, &r, &recorded).await?;
+        report.status.pod_identity_association_arn = None;
+        record_status(
+            bi,
+            ctx,
+            json!({"podIdentityAssociationArn": null}),
+            "forget the deleted pod identity association",
+        )
+        .await?;
+        if !done.is_empty() {
+            let message = format!("{} (identity.mode is no longer PodIdentity)", done.join("; "));
+            info!("{message}");
+            publish(
+                ctx,
+                bi,
+                "PodIdentityAssociation",
+                EventType::Normal,
+                "Deleted",
+                &message,
+            )
+            .await;
+        }
+    }
+
+    let Some(trust_anchor) = trust_anchor else {
         // Across accounts there is no ServiceAccount and no Helm values: the other account uses
         // the role. What can be validated from here is checked from here.
         report.validated = Some(if spec.validation.enabled {
@@ -622,17 +679,64 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         return Ok(());
     };
 
-    // 4. ServiceAccount
+    // 4. ServiceAccount: the role annotation for IRSA; none for Pod Identity (with both, the
+    //    SDKs use IRSA), so bucketwire's own goes when an integration switches.
+    let annotation = match &trust_anchor {
+        TrustAnchor::Irsa { .. } => Some(role_arn.as_str()),
+        TrustAnchor::PodIdentity { .. } => None,
+    };
     let outcome = kubernetes::reconcile_service_account(
         &ctx.client,
         &r.namespace,
         &r.service_account,
         spec.service_account.create,
         &r.name,
-        &role_arn,
+        annotation,
     )
     .await?;
     report.steps.push(("ServiceAccountReady", Ok(outcome), ""));
+
+    // 4b. Pod Identity: the association binding the ServiceAccount to the role.
+    let workload_identity = match &trust_anchor {
+        TrustAnchor::Irsa { provider_arn, .. } => validate::WorkloadIdentity::Irsa {
+            provider_arn: provider_arn.clone(),
+        },
+        TrustAnchor::PodIdentity { cluster, .. } => {
+            let desired = pod_identity::DesiredAssociation {
+                cluster: cluster.name.clone(),
+                cluster_arn: cluster.arn.clone(),
+                namespace: r.namespace.clone(),
+                service_account: r.service_account.clone(),
+                role_arn: role_arn.clone(),
+                tags: r.tags.clone(),
+                uid: r.uid.clone(),
+            };
+            let recorded = report.status.pod_identity_association_arn.clone();
+            let pod_identity::AssociationReport { outcome, arn } =
+                pod_identity::reconcile(&ctx.aws.eks(&cluster.region), &desired, recorded.as_deref()).await?;
+            if recorded.as_deref() != Some(arn.as_str()) {
+                record_status(
+                    bi,
+                    ctx,
+                    json!({"podIdentityAssociationArn": arn}),
+                    "record the pod identity association",
+                )
+                .await?;
+            }
+            report.status.pod_identity_association_arn = Some(arn.clone());
+            report
+                .steps
+                .push(("PodIdentityAssociationReady", Ok(outcome), ""));
+            crate::failpoint::crash_point("after-association");
+            validate::WorkloadIdentity::PodIdentity {
+                cluster: cluster.name.clone(),
+                cluster_arn: cluster.arn.clone(),
+                region: cluster.region.clone(),
+                association_arn: arn,
+                association_checked: true,
+            }
+        }
+    };
 
     // 5. Milvus values
     let values = documents::milvus_values(&r.service_account, &r.bucket, &spec.bucket.root_path, &r.region);
@@ -657,7 +761,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
             namespace: r.namespace.clone(),
             service_account: r.service_account.clone(),
             role_arn: role_arn.clone(),
-            provider_arn,
+            identity: workload_identity,
             trust: desired_role.trust.clone(),
             bucket: r.bucket.clone(),
             region: r.region.clone(),
@@ -677,6 +781,36 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         disabled()
     });
     Ok(())
+}
+
+/// What the role trusts, when a workload in this cluster assumes it.
+enum TrustAnchor {
+    Irsa {
+        provider_arn: String,
+        trust: serde_json::Value,
+    },
+    PodIdentity {
+        cluster: Cluster,
+        trust: serde_json::Value,
+    },
+}
+
+/// Deletes the pod identity associations of this integration (the recorded one, and any for its
+/// ServiceAccount carrying its uid).
+async fn remove_association(ctx: &Context, r: &Resolved, recorded: &str) -> Result<Vec<String>, Error> {
+    let Some(found) = pod_identity::parse_arn(recorded) else {
+        return Ok(vec![]);
+    };
+    let desired = pod_identity::DesiredAssociation {
+        cluster_arn: pod_identity::cluster_arn_of(recorded),
+        cluster: found.cluster,
+        namespace: r.namespace.clone(),
+        service_account: r.service_account.clone(),
+        role_arn: String::new(),
+        tags: BTreeMap::new(),
+        uid: r.uid.clone(),
+    };
+    pod_identity::delete_ours(&ctx.aws.eks(&found.region), &desired, Some(recorded)).await
 }
 
 fn disabled() -> Validated {
@@ -852,19 +986,39 @@ async fn caller_account(ctx: &Context, partition: Partition) -> Result<String, E
     Ok(account)
 }
 
+/// An EKS cluster as DescribeCluster describes it.
+#[derive(Clone, Debug)]
+struct Cluster {
+    name: String,
+    arn: String,
+    region: String,
+    issuer: Option<String>,
+}
+
+/// The IRSA issuer: the spec's or the operator's override, else the EKS cluster's.
 async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
     if let Some(issuer) = &r.issuer_override {
         return Ok(issuer.clone());
     }
-    if let Some(issuer) = ctx
-        .issuers
+    let cluster = eks_cluster(ctx, r).await?;
+    cluster.issuer.ok_or_else(|| Error::ClusterNotFound {
+        cluster: cluster.name,
+        region: cluster.region,
+    })
+}
+
+/// The integration's EKS cluster (in the operator's region), asked once per process.
+async fn eks_cluster(ctx: &Context, r: &Resolved) -> Result<Cluster, Error> {
+    if let Some(cluster) = ctx
+        .clusters
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&r.eks_cluster)
     {
-        return Ok(issuer.clone());
+        return Ok(cluster.clone());
     }
     let region = ctx.aws.default_region().unwrap_or_else(|| r.region.clone());
+    let partition = Partition::of_region(&region);
     let answer = ctx
         .aws
         .eks(&region)
@@ -872,13 +1026,8 @@ async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
         .name(&r.eks_cluster)
         .send()
         .await;
-    let issuer = match answer {
-        Ok(out) => out
-            .cluster()
-            .and_then(|c| c.identity())
-            .and_then(|i| i.oidc())
-            .and_then(|o| o.issuer())
-            .map(str::to_string),
+    let described = match answer {
+        Ok(out) => out.cluster,
         Err(e) => {
             let failure = AwsFailure::from_sdk(&e);
             if failure.is_code("ResourceNotFoundException") || failure.status == Some(404) {
@@ -891,11 +1040,11 @@ async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
                 .accounts
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&Partition::of_region(&region))
+                .get(&partition)
             {
                 Some(account) => format!(
                     "arn:{}:eks:{region}:{account}:cluster/{}",
-                    Partition::of_region(&region).id(),
+                    partition.id(),
                     r.eks_cluster
                 ),
                 None => format!("EKS cluster {} in {region}", r.eks_cluster),
@@ -906,15 +1055,36 @@ async fn oidc_issuer(ctx: &Context, r: &Resolved) -> Result<String, Error> {
             ));
         }
     };
-    let issuer = issuer.ok_or_else(|| Error::ClusterNotFound {
-        cluster: r.eks_cluster.clone(),
+    let Some(described) = described else {
+        return Err(Error::ClusterNotFound {
+            cluster: r.eks_cluster.clone(),
+            region,
+        });
+    };
+    let arn = match described.arn() {
+        Some(arn) => arn.to_string(),
+        None => format!(
+            "arn:{}:eks:{region}:{}:cluster/{}",
+            partition.id(),
+            caller_account(ctx, partition).await?,
+            r.eks_cluster
+        ),
+    };
+    let cluster = Cluster {
+        name: r.eks_cluster.clone(),
+        arn,
+        issuer: described
+            .identity()
+            .and_then(|i| i.oidc())
+            .and_then(|o| o.issuer())
+            .map(str::to_string),
         region,
-    })?;
-    ctx.issuers
+    };
+    ctx.clusters
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(r.eks_cluster.clone(), issuer.clone());
-    Ok(issuer)
+        .insert(r.eks_cluster.clone(), cluster.clone());
+    Ok(cluster)
 }
 
 async fn ensure_provider(
@@ -1105,6 +1275,9 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
 fn ready_message(mode: IdentityMode, validated: bool) -> String {
     let in_place = match mode {
         IdentityMode::Irsa => "bucket, policy, role, ServiceAccount and values are in place",
+        IdentityMode::PodIdentity => {
+            "bucket, policy, role, ServiceAccount, pod identity association and values are in place (Milvus 2.6 or later)"
+        }
         IdentityMode::CrossAccount => "bucket, policy and role are in place",
     };
     if validated {
@@ -1306,11 +1479,6 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
             (name, arn)
         }
     };
-    done.extend(
-        iam::delete_role_and_policy(&ctx.aws.iam(partition), &role_name, &role_arn, &policy_arn, &uid)
-            .await?,
-    );
-
     let service_account = bi
         .spec
         .service_account
@@ -1318,6 +1486,56 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| name.clone());
+
+    // The pod identity association first: it names the role. Found by the recorded ARN, or (an
+    // interrupted create) by the ServiceAccount and this integration's uid.
+    let recorded_association = recorded.and_then(|s| s.pod_identity_association_arn.clone());
+    if recorded_association.is_some() || bi.spec.identity.mode == IdentityMode::PodIdentity {
+        let cluster = recorded_association
+            .as_deref()
+            .and_then(pod_identity::parse_arn)
+            .map(|a| (a.cluster, a.region))
+            .unwrap_or_else(|| {
+                let cluster = bi
+                    .spec
+                    .identity
+                    .eks_cluster_name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| ctx.settings.cluster_name.clone());
+                let region = ctx.aws.default_region().unwrap_or_else(|| bi.spec.region.clone());
+                (cluster, region)
+            });
+        let account = role_arn.split(':').nth(4).unwrap_or_default();
+        let desired = pod_identity::DesiredAssociation {
+            cluster_arn: format!(
+                "arn:{}:eks:{}:{account}:cluster/{}",
+                Partition::of_region(&cluster.1).id(),
+                cluster.1,
+                cluster.0
+            ),
+            cluster: cluster.0,
+            namespace: namespace.clone(),
+            service_account: service_account.clone(),
+            role_arn: String::new(),
+            tags: BTreeMap::new(),
+            uid: uid.clone(),
+        };
+        done.extend(
+            pod_identity::delete_ours(
+                &ctx.aws.eks(&cluster.1),
+                &desired,
+                recorded_association.as_deref(),
+            )
+            .await?,
+        );
+    }
+
+    done.extend(
+        iam::delete_role_and_policy(&ctx.aws.iam(partition), &role_name, &role_arn, &policy_arn, &uid)
+            .await?,
+    );
+
     let role_arn = recorded.and_then(|s| s.role_arn.as_deref());
     done.extend(
         kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn)

@@ -24,7 +24,9 @@ use serde_json::Value;
 use crate::api::Access;
 use crate::aws::actions::{Call, Operation};
 use crate::aws::{Aws, AwsFailure};
-use crate::documents::{STS_AUDIENCE, statements, string_list};
+use crate::documents::{
+    POD_IDENTITY_AUDIENCE, POD_IDENTITY_PRINCIPAL, STS_AUDIENCE, statements, string_list,
+};
 use crate::error::Error;
 use crate::naming::{Partition, bucket_arn, issuer_host_path};
 use crate::steps::bucket::location_to_region;
@@ -38,7 +40,8 @@ pub struct Target {
     pub namespace: String,
     pub service_account: String,
     pub role_arn: String,
-    pub provider_arn: String,
+    /// How the workload gets the role's credentials.
+    pub identity: WorkloadIdentity,
     /// The role's trust policy as it is in IAM.
     pub trust: Value,
     pub bucket: String,
@@ -47,6 +50,24 @@ pub struct Target {
     pub access: Access,
     /// Distinguishes concurrent probes (the integration's uid).
     pub probe_id: String,
+}
+
+/// How the workload gets credentials, and so how validation gets them as the workload.
+#[derive(Clone, Debug)]
+pub enum WorkloadIdentity {
+    /// IRSA: AssumeRoleWithWebIdentity through this IAM OIDC provider.
+    Irsa { provider_arn: String },
+    /// EKS Pod Identity: EKS Auth AssumeRoleForPodIdentity in the cluster's region, as the
+    /// node's Pod Identity Agent calls it.
+    PodIdentity {
+        cluster: String,
+        cluster_arn: String,
+        /// The cluster's region (EKS Auth is regional).
+        region: String,
+        association_arn: String,
+        /// The association step has just read the association: validation need not.
+        association_checked: bool,
+    },
 }
 
 impl Target {
@@ -75,6 +96,8 @@ pub struct Check {
 pub struct Report {
     pub checks: Vec<Check>,
     pub failure: Option<Error>,
+    /// Set when only static checks could run (EKS Auth refused the operator): why.
+    pub statically: Option<String>,
 }
 
 impl Report {
@@ -106,8 +129,23 @@ impl Report {
             Access::ReadWrite => "put/get/list/delete",
             Access::ReadOnly => "get/list",
         };
+        if let Some(why) = &self.statically {
+            return format!(
+                "checked statically only: {}; the role's trust policy admits exactly {} through EKS Pod Identity. {why}: the S3 probe as the workload did not run",
+                self.checks
+                    .iter()
+                    .find(|c| c.name == "association")
+                    .map(|c| c.detail.as_str())
+                    .unwrap_or("the pod identity association exists"),
+                target.subject()
+            );
+        }
+        let how = match &target.identity {
+            WorkloadIdentity::Irsa { .. } => "assumed",
+            WorkloadIdentity::PodIdentity { .. } => "got Pod Identity credentials for",
+        };
         let mut summary = format!(
-            "assumed {} as {}; bucket {} is in {}; {ops} under {}/ succeeded",
+            "{how} {} as {}; bucket {} is in {}; {ops} under {}/ succeeded",
             target.role_arn,
             target.subject(),
             target.bucket,
@@ -229,110 +267,36 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     let mut report = Report {
         checks: vec![],
         failure: None,
+        statically: None,
     };
-    let subject = target.subject();
-
-    // 1. A token for the ServiceAccount, as the pod identity webhook would project it.
-    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &target.namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![STS_AUDIENCE.into()],
-            expiration_seconds: Some(TOKEN_SECONDS),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let token = match sa
-        .create_token_request(&target.service_account, &PostParams::default(), &request)
-        .await
-    {
-        Ok(answer) => match answer.status {
-            Some(status) => status.token,
-            None => {
-                return report.fail(
-                    "token",
-                    Error::InvalidSpec("TokenRequest returned no token".into()),
-                );
-            }
-        },
-        Err(err) => return report.fail("token", Error::kube("TokenRequest")(err)),
-    };
-    report.pass(
-        "token",
-        format!("TokenRequest for {subject} (audience {STS_AUDIENCE}, {TOKEN_SECONDS}s)"),
-    );
-
-    // 2. Static check of the token against the trust policy and the provider.
-    let Some(claims) = claims(&token) else {
-        return report.fail(
-            "trust",
-            Error::InvalidSpec("the ServiceAccount token is not a readable JWT".into()),
-        );
-    };
-    if let Err(detail) = check_trust(&claims, &target.trust, &target.provider_arn) {
-        let error = Error::AssumeRoleFailed {
-            role: target.role_arn.clone(),
-            subject: subject.clone(),
-            detail,
-        };
-        return report.fail("trust", error);
-    }
-    report.pass(
-        "trust",
-        format!(
-            "token iss/sub/aud match the trust policy of {} and {}",
-            target.role_arn, target.provider_arn
-        ),
-    );
-
-    // 3. AssumeRoleWithWebIdentity, exactly as the SDK in the Milvus pod does.
-    let assumed = aws
-        .workload_sts(&target.region)
-        .assume_role_with_web_identity()
-        .role_arn(&target.role_arn)
-        .role_session_name("bucketwire-validation")
-        .web_identity_token(&token)
-        .duration_seconds(900)
-        .send()
-        .await;
-    drop(token);
-    let credentials = match assumed {
-        Ok(out) => match out.credentials {
-            Some(c) => aws_sdk_s3::config::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                Some(c.session_token),
-                None,
-                "bucketwire-validation",
-            ),
-            None => {
-                let detail = "STS returned no credentials".to_string();
-                return report.fail(
-                    "assume-role",
-                    Error::AssumeRoleFailed {
-                        role: target.role_arn.clone(),
-                        subject,
-                        detail,
-                    },
-                );
-            }
-        },
-        Err(err) => {
-            let detail = AwsFailure::from_sdk(&err).to_string();
-            return report.fail(
-                "assume-role",
-                Error::AssumeRoleFailed {
-                    role: target.role_arn.clone(),
-                    subject,
-                    detail,
-                },
-            );
+    let credentials = match &target.identity {
+        WorkloadIdentity::Irsa { provider_arn } => {
+            irsa_credentials(client, aws, target, provider_arn, &mut report).await
+        }
+        WorkloadIdentity::PodIdentity {
+            cluster,
+            cluster_arn,
+            region,
+            association_arn,
+            association_checked,
+        } => {
+            let pod_identity = PodIdentityTarget {
+                cluster,
+                cluster_arn,
+                region,
+                association_arn,
+                association_checked: *association_checked,
+            };
+            pod_identity_credentials(client, aws, target, &pod_identity, &mut report).await
         }
     };
-    report.pass(
-        "assume-role",
-        format!("AssumeRoleWithWebIdentity {} as {subject}", target.role_arn),
-    );
+    let credentials = match credentials {
+        Ok(Some(credentials)) => credentials,
+        // Only static checks were possible, and they passed.
+        Ok(None) => return report,
+        Err((name, error)) => return report.fail(name, error),
+    };
+    let subject = target.subject();
 
     // 4. HeadBucket first, as Milvus's S3 client does when it connects (on AWS HeadBucket is
     //    authorized by s3:ListBucket). A bucket in another region is named here already.
@@ -388,6 +352,301 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
         }
     }
     report
+}
+
+/// A ServiceAccount token for `audience`, as the kubelet would project it (never logged).
+async fn token_for(
+    client: &Client,
+    target: &Target,
+    audience: &str,
+    report: &mut Report,
+) -> Result<String, (&'static str, Error)> {
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), &target.namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.into()],
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = match sa
+        .create_token_request(&target.service_account, &PostParams::default(), &request)
+        .await
+    {
+        Ok(answer) => match answer.status {
+            Some(status) => status.token,
+            None => {
+                return Err((
+                    "token",
+                    Error::InvalidSpec("TokenRequest returned no token".into()),
+                ));
+            }
+        },
+        Err(err) => return Err(("token", Error::kube("TokenRequest")(err))),
+    };
+    report.pass(
+        "token",
+        format!(
+            "TokenRequest for {} (audience {audience}, {TOKEN_SECONDS}s)",
+            target.subject()
+        ),
+    );
+    Ok(token)
+}
+
+/// IRSA: token (audience sts.amazonaws.com) -> static check against the trust policy and the
+/// provider -> AssumeRoleWithWebIdentity, exactly as the SDK in the Milvus pod does.
+async fn irsa_credentials(
+    client: &Client,
+    aws: &Aws,
+    target: &Target,
+    provider_arn: &str,
+    report: &mut Report,
+) -> Result<Option<aws_sdk_s3::config::Credentials>, (&'static str, Error)> {
+    let subject = target.subject();
+    let token = token_for(client, target, STS_AUDIENCE, report).await?;
+    let Some(claims) = claims(&token) else {
+        return Err((
+            "trust",
+            Error::InvalidSpec("the ServiceAccount token is not a readable JWT".into()),
+        ));
+    };
+    if let Err(detail) = check_trust(&claims, &target.trust, provider_arn) {
+        let error = Error::AssumeRoleFailed {
+            role: target.role_arn.clone(),
+            subject: subject.clone(),
+            detail,
+        };
+        return Err(("trust", error));
+    }
+    report.pass(
+        "trust",
+        format!(
+            "token iss/sub/aud match the trust policy of {} and {provider_arn}",
+            target.role_arn
+        ),
+    );
+    let assumed = aws
+        .workload_sts(&target.region)
+        .assume_role_with_web_identity()
+        .role_arn(&target.role_arn)
+        .role_session_name("bucketwire-validation")
+        .web_identity_token(&token)
+        .duration_seconds(900)
+        .send()
+        .await;
+    drop(token);
+    let failed = |detail: String| {
+        (
+            "assume-role",
+            Error::AssumeRoleFailed {
+                role: target.role_arn.clone(),
+                subject: subject.clone(),
+                detail,
+            },
+        )
+    };
+    let credentials = match assumed {
+        Ok(out) => match out.credentials {
+            Some(c) => aws_sdk_s3::config::Credentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                Some(c.session_token),
+                None,
+                "bucketwire-validation",
+            ),
+            None => return Err(failed("STS returned no credentials".into())),
+        },
+        Err(err) => return Err(failed(AwsFailure::from_sdk(&err).to_string())),
+    };
+    report.pass(
+        "assume-role",
+        format!("AssumeRoleWithWebIdentity {} as {subject}", target.role_arn),
+    );
+    Ok(Some(credentials))
+}
+
+/// The EKS side of a Pod Identity validation.
+struct PodIdentityTarget<'a> {
+    cluster: &'a str,
+    cluster_arn: &'a str,
+    region: &'a str,
+    association_arn: &'a str,
+    association_checked: bool,
+}
+
+/// Pure: does this trust policy let EKS Pod Identity assume the role for exactly this cluster,
+/// namespace and ServiceAccount? (The statement shape of `documents::pod_identity_trust`.)
+pub fn check_pod_identity_trust(
+    trust: &Value,
+    cluster_arn: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<(), String> {
+    let want = [
+        ("aws:RequestTag/eks-cluster-arn", cluster_arn),
+        ("aws:RequestTag/kubernetes-namespace", namespace),
+        ("aws:RequestTag/kubernetes-service-account", service_account),
+    ];
+    let mut seen = vec![];
+    for s in &statements(trust) {
+        let actions = string_list(&s["Action"]);
+        let allows = s["Effect"] == "Allow"
+            && string_list(&s["Principal"]["Service"])
+                .iter()
+                .any(|p| p == POD_IDENTITY_PRINCIPAL)
+            && ["sts:AssumeRole", "sts:TagSession"]
+                .iter()
+                .all(|a| actions.iter().any(|x| x == a));
+        if !allows {
+            continue;
+        }
+        let equals = &s["Condition"]["StringEquals"];
+        let matches = want
+            .iter()
+            .all(|(key, value)| string_list(&equals[*key]) == vec![value.to_string()]);
+        if matches {
+            return Ok(());
+        }
+        seen.push(equals.to_string());
+    }
+    if seen.is_empty() {
+        return Err(format!(
+            "the trust policy has no statement allowing {POD_IDENTITY_PRINCIPAL} sts:AssumeRole and sts:TagSession"
+        ));
+    }
+    Err(format!(
+        "the trust policy's {POD_IDENTITY_PRINCIPAL} statement does not limit the session tags to cluster {cluster_arn}, namespace {namespace} and ServiceAccount {service_account} (it has {})",
+        seen.join(", ")
+    ))
+}
+
+/// Pod Identity: the association (read here unless the step just did) and the trust policy,
+/// statically; then a token (audience pods.eks.amazonaws.com) -> EKS Auth
+/// AssumeRoleForPodIdentity, what the node's Pod Identity Agent does for the Pod. If EKS Auth
+/// refuses the operator itself, the static checks are the result (`Ok(None)`).
+async fn pod_identity_credentials(
+    client: &Client,
+    aws: &Aws,
+    target: &Target,
+    eks: &PodIdentityTarget<'_>,
+    report: &mut Report,
+) -> Result<Option<aws_sdk_s3::config::Credentials>, (&'static str, Error)> {
+    let subject = target.subject();
+    let failed = |name: &'static str, detail: String| {
+        (
+            name,
+            Error::AssumeRoleFailed {
+                role: target.role_arn.clone(),
+                subject: subject.clone(),
+                detail,
+            },
+        )
+    };
+    let id = eks.association_arn.rsplit('/').next().unwrap_or_default();
+    if !eks.association_checked {
+        let found = aws
+            .eks(eks.region)
+            .describe_pod_identity_association()
+            .cluster_name(eks.cluster)
+            .association_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                failed(
+                    "association",
+                    format!(
+                        "cannot read pod identity association {}: {}",
+                        eks.association_arn,
+                        AwsFailure::from_sdk(&e)
+                    ),
+                )
+            })?;
+        let binds = found.association().is_some_and(|a| {
+            a.namespace() == Some(target.namespace.as_str())
+                && a.service_account() == Some(target.service_account.as_str())
+                && a.role_arn() == Some(target.role_arn.as_str())
+        });
+        if !binds {
+            return Err(failed(
+                "association",
+                format!(
+                    "pod identity association {} does not bind {subject} to {}",
+                    eks.association_arn, target.role_arn
+                ),
+            ));
+        }
+    }
+    report.pass(
+        "association",
+        format!(
+            "pod identity association {id} binds {}/{} to {} in {}",
+            target.namespace, target.service_account, target.role_arn, eks.cluster
+        ),
+    );
+    check_pod_identity_trust(
+        &target.trust,
+        eks.cluster_arn,
+        &target.namespace,
+        &target.service_account,
+    )
+    .map_err(|detail| failed("trust", detail))?;
+    report.pass(
+        "trust",
+        format!(
+            "the trust policy of {} admits {POD_IDENTITY_PRINCIPAL} only for {} in {}",
+            target.role_arn, subject, eks.cluster_arn
+        ),
+    );
+    let token = token_for(client, target, POD_IDENTITY_AUDIENCE, report).await?;
+    let answer = aws
+        .eks_auth(eks.region)
+        .assume_role_for_pod_identity()
+        .cluster_name(eks.cluster)
+        .token(&token)
+        .send()
+        .await;
+    drop(token);
+    let out = match answer {
+        Ok(out) => out,
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            if refused_to_operator(&failure) {
+                report.statically = Some(format!(
+                    "EKS Auth refused the operator ({failure}); grant it eks-auth:AssumeRoleForPodIdentity on {} to validate as the workload",
+                    eks.cluster_arn
+                ));
+                return Ok(None);
+            }
+            return Err(failed("assume-role", failure.to_string()));
+        }
+    };
+    let Some(c) = out.credentials() else {
+        return Err(failed("assume-role", "EKS Auth returned no credentials".into()));
+    };
+    let credentials = aws_sdk_s3::config::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "bucketwire-validation",
+    );
+    report.pass(
+        "assume-role",
+        format!(
+            "AssumeRoleForPodIdentity in {} for {subject}: credentials of {}",
+            eks.cluster,
+            out.assumed_role_user().map(|u| u.arn()).unwrap_or_default()
+        ),
+    );
+    Ok(Some(credentials))
+}
+
+/// Pure: EKS Auth refused the caller (the operator) the API itself, rather than refusing the
+/// workload's role: AWS names the action in the first case.
+pub fn refused_to_operator(failure: &AwsFailure) -> bool {
+    failure.is_access_denied() && failure.message.contains("eks-auth:AssumeRoleForPodIdentity")
 }
 
 /// Put (ReadWrite), get, list and delete (ReadWrite) of the probe object as the workload, each
@@ -677,6 +936,7 @@ pub async fn run_cross_account(
     let mut report = Report {
         checks: vec![],
         failure: None,
+        statically: None,
     };
     if let Err(error) = bucket_in_region(s3, &target.bucket, &target.region).await {
         return report.fail("region", error);
@@ -913,10 +1173,29 @@ pub async fn validate_from_status(
         let report = run_cross_account(Some(&aws.iam(partition)), &s3, &target).await;
         return Ok((Checked::CrossAccount(target), report));
     }
-    let provider_arn = status
-        .oidc_provider_arn
-        .clone()
-        .ok_or_else(|| missing("oidcProviderArn"))?;
+    let identity = match bi.spec.identity.mode {
+        IdentityMode::PodIdentity => {
+            let association_arn = status
+                .pod_identity_association_arn
+                .clone()
+                .ok_or_else(|| missing("podIdentityAssociationArn"))?;
+            let found = crate::steps::pod_identity::parse_arn(&association_arn)
+                .ok_or_else(|| format!("{association_arn} is not a pod identity association ARN"))?;
+            WorkloadIdentity::PodIdentity {
+                cluster_arn: crate::steps::pod_identity::cluster_arn_of(&association_arn),
+                cluster: found.cluster,
+                region: found.region,
+                association_arn,
+                association_checked: false,
+            }
+        }
+        _ => WorkloadIdentity::Irsa {
+            provider_arn: status
+                .oidc_provider_arn
+                .clone()
+                .ok_or_else(|| missing("oidcProviderArn"))?,
+        },
+    };
     let bucket = status
         .bucket
         .as_ref()
@@ -944,7 +1223,7 @@ pub async fn validate_from_status(
         namespace: namespace.to_string(),
         service_account,
         role_arn,
-        provider_arn,
+        identity,
         trust,
         bucket,
         region: bi.spec.region.clone(),
@@ -1131,5 +1410,60 @@ mod tests {
             propagation_retry(Duration::from_secs(600)),
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn pod_identity_trust_must_name_exactly_this_cluster_namespace_and_service_account() {
+        let cluster = "arn:aws:eks:us-east-2:123456789012:cluster/prod";
+        let trust = crate::documents::pod_identity_trust(cluster, "milvus", "milvus");
+        assert_eq!(
+            check_pod_identity_trust(&trust, cluster, "milvus", "milvus"),
+            Ok(())
+        );
+        let other_sa = check_pod_identity_trust(&trust, cluster, "milvus", "other").expect_err("other SA");
+        assert!(other_sa.contains("ServiceAccount other"), "{other_sa}");
+        let other_cluster = "arn:aws:eks:us-east-2:123456789012:cluster/dev";
+        assert!(check_pod_identity_trust(&trust, other_cluster, "milvus", "milvus").is_err());
+        // AWS's guide: the service principal with no condition lets every association use it.
+        let unconditioned = serde_json::json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"]}]});
+        assert!(check_pod_identity_trust(&unconditioned, cluster, "milvus", "milvus").is_err());
+        // Without sts:TagSession EKS cannot tag the session: refused.
+        let mut no_tag_session = trust.clone();
+        no_tag_session["Statement"][0]["Action"] = serde_json::json!("sts:AssumeRole");
+        let err = check_pod_identity_trust(&no_tag_session, cluster, "milvus", "milvus")
+            .expect_err("no TagSession");
+        assert!(err.contains("sts:TagSession"), "{err}");
+        // An IRSA trust policy is not a Pod Identity one.
+        let irsa = crate::documents::trust_policy(
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-2.amazonaws.com/id/A",
+            "https://oidc.eks.us-east-2.amazonaws.com/id/A",
+            "milvus",
+            "milvus",
+        );
+        assert!(check_pod_identity_trust(&irsa, cluster, "milvus", "milvus").is_err());
+    }
+
+    #[test]
+    fn only_a_refusal_naming_eks_auth_means_the_operator_was_refused() {
+        let refused = AwsFailure {
+            code: Some("AccessDeniedException".into()),
+            status: Some(403),
+            message: "User: arn:aws:sts::123456789012:assumed-role/bucketwire-operator/x is not authorized to perform: eks-auth:AssumeRoleForPodIdentity on resource: arn:aws:eks:us-east-2:123456789012:cluster/prod".into(),
+        };
+        assert!(refused_to_operator(&refused));
+        let trust = AwsFailure {
+            code: Some("AccessDeniedException".into()),
+            status: Some(403),
+            message: "pods.eks.amazonaws.com is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::123456789012:role/r".into(),
+        };
+        assert!(!refused_to_operator(&trust));
+        let invalid = AwsFailure {
+            code: Some("InvalidTokenException".into()),
+            status: Some(400),
+            message: "eks-auth:AssumeRoleForPodIdentity: token audience".into(),
+        };
+        assert!(!refused_to_operator(&invalid));
     }
 }

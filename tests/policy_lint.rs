@@ -226,7 +226,9 @@ fn only_probe_keys_may_lose_versions_and_only_by_the_operator() {
             namespace: "milvus".into(),
             service_account: "milvus-s3-access-sa".into(),
             role_arn: String::new(),
-            provider_arn: String::new(),
+            identity: bucketwire::validate::WorkloadIdentity::Irsa {
+                provider_arn: String::new(),
+            },
             trust: Value::Null,
             bucket: "bw-milvus-prod-0123abcd".into(),
             region: "us-east-2".into(),

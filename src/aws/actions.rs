@@ -69,6 +69,15 @@ pub enum Operation {
     AssumeRoleWithWebIdentity,
     DescribeCluster,
     DescribeKey,
+    // EKS Pod Identity.
+    CreatePodIdentityAssociation,
+    ListPodIdentityAssociations,
+    DescribePodIdentityAssociation,
+    UpdatePodIdentityAssociation,
+    DeletePodIdentityAssociation,
+    TagEksResource,
+    PassRole,
+    AssumeRoleForPodIdentity,
 }
 
 /// Who makes a call: the operator with its own credentials (what
@@ -160,11 +169,48 @@ impl Operation {
             Self::AssumeRoleWithWebIdentity => ("AssumeRoleWithWebIdentity", None, W),
             Self::DescribeCluster => ("DescribeCluster", Some("eks:DescribeCluster"), O),
             Self::DescribeKey => ("DescribeKey", Some("kms:DescribeKey"), O),
+            Self::CreatePodIdentityAssociation => (
+                "CreatePodIdentityAssociation",
+                Some("eks:CreatePodIdentityAssociation"),
+                O,
+            ),
+            Self::ListPodIdentityAssociations => (
+                "ListPodIdentityAssociations",
+                Some("eks:ListPodIdentityAssociations"),
+                O,
+            ),
+            Self::DescribePodIdentityAssociation => (
+                "DescribePodIdentityAssociation",
+                Some("eks:DescribePodIdentityAssociation"),
+                O,
+            ),
+            Self::UpdatePodIdentityAssociation => (
+                "UpdatePodIdentityAssociation",
+                Some("eks:UpdatePodIdentityAssociation"),
+                O,
+            ),
+            Self::DeletePodIdentityAssociation => (
+                "DeletePodIdentityAssociation",
+                Some("eks:DeletePodIdentityAssociation"),
+                O,
+            ),
+            // Authorizes the tags of CreatePodIdentityAssociation (no call of its own).
+            Self::TagEksResource => ("TagResource", Some("eks:TagResource"), O),
+            // EKS checks that the caller of Create/UpdatePodIdentityAssociation may pass the
+            // role to pods.eks.amazonaws.com (no call of its own).
+            Self::PassRole => ("PassRole", Some("iam:PassRole"), O),
+            // What the EKS Pod Identity Agent calls; the operator calls it to validate as the
+            // workload (docs/decisions.md).
+            Self::AssumeRoleForPodIdentity => (
+                "AssumeRoleForPodIdentity",
+                Some("eks-auth:AssumeRoleForPodIdentity"),
+                O,
+            ),
         }
     }
 
     /// Every operation, in table order.
-    pub const ALL: [Operation; 48] = [
+    pub const ALL: [Operation; 56] = [
         Self::CreateBucket,
         Self::DeleteBucket,
         Self::HeadBucket,
@@ -213,6 +259,14 @@ impl Operation {
         Self::AssumeRoleWithWebIdentity,
         Self::DescribeCluster,
         Self::DescribeKey,
+        Self::CreatePodIdentityAssociation,
+        Self::ListPodIdentityAssociations,
+        Self::DescribePodIdentityAssociation,
+        Self::UpdatePodIdentityAssociation,
+        Self::DeletePodIdentityAssociation,
+        Self::TagEksResource,
+        Self::PassRole,
+        Self::AssumeRoleForPodIdentity,
     ];
 
     /// The API operation's name, as the SDK and CloudTrail's `eventName` give it.
@@ -315,7 +369,10 @@ mod tests {
         for op in Operation::ALL {
             if let Some(action) = op.iam_action() {
                 let (service, name) = action.split_once(':').expect("service:Action");
-                assert!(["s3", "iam", "eks", "kms"].contains(&service), "{action}");
+                assert!(
+                    ["s3", "iam", "eks", "eks-auth", "kms"].contains(&service),
+                    "{action}"
+                );
                 assert!(name.starts_with(|c: char| c.is_ascii_uppercase()), "{action}");
                 assert!(name.chars().all(|c| c.is_ascii_alphanumeric()), "{action}");
             }

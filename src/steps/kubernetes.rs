@@ -62,20 +62,40 @@ fn created_by_us(sa: &ServiceAccount, integration: &str) -> bool {
         && labels.get(LABEL_INTEGRATION).map(String::as_str) == Some(integration)
 }
 
-/// Annotates (creating it if allowed) the ServiceAccount with the role ARN.
+/// Which manager owns the role annotation of a ServiceAccount (from its managedFields).
+fn annotation_manager(sa: &ServiceAccount) -> Option<String> {
+    let key = format!("f:{ROLE_ARN_ANNOTATION}");
+    sa.metadata.managed_fields.as_ref()?.iter().find_map(|entry| {
+        let owns = entry
+            .fields_v1
+            .as_ref()
+            .and_then(|f| f.0.get("f:metadata"))
+            .and_then(|m| m.get("f:annotations"))
+            .and_then(|a| a.get(&key))
+            .is_some();
+        owns.then(|| entry.manager.clone().unwrap_or_default())
+    })
+}
+
+/// IRSA (`role_arn` given): annotates (creating it if allowed) the ServiceAccount with the role
+/// ARN. Pod Identity (`None`): the ServiceAccount carries no role annotation (with both, the
+/// SDKs use IRSA): bucketwire's own is removed, anyone else's is reported.
 pub async fn reconcile_service_account(
     client: &Client,
     namespace: &str,
     name: &str,
     create: bool,
     integration: &str,
-    role_arn: &str,
+    role_arn: Option<&str>,
 ) -> Result<Outcome, Error> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let existing = api
         .get_opt(name)
         .await
         .map_err(Error::kube("get ServiceAccount"))?;
+    let annotation = existing
+        .as_ref()
+        .and_then(|sa| sa.annotations().get(ROLE_ARN_ANNOTATION).cloned());
     let labels = match &existing {
         None if !create => {
             return Err(Error::ServiceAccountNotFound {
@@ -85,26 +105,45 @@ pub async fn reconcile_service_account(
         }
         None => Some(our_labels(integration)),
         Some(sa) => {
-            if sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str) == Some(role_arn) {
-                return Ok(Outcome::up_to_date(format!(
-                    "ServiceAccount {namespace}/{name} is annotated"
-                )));
+            match (role_arn, annotation.as_deref()) {
+                (Some(want), Some(have)) if want == have => {
+                    return Ok(Outcome::up_to_date(format!(
+                        "ServiceAccount {namespace}/{name} is annotated"
+                    )));
+                }
+                (None, None) => {
+                    return Ok(Outcome::up_to_date(format!(
+                        "ServiceAccount {namespace}/{name} exists, without {ROLE_ARN_ANNOTATION} (Pod Identity)"
+                    )));
+                }
+                (None, Some(_)) => {
+                    let manager = annotation_manager(sa).unwrap_or_default();
+                    let ours = [service_account_manager(integration), FIELD_MANAGER.to_string()];
+                    if !ours.contains(&manager) {
+                        return Err(Error::IrsaAnnotationPresent {
+                            namespace: namespace.into(),
+                            name: name.into(),
+                            manager: if manager.is_empty() {
+                                "an unknown manager".into()
+                            } else {
+                                manager
+                            },
+                        });
+                    }
+                }
+                _ => {}
             }
             // Our labels only on a ServiceAccount we created; an existing one just gets the annotation.
             created_by_us(sa, integration).then(|| our_labels(integration))
         }
     };
-    let patch = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {ROLE_ARN_ANNOTATION: role_arn},
-        },
-    });
-    // No force: a conflict means someone else sets this annotation.
+    let mut metadata = json!({"name": name, "namespace": namespace, "labels": labels});
+    if let Some(role_arn) = role_arn {
+        metadata["annotations"] = json!({ROLE_ARN_ANNOTATION: role_arn});
+    }
+    let patch = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
+    // No force: a conflict means someone else sets this annotation. Without the annotation
+    // (Pod Identity), applying drops it if, and only if, this manager was its only owner.
     match api
         .patch(
             name,
@@ -126,10 +165,23 @@ pub async fn reconcile_service_account(
             });
         }
     }
-    Ok(match existing {
-        None => Outcome::created(format!("created ServiceAccount {namespace}/{name}")),
-        Some(_) => Outcome::drift_corrected(format!(
+    if role_arn.is_none() && annotation.is_some() {
+        // bucketwire releases before 0.2 applied the annotation as the shared manager.
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}})),
+        )
+        .await
+        .map_err(Error::kube("release ServiceAccount annotation"))?;
+    }
+    Ok(match (existing, role_arn) {
+        (None, _) => Outcome::created(format!("created ServiceAccount {namespace}/{name}")),
+        (Some(_), Some(_)) => Outcome::drift_corrected(format!(
             "annotated ServiceAccount {namespace}/{name} with {ROLE_ARN_ANNOTATION}"
+        )),
+        (Some(_), None) => Outcome::drift_corrected(format!(
+            "removed bucketwire's {ROLE_ARN_ANNOTATION} from ServiceAccount {namespace}/{name}: with Pod Identity it must not carry one (the SDKs would use IRSA)"
         )),
     })
 }
