@@ -855,7 +855,13 @@ fn judge_validation(
     let Some(failure) = &report.failure else {
         return Validated {
             status: "True",
-            reason: "Validated".into(),
+            // Pod Identity where EKS Auth refused the operator: the association and the trust
+            // policy were checked, not the workload's access (the message says so).
+            reason: if report.statically.is_some() {
+                "ValidatedStatically".into()
+            } else {
+                "Validated".into()
+            },
             message: summary.to_string(),
             retry: None,
             passed_now: true,

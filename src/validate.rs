@@ -613,8 +613,12 @@ async fn pod_identity_credentials(
         Err(err) => {
             let failure = AwsFailure::from_sdk(&err);
             if refused_to_operator(&failure) {
+                let refusal = Error::aws(
+                    Call::new(Operation::AssumeRoleForPodIdentity, eks.cluster_arn),
+                    failure,
+                );
                 report.statically = Some(format!(
-                    "EKS Auth refused the operator ({failure}); grant it eks-auth:AssumeRoleForPodIdentity on {} to validate as the workload",
+                    "EKS Auth refused the operator ({refusal}); grant it eks-auth:AssumeRoleForPodIdentity on {} to validate as the workload",
                     eks.cluster_arn
                 ));
                 return Ok(None);

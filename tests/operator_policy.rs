@@ -3,7 +3,8 @@
 //! boundary) carrying the published policy, rendered for the test bed, without that statement,
 //! through the scenario that needs it: a create (IRSA), a create of a versioned bucket, a create
 //! interrupted by a crash, a create over IAM entities an earlier integration of the same name
-//! left, a boundary removed out of band, an SSE-KMS key allowed by alias, or a delete. The test
+//! left, a boundary removed out of band, an SSE-KMS key allowed by alias, a delete, or a create
+//! and a delete in mode PodIdentity (against the test bed's EKS fake). The test
 //! asserts exactly the condition the user then sees, which names the IAM action refused, the
 //! resource and the API operation, and the Event that goes with it. Each scenario also runs
 //! with the whole policy, which must see it through: the refusal is the statement's doing.
@@ -46,6 +47,10 @@ enum Scenario {
     KmsAlias,
     /// A Ready integration with deletionPolicy Delete, deleted.
     Delete,
+    /// A new integration in mode PodIdentity (the association, validation through EKS Auth).
+    CreatePodIdentity,
+    /// A Ready PodIdentity integration, deleted (its association goes first).
+    DeletePodIdentity,
 }
 
 impl Scenario {
@@ -59,6 +64,8 @@ impl Scenario {
             Self::BoundaryRemoved => "permissions boundary removed out of band",
             Self::KmsAlias => "create, SSE-KMS key allowed by alias",
             Self::Delete => "delete (deletionPolicy Delete)",
+            Self::CreatePodIdentity => "create (PodIdentity)",
+            Self::DeletePodIdentity => "delete (PodIdentity)",
         }
     }
 }
@@ -73,6 +80,8 @@ struct Names {
     cluster_arn: String,
     alias: String,
     uid: String,
+    /// The pod identity association status records (PodIdentity scenarios).
+    association_arn: String,
 }
 
 /// One statement left out: the scenario that needs it, and what the user then sees.
@@ -86,6 +95,9 @@ struct Case {
     action: &'static str,
     operation: &'static str,
     resource: fn(&Names) -> String,
+    /// The action AWS's refusal names when it is not the operation's own (EKS authorizes the
+    /// tags and the role of CreatePodIdentityAssociation as eks:TagResource and iam:PassRole).
+    refused_as: Option<&'static str>,
 }
 
 const CASES: &[Case] = &[
@@ -100,6 +112,7 @@ const CASES: &[Case] = &[
         action: "s3:GetBucketTagging",
         operation: "GetBucketTagging",
         resource: |n| format!("arn:aws:s3:::{}", n.bucket),
+        refused_as: None,
     },
     Case {
         sid: "DeleteEmptyIntegrationBuckets",
@@ -110,6 +123,7 @@ const CASES: &[Case] = &[
         action: "s3:ListBucketVersions",
         operation: "ListObjectVersions",
         resource: |n| format!("arn:aws:s3:::{}", n.bucket),
+        refused_as: None,
     },
     Case {
         sid: "RemoveValidationProbeVersions",
@@ -121,6 +135,7 @@ const CASES: &[Case] = &[
         action: "s3:DeleteObjectVersion",
         operation: "DeleteObject",
         resource: |n| format!("arn:aws:s3:::{}/files/.bucketwire-validation/{}", n.bucket, n.uid),
+        refused_as: None,
     },
     Case {
         sid: "DateInterruptedBucketCreations",
@@ -131,6 +146,7 @@ const CASES: &[Case] = &[
         action: "s3:ListAllMyBuckets",
         operation: "ListBuckets",
         resource: |_| "*".into(),
+        refused_as: None,
     },
     Case {
         sid: "ReadOwnRoles",
@@ -142,6 +158,7 @@ const CASES: &[Case] = &[
         action: "iam:GetRole",
         operation: "GetRole",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "LookUpRolesBeforeCreating",
@@ -152,6 +169,7 @@ const CASES: &[Case] = &[
         action: "iam:GetRole",
         operation: "GetRole",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "ReadOwnPolicies",
@@ -162,6 +180,7 @@ const CASES: &[Case] = &[
         action: "iam:GetPolicy",
         operation: "GetPolicy",
         resource: |n| n.policy_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "CreateTaggedPolicies",
@@ -172,6 +191,7 @@ const CASES: &[Case] = &[
         action: "iam:CreatePolicy",
         operation: "CreatePolicy",
         resource: |n| n.policy_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "TagOwnPolicies",
@@ -182,6 +202,7 @@ const CASES: &[Case] = &[
         action: "iam:TagPolicy",
         operation: "TagPolicy",
         resource: |n| n.policy_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "ManageOwnPolicies",
@@ -192,6 +213,7 @@ const CASES: &[Case] = &[
         action: "iam:DeletePolicy",
         operation: "DeletePolicy",
         resource: |n| n.policy_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "CreateBoundedTaggedRoles",
@@ -202,6 +224,7 @@ const CASES: &[Case] = &[
         action: "iam:CreateRole",
         operation: "CreateRole",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "TagOwnRoles",
@@ -212,6 +235,7 @@ const CASES: &[Case] = &[
         action: "iam:TagRole",
         operation: "TagRole",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "ManageOwnRoles",
@@ -222,6 +246,7 @@ const CASES: &[Case] = &[
         action: "iam:DetachRolePolicy",
         operation: "DetachRolePolicy",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "KeepTheBoundary",
@@ -232,6 +257,7 @@ const CASES: &[Case] = &[
         action: "iam:PutRolePermissionsBoundary",
         operation: "PutRolePermissionsBoundary",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "AttachOnlyOwnPolicies",
@@ -242,6 +268,7 @@ const CASES: &[Case] = &[
         action: "iam:AttachRolePolicy",
         operation: "AttachRolePolicy",
         resource: |n| n.role_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "FindTheClusterProvider",
@@ -252,6 +279,7 @@ const CASES: &[Case] = &[
         action: "iam:GetOpenIDConnectProvider",
         operation: "GetOpenIDConnectProvider",
         resource: |n| n.provider_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "FindTheClusterIssuer",
@@ -262,6 +290,7 @@ const CASES: &[Case] = &[
         action: "eks:DescribeCluster",
         operation: "DescribeCluster",
         resource: |n| n.cluster_arn.clone(),
+        refused_as: None,
     },
     Case {
         sid: "ResolveAllowedKeyAliases",
@@ -273,6 +302,76 @@ const CASES: &[Case] = &[
         action: "kms:DescribeKey",
         operation: "DescribeKey",
         resource: |n| format!("{} in us-east-2", n.alias),
+        refused_as: None,
+    },
+    Case {
+        sid: "CreateTaggedPodIdentityAssociations",
+        scenario: Scenario::CreatePodIdentity,
+        // No association recorded yet: the ServiceAccount's is looked up first.
+        condition: "PodIdentityAssociationReady",
+        status: "False",
+        reason: "AccessDenied",
+        action: "eks:ListPodIdentityAssociations",
+        operation: "ListPodIdentityAssociations",
+        resource: |n| n.cluster_arn.clone(),
+        refused_as: None,
+    },
+    Case {
+        sid: "TagPodIdentityAssociationsOnCreate",
+        scenario: Scenario::CreatePodIdentity,
+        condition: "PodIdentityAssociationReady",
+        status: "False",
+        reason: "AccessDenied",
+        action: "eks:CreatePodIdentityAssociation",
+        operation: "CreatePodIdentityAssociation",
+        resource: |n| n.cluster_arn.clone(),
+        refused_as: Some("eks:TagResource"),
+    },
+    Case {
+        sid: "ReadPodIdentityAssociations",
+        scenario: Scenario::CreatePodIdentity,
+        // The first reconcile creates the association; the next one may not read it back.
+        condition: "PodIdentityAssociationReady",
+        status: "False",
+        reason: "AccessDenied",
+        action: "eks:DescribePodIdentityAssociation",
+        operation: "DescribePodIdentityAssociation",
+        resource: |n| n.association_arn.clone(),
+        refused_as: None,
+    },
+    Case {
+        sid: "ManageOwnPodIdentityAssociations",
+        scenario: Scenario::DeletePodIdentity,
+        condition: "Ready",
+        status: "False",
+        reason: "AccessDenied",
+        action: "eks:DeletePodIdentityAssociation",
+        operation: "DeletePodIdentityAssociation",
+        resource: |n| n.association_arn.clone(),
+        refused_as: None,
+    },
+    Case {
+        sid: "PassOwnRolesToPodIdentity",
+        scenario: Scenario::CreatePodIdentity,
+        condition: "PodIdentityAssociationReady",
+        status: "False",
+        reason: "AccessDenied",
+        action: "eks:CreatePodIdentityAssociation",
+        operation: "CreatePodIdentityAssociation",
+        resource: |n| n.cluster_arn.clone(),
+        refused_as: Some("iam:PassRole"),
+    },
+    Case {
+        sid: "ValidateAsThePodIdentityAgent",
+        scenario: Scenario::CreatePodIdentity,
+        // Validation falls back to its static checks, and says why.
+        condition: "Validated",
+        status: "True",
+        reason: "ValidatedStatically",
+        action: "eks-auth:AssumeRoleForPodIdentity",
+        operation: "AssumeRoleForPodIdentity",
+        resource: |n| n.cluster_arn.clone(),
+        refused_as: None,
     },
 ];
 
@@ -300,6 +399,9 @@ fn spec(scenario: Scenario, key: &str) -> Value {
     match scenario {
         Scenario::CreateVersioned => json!({"region": "us-east-2", "bucket": {"versioning": true}}),
         Scenario::Delete => json!({"region": "us-east-2", "bucket": {"deletionPolicy": "Delete"}}),
+        Scenario::CreatePodIdentity | Scenario::DeletePodIdentity => {
+            json!({"region": "us-east-2", "identity": {"mode": "PodIdentity"}})
+        }
         Scenario::KmsAlias => {
             json!({"region": "us-east-2", "bucket": {"encryption": {"type": "SSE-KMS", "kmsKeyArn": key}}})
         }
@@ -414,6 +516,7 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
         ),
         alias: String::new(),
         uid: String::new(),
+        association_arn: String::new(),
     };
     let key = prepare(bed, &ns, scenario, &mut names).await;
     let kms_args = ["--allowed-kms-keys", names.alias.as_str()];
@@ -448,7 +551,7 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
                 .await
                 .expect("boundary removed out of band");
         }
-        Scenario::Delete => {
+        Scenario::Delete | Scenario::DeletePodIdentity => {
             wait_condition(&client, &ns, NAME, "Ready", "True", None, &operator).await;
             Api::<BucketIntegration>::namespaced(client.clone(), &ns)
                 .delete(NAME, &DeleteParams::default())
@@ -474,13 +577,21 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
     )
     .await;
     let seen = condition(&bi, case.condition).expect("condition");
+    names.association_arn = bi
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_identity_association_arn.clone())
+        .unwrap_or_default();
     let call = format!(
         "{} on {} ({})",
         case.action,
         (case.resource)(&names),
         case.operation
     );
-    let aws_words = format!("is not authorized to perform: {}", case.action);
+    let aws_words = format!(
+        "is not authorized to perform: {}",
+        case.refused_as.unwrap_or(case.action)
+    );
     assert!(
         seen.message.contains(&call) && seen.message.contains(&aws_words),
         "{}: {} names {call}: {}",
@@ -519,12 +630,11 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
         .await;
         Some(found.1)
     } else {
-        assert!(
-            seen.message
-                .contains("the probe's object versions were not removed"),
-            "{}",
-            seen.message
-        );
+        let says = match case.scenario {
+            Scenario::CreatePodIdentity => "checked statically only",
+            _ => "the probe's object versions were not removed",
+        };
+        assert!(seen.message.contains(says), "{}: {}", case.sid, seen.message);
         None
     };
     finish(bed, &client, &ns, operator).await;
@@ -566,6 +676,23 @@ async fn succeeded(
             );
             "deleted: role, policy and the empty bucket".into()
         }
+        Scenario::DeletePodIdentity => {
+            let api = Api::<BucketIntegration>::namespaced(client.clone(), ns);
+            wait_for("the integration to be gone", Duration::from_secs(60), || async {
+                api.get_opt(NAME).await.ok()?.is_none().then_some(())
+            })
+            .await;
+            let eks = aws_sdk_eks::Client::new(&aws::sdk_config(bed, bed.var("AWS_REGION")).await);
+            let left = eks
+                .list_pod_identity_associations()
+                .cluster_name(bed.var("BUCKETWIRE_CLUSTER_NAME"))
+                .namespace(ns)
+                .send()
+                .await
+                .expect("ListPodIdentityAssociations");
+            assert!(left.associations().is_empty(), "the association is deleted");
+            "deleted: the association, role and policy".into()
+        }
         Scenario::CreateVersioned => {
             let seen = wait("Validated", None).await;
             assert!(
@@ -601,6 +728,7 @@ async fn succeeded(
         // and the simulator's business (tests/allow_lists.rs), not the operator's policy.
         Scenario::KmsAlias => wait("BucketReady", None).await,
         Scenario::Create | Scenario::CrashAfterCreateBucket => wait("Ready", None).await,
+        Scenario::CreatePodIdentity => wait("Validated", Some("Validated")).await,
     }
 }
 
