@@ -176,12 +176,11 @@ async fn a_pod_identity_integration_is_ready_and_validated_through_eks_auth() {
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     assert!(
         requests.iter().any(|r| r.method == "HEAD"
-            && r.path == format!("/{bucket}")
-            && r.decisions.iter().any(|d| d.principal.contains(&format!(
-                "assumed-role/{}",
-                role_arn.rsplit('/').next().unwrap_or_default()
-            )))),
-        "the probe's HeadBucket was made with the role's session"
+            && r.is_for_bucket(&bucket)
+            && r.decisions
+                .iter()
+                .any(|d| d.principal == role_arn && d.result == "Allowed")),
+        "the probe's HeadBucket was made, and allowed, with the role's session"
     );
 
     // The Event says Pods must start after the association, and how to restart Milvus.

@@ -43,6 +43,10 @@ such as KMS, the signing access key, the HTTP status, and the authorization deci
 (`error`). Tests count writes and decisions from it, so
 "zero writes to that bucket" is the emulator's word, not the operator's own metrics.
 
+EKS Pod Identity: the five pod identity association operations of EKS and EKS Auth's
+AssumeRoleForPodIdentity are answered by a fake (tests/testbed/eks_pod_identity.py), routed by
+path before moto's own routes, with the same signature check, authorization and request log.
+
 Usage is that of `moto_server` (e.g. `moto_launcher.py -H 127.0.0.1 -p 5000`).
 """
 
@@ -54,6 +58,7 @@ from urllib.parse import parse_qsl, quote
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import authorization  # noqa: E402
+import eks_pod_identity  # noqa: E402
 import web_identity  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402
 from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
@@ -218,7 +223,16 @@ def wrap_application(log_path, insecure_port):
             entry["status"] = int(status.split(" ", 1)[0])
             return start_response(status, headers, exc_info)
 
-        result = dispatch(self, environ, respond)
+        fake = eks_pod_identity.handle(environ, body)
+        if fake is not None:
+            # EKS pod identity associations and EKS Auth: the fake in eks_pod_identity.py.
+            status, headers, payload, operation = fake
+            entry["action"] = operation
+            reasons = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+            respond(f"{status} {reasons.get(status, 'Error')}", headers + [("Content-Length", str(len(payload)))])
+            result = [payload]
+        else:
+            result = dispatch(self, environ, respond)
         entry["decisions"] = authorization.take_decisions()
         if entry.get("status", 500) >= 400:
             # An error body is small and complete: keep its error code in the log.
