@@ -30,6 +30,10 @@ The emulator's AssumeRoleWithWebIdentity fetches them from the apiserver (its ku
 in BUCKETWIRE_TESTBED_KUBECONFIG) and checks the token's signature, expiry and audience and the
 role's trust policy as STS does (tests/testbed/web_identity.py).
 
+EKS Pod Identity: EKS's pod identity association API and EKS Auth's AssumeRoleForPodIdentity
+are answered by a fake inside the moto launcher (eks_pod_identity.py), against the cluster seeded
+here and the apiserver's keys; its wire format is pinned by tests/eks_fake.rs with boto3.
+
 Runs with the project's virtual environment (it needs boto3, which moto brings).
 """
 
