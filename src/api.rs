@@ -82,6 +82,9 @@ const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket)
     validation = Rule::new(KMS_KEY_PARTITION_RULE)
         .message("bucket.encryption.kmsKeyArn must be in the partition of spec.region (aws, aws-cn or aws-us-gov)")
         .field_path(".bucket.encryption.kmsKeyArn"),
+    validation = Rule::new("!has(self.milvus) || !has(self.milvus.milvusRef) || !has(self.identity) || !has(self.identity.mode) || self.identity.mode != 'CrossAccount'")
+        .message("milvus.milvusRef needs a workload identity (IRSA or PodIdentity): with CrossAccount there is no Milvus in this cluster")
+        .field_path(".milvus.milvusRef"),
 )]
 pub struct BucketIntegrationSpec {
     /// Free text, used as the description of the IAM role and policy.
@@ -380,6 +383,22 @@ pub struct MilvusSpec {
     #[x_kube(validation = Rule::new("self == '' || self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
         .message("milvus.valuesConfigMap must be a valid ConfigMap name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"))]
     pub values_config_map: Option<String>,
+
+    /// A `Milvus` object (milvus.io/v1beta1, the Milvus Operator's) in this namespace whose
+    /// storage wiring bucketwire server-side applies, besides the values ConfigMap. Create it
+    /// with `spec.dependencies.storage.external: true`, or after this integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milvus_ref: Option<MilvusRef>,
+}
+
+/// A Milvus object in the integration's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MilvusRef {
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+        .message("milvus.milvusRef.name must be a valid Milvus object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"))]
+    pub name: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -431,6 +450,10 @@ pub struct BucketIntegrationStatus {
     pub service_account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values_config_map: Option<String>,
+    /// The Milvus object (in this namespace) whose storage fields bucketwire applied; they are
+    /// released when milvusRef changes or the integration is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milvus_object: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_validated: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -36,6 +36,35 @@ pub enum Error {
         manager: String,
     },
 
+    /// `spec.milvus.milvusRef` names a Milvus object that does not exist (yet).
+    #[error(
+        "Milvus {namespace}/{name} does not exist yet: create it (with spec.dependencies.storage.external: true, or after this integration is Ready) and bucketwire will wire its storage"
+    )]
+    MilvusNotFound { namespace: String, name: String },
+
+    /// No `milvus.io` API: the Milvus Operator is not installed.
+    #[error(
+        "spec.milvus.milvusRef names Milvus {namespace}/{name}, but the cluster has no milvuses.milvus.io API: install the Milvus Operator, or remove milvusRef and use the values ConfigMap"
+    )]
+    MilvusOperatorNotInstalled { namespace: String, name: String },
+
+    /// Another field manager (a GitOps tool, a person) owns a storage field of the Milvus object.
+    #[error(
+        "Milvus {namespace}/{name}: {fields} owned by {manager}; bucketwire does not force it. Remove the field from {manager}'s configuration (bucketwire sets it) or set it to the same value"
+    )]
+    MilvusFieldConflict {
+        namespace: String,
+        name: String,
+        manager: String,
+        fields: String,
+    },
+
+    /// The Milvus object already runs in-cluster MinIO: switching it to S3 would leave its data.
+    #[error(
+        "Milvus {namespace}/{name} already uses in-cluster MinIO (spec.dependencies.storage.inCluster, set by the Milvus Operator when it first saw the object without external storage); bucketwire does not switch storage under existing data. Migrate the data and recreate the Milvus with spec.dependencies.storage.external: true, or remove milvusRef"
+    )]
+    InClusterStorage { namespace: String, name: String },
+
     /// The spec names a KMS key the operator's `--allowed-kms-keys` does not allow.
     #[error(
         "bucket.encryption.kmsKeyArn {key} is not allowed: {detail}. Ask the platform team to add the key (or an alias of it) to the operator's --allowed-kms-keys, or use SSE-S3"
@@ -153,6 +182,10 @@ impl Error {
             Self::SettingConflict(_) => "SettingConflict",
             Self::ServiceAccountOwnedElsewhere { .. } => "ServiceAccountOwnedElsewhere",
             Self::IrsaAnnotationPresent { .. } => "IRSAAnnotationPresent",
+            Self::MilvusNotFound { .. } => "MilvusNotFound",
+            Self::MilvusOperatorNotInstalled { .. } => "MilvusOperatorNotInstalled",
+            Self::MilvusFieldConflict { .. } => "MilvusFieldConflict",
+            Self::InClusterStorage { .. } => "InClusterStorage",
             Self::KmsKeyNotAllowed { .. } => "KmsKeyNotAllowed",
             Self::TrustNotAllowed { .. } => "TrustNotAllowed",
             Self::BucketNotFound { .. } => "BucketNotFound",
@@ -179,7 +212,12 @@ impl Error {
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            Self::Throttled { .. } | Self::Aws { .. } | Self::Kube { .. } | Self::ValidationInterrupted(_)
+            Self::Throttled { .. }
+                | Self::Aws { .. }
+                | Self::Kube { .. }
+                | Self::ValidationInterrupted(_)
+                // The Milvus object is expected to appear (GitOps may apply it after us).
+                | Self::MilvusNotFound { .. }
         )
     }
 }

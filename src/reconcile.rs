@@ -25,7 +25,7 @@ use crate::naming::{self, Owner, Partition};
 use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
-use crate::steps::{Outcome, bucket, iam, kubernetes, pod_identity};
+use crate::steps::{Outcome, bucket, iam, kubernetes, milvus_operator, pod_identity};
 use crate::validate;
 use crate::{allow, documents};
 
@@ -281,17 +281,18 @@ struct Validated {
     transient: bool,
 }
 
-/// The step conditions, in order. Across accounts there is no ServiceAccount and no values.
-fn steps(bi: &BucketIntegration) -> &'static [&'static str] {
-    match bi.spec.identity.mode {
-        IdentityMode::Irsa => &[
+/// The step conditions, in order. Across accounts there is no ServiceAccount and no values;
+/// `MilvusReady` only when the integration targets a Milvus object.
+fn steps(bi: &BucketIntegration) -> Vec<&'static str> {
+    let mut steps = match bi.spec.identity.mode {
+        IdentityMode::Irsa => vec![
             "BucketReady",
             "PolicyReady",
             "RoleReady",
             "ServiceAccountReady",
             "ValuesReady",
         ],
-        IdentityMode::PodIdentity => &[
+        IdentityMode::PodIdentity => vec![
             "BucketReady",
             "PolicyReady",
             "RoleReady",
@@ -299,8 +300,23 @@ fn steps(bi: &BucketIntegration) -> &'static [&'static str] {
             "PodIdentityAssociationReady",
             "ValuesReady",
         ],
-        IdentityMode::CrossAccount => &["BucketReady", "PolicyReady", "RoleReady"],
+        IdentityMode::CrossAccount => return vec!["BucketReady", "PolicyReady", "RoleReady"],
+    };
+    if milvus_target(bi).is_some() {
+        steps.push("MilvusReady");
     }
+    steps
+}
+
+/// The Milvus object the integration wires, if any.
+fn milvus_target(bi: &BucketIntegration) -> Option<String> {
+    bi.spec
+        .milvus
+        .milvus_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .filter(|_| bi.spec.identity.mode != IdentityMode::CrossAccount)
 }
 
 /// What status already records about the integration's identity in AWS (bucket, adoption,
@@ -325,6 +341,7 @@ fn recorded_identity(bi: &BucketIntegration) -> BucketIntegrationStatus {
         external_id: status.external_id.clone(),
         service_account: status.service_account.clone(),
         values_config_map: status.values_config_map.clone(),
+        milvus_object: status.milvus_object.clone(),
         ..BucketIntegrationStatus::default()
     }
 }
@@ -649,6 +666,27 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         }
     }
 
+    // A Milvus object named before (or no longer named) gives back bucketwire's fields first.
+    let manager = kubernetes::service_account_manager(&r.name);
+    let target = milvus_target(bi);
+    if let Some(previous) = report.status.milvus_object.clone()
+        && target.as_deref() != Some(previous.as_str())
+    {
+        if let Some(message) =
+            milvus_operator::release(&ctx.client, &r.namespace, &previous, &manager).await?
+        {
+            info!("{message}");
+            publish(ctx, bi, "MilvusReady", EventType::Normal, "Released", &message).await;
+        }
+        report.status.milvus_object = None;
+        record_status(
+            bi,
+            ctx,
+            json!({"milvusObject": null}),
+            "forget the released Milvus object",
+        )
+        .await?;
+    }
     let Some(trust_anchor) = trust_anchor else {
         // Across accounts there is no ServiceAccount and no Helm values: the other account uses
         // the role. What can be validated from here is checked from here.
@@ -754,6 +792,31 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     )
     .await?;
     report.steps.push(("ValuesReady", Ok(outcome), ""));
+
+    // 5b. The Milvus Operator's Milvus object, when the integration names one: its storage
+    //     fields, by server-side apply as this integration (no force).
+    if let Some(target) = target {
+        if report.status.milvus_object.as_deref() != Some(target.as_str()) {
+            // Recorded before the first write, so a crash never leaves fields nobody releases.
+            record_status(
+                bi,
+                ctx,
+                json!({"milvusObject": target}),
+                "record the Milvus object",
+            )
+            .await?;
+            report.status.milvus_object = Some(target.clone());
+        }
+        let desired = milvus_operator::DesiredStorage {
+            bucket: r.bucket.clone(),
+            root_path: spec.bucket.root_path.clone(),
+            region: r.region.clone(),
+            service_account: r.service_account.clone(),
+        };
+        let outcome =
+            milvus_operator::reconcile(&ctx.client, &r.namespace, &target, &manager, &desired).await?;
+        report.steps.push(("MilvusReady", Ok(outcome), ""));
+    }
 
     // 6. Validate, as the Milvus ServiceAccount.
     report.validated = Some(if spec.validation.enabled {
@@ -1150,7 +1213,7 @@ async fn write_status(bi: &BucketIntegration, ctx: &Context, report: Report) -> 
     let mut conditions = vec![];
     let mut all_ready = true;
     let mut first_failure: Option<(String, String)> = None;
-    for &step in steps(bi) {
+    for step in steps(bi) {
         let found = report.steps.iter().find(|(name, _, _)| *name == step);
         let (status, reason, message) = match found {
             Some((_, Ok(outcome), _)) => ("True", outcome.reason.to_string(), outcome.message.clone()),
@@ -1547,6 +1610,19 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
         kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn)
             .await?,
     );
+
+    // The Milvus object's storage fields bucketwire applied: released, the object kept.
+    if let Some(milvus) = recorded.and_then(|s| s.milvus_object.clone()) {
+        done.extend(
+            milvus_operator::release(
+                &ctx.client,
+                &namespace,
+                &milvus,
+                &kubernetes::service_account_manager(&name),
+            )
+            .await?,
+        );
+    }
 
     let recorded_bucket = bi
         .status

@@ -293,18 +293,6 @@ const CASES: &[Case] = &[
         refused_as: None,
     },
     Case {
-        sid: "ResolveAllowedKeyAliases",
-        scenario: Scenario::KmsAlias,
-        // The allow-list check runs before the first step.
-        condition: "BucketReady",
-        status: "False",
-        reason: "AccessDenied",
-        action: "kms:DescribeKey",
-        operation: "DescribeKey",
-        resource: |n| format!("{} in us-east-2", n.alias),
-        refused_as: None,
-    },
-    Case {
         sid: "CreateTaggedPodIdentityAssociations",
         scenario: Scenario::CreatePodIdentity,
         // No association recorded yet: the ServiceAccount's is looked up first.
@@ -371,6 +359,18 @@ const CASES: &[Case] = &[
         action: "eks-auth:AssumeRoleForPodIdentity",
         operation: "AssumeRoleForPodIdentity",
         resource: |n| n.cluster_arn.clone(),
+        refused_as: None,
+    },
+    Case {
+        sid: "ResolveAllowedKeyAliases",
+        scenario: Scenario::KmsAlias,
+        // The allow-list check runs before the first step.
+        condition: "BucketReady",
+        status: "False",
+        reason: "AccessDenied",
+        action: "kms:DescribeKey",
+        operation: "DescribeKey",
+        resource: |n| format!("{} in us-east-2", n.alias),
         refused_as: None,
     },
 ];

@@ -5,6 +5,7 @@
 pub mod bucket;
 pub mod iam;
 pub mod kubernetes;
+pub mod milvus_operator;
 pub mod pod_identity;
 
 /// What a step did, as a condition reason and a human message.

@@ -80,12 +80,41 @@ impl TestBed {
 /// Installs the committed CRD (crds/bucketintegration.yaml) by server-side apply and waits
 /// until the apiserver reports it Established.
 pub async fn install_crd(client: &Client) {
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/bucketintegration.yaml"
-    ))
-    .expect("crds/bucketintegration.yaml reads");
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("the committed CRD parses");
+    apply_crd(
+        client,
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/bucketintegration.yaml"
+        )),
+    )
+    .await;
+}
+
+/// The workplace's upstream fixtures (the Milvus Helm chart, the Milvus Operator CRD), read in
+/// place: `$BUCKETWIRE_FIXTURES`, else `../shared/fixtures` beside the repository.
+pub fn fixture(path: &str) -> PathBuf {
+    let root = std::env::var_os("BUCKETWIRE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let full = root.join(path);
+    assert!(
+        full.exists(),
+        "upstream fixture {} is missing: set BUCKETWIRE_FIXTURES to the fixtures directory (../shared/fixtures beside the repository)",
+        full.display()
+    );
+    full
+}
+
+/// The Milvus Operator's CRD (zilliztech/milvus-operator v1.3.8, the fixture, unchanged).
+pub async fn install_milvus_crd(client: &Client) {
+    apply_crd(client, &fixture("milvus-operator/milvus.io_milvuses.yaml")).await;
+}
+
+/// Server-side applies a CRD (a large one exceeds client-side apply's annotation limit) and
+/// waits until it is Established.
+pub async fn apply_crd(client: &Client, path: &std::path::Path) {
+    let yaml = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("the CRD parses");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().expect("the CRD has a name");
     api.patch(

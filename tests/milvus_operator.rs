@@ -1,0 +1,361 @@
+//! The Milvus Operator as a target (`spec.milvus.milvusRef`), against the real upstream CRD
+//! (../shared/fixtures/milvus-operator: zilliztech/milvus-operator v1.3.8, unchanged, installed on
+//! the test apiserver by server-side apply). The Milvus Operator's controller and webhook are not
+//! available here (their module is not served): where the tests need them, the tests play their
+//! part and say so — a "GitOps tool" is a server-side apply with its own field manager, and the
+//! Milvus Operator's defaulting of a non-external storage is written the way its webhook writes it.
+
+mod common;
+
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use bucketwire::api::BucketIntegration;
+use bucketwire::steps::milvus_operator::milvus_resource;
+use common::integration::{condition, create, ready_status, wait_condition};
+use common::operator::Operator;
+use common::{install_milvus_crd, setup, wait_for};
+
+const GITOPS: &str = "argocd-controller";
+
+fn milvuses(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &milvus_resource())
+}
+
+/// A Milvus object as a GitOps tool applies it (its own field manager), with fields of its own.
+async fn gitops_apply(client: &Client, ns: &str, name: &str, spec: Value) -> DynamicObject {
+    let object = json!({
+        "apiVersion": "milvus.io/v1beta1",
+        "kind": "Milvus",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    });
+    milvuses(client, ns)
+        .patch(name, &PatchParams::apply(GITOPS), &Patch::Apply(&object))
+        .await
+        .expect("the GitOps tool's apply")
+}
+
+async fn spec_of(client: &Client, ns: &str, name: &str) -> Value {
+    let object = milvuses(client, ns).get(name).await.expect("Milvus");
+    object.data["spec"].clone()
+}
+
+/// The fields (paths) a manager owns in the object, from its managedFields.
+async fn owned_by(client: &Client, ns: &str, name: &str, manager: &str) -> Vec<String> {
+    let object = milvuses(client, ns).get(name).await.expect("Milvus");
+    let mut paths = vec![];
+    for entry in object.metadata.managed_fields.unwrap_or_default() {
+        if entry.manager.as_deref() != Some(manager) {
+            continue;
+        }
+        if let Some(fields) = entry.fields_v1 {
+            collect(&fields.0, String::new(), &mut paths);
+        }
+    }
+    paths.sort();
+    paths
+}
+
+fn collect(fields: &Value, prefix: String, out: &mut Vec<String>) {
+    let Some(map) = fields.as_object() else { return };
+    for (key, value) in map {
+        if key == "." {
+            continue;
+        }
+        let path = format!("{prefix}.{}", key.trim_start_matches("f:"));
+        if value.as_object().is_some_and(|m| m.keys().all(|k| k == ".")) {
+            out.push(path);
+        } else {
+            collect(value, path, out);
+        }
+    }
+}
+
+fn user_spec() -> Value {
+    json!({
+        "mode": "standalone",
+        "components": {"image": "milvusdb/milvus:v2.6.0"},
+        "dependencies": {"storage": {"external": true}},
+        "config": {"milvus": {"log": {"level": "info"}}},
+    })
+}
+
+#[tokio::test]
+async fn a_milvus_object_is_wired_ready_and_validated_and_released_on_deletion() {
+    let (bed, client, ns) = setup("milvuscr").await;
+    install_milvus_crd(&client).await;
+    // The safe GitOps order's second form: the Milvus object created with external storage.
+    gitops_apply(&client, &ns, "my-milvus", user_spec()).await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"region": "us-east-2", "milvus": {"milvusRef": {"name": "my-milvus"}}}),
+    )
+    .await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    assert_eq!(status.milvus_object.as_deref(), Some("my-milvus"));
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let validated = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Validated")
+        .expect("Validated");
+    assert_eq!(validated.status, "True");
+
+    let spec = spec_of(&client, &ns, "my-milvus").await;
+    assert_eq!(
+        spec["dependencies"]["storage"],
+        json!({"external": true, "type": "S3", "endpoint": "s3.us-east-2.amazonaws.com:443", "secretRef": ""})
+    );
+    assert_eq!(
+        spec["config"]["minio"],
+        json!({"bucketName": bucket, "rootPath": "files", "useSSL": true, "useIAM": true,
+               "cloudProvider": "aws", "region": "us-east-2"})
+    );
+    assert_eq!(spec["components"]["serviceAccountName"], "milvus");
+    // The user's fields are untouched.
+    assert_eq!(spec["mode"], "standalone");
+    assert_eq!(spec["components"]["image"], "milvusdb/milvus:v2.6.0");
+    assert_eq!(spec["config"]["milvus"]["log"]["level"], "info");
+
+    // bucketwire's manager owns exactly its fields (external is shared with the GitOps tool,
+    // which set the same value).
+    let ours = owned_by(&client, &ns, "my-milvus", "bucketwire/milvus").await;
+    assert_eq!(
+        ours,
+        vec![
+            ".spec.components.serviceAccountName",
+            ".spec.config.minio.bucketName",
+            ".spec.config.minio.cloudProvider",
+            ".spec.config.minio.region",
+            ".spec.config.minio.rootPath",
+            ".spec.config.minio.useIAM",
+            ".spec.config.minio.useSSL",
+            ".spec.dependencies.storage.endpoint",
+            ".spec.dependencies.storage.external",
+            ".spec.dependencies.storage.secretRef",
+            ".spec.dependencies.storage.type",
+        ]
+    );
+    assert!(
+        !ours
+            .iter()
+            .any(|f| f.ends_with("minio.address") || f.ends_with("minio.port")),
+        "never address/port"
+    );
+
+    // A resync writes nothing: the object's resourceVersion holds.
+    let before = milvuses(&client, &ns)
+        .get("my-milvus")
+        .await
+        .expect("Milvus")
+        .resource_version();
+    common::operator::unchanged_for("the Milvus object", Duration::from_secs(5), || async {
+        milvuses(&client, &ns)
+            .get("my-milvus")
+            .await
+            .ok()
+            .and_then(|o| o.resource_version())
+    })
+    .await;
+    assert_eq!(
+        milvuses(&client, &ns)
+            .get("my-milvus")
+            .await
+            .expect("Milvus")
+            .resource_version(),
+        before
+    );
+
+    // Deleting the integration releases exactly bucketwire's fields.
+    Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+        .delete("milvus", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for("the integration to be gone", Duration::from_secs(60), || async {
+        Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+            .get_opt("milvus")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        owned_by(&client, &ns, "my-milvus", "bucketwire/milvus")
+            .await
+            .is_empty()
+    );
+    let spec = spec_of(&client, &ns, "my-milvus").await;
+    assert_eq!(spec["config"]["minio"], Value::Null, "{spec}");
+    assert_eq!(spec["components"]["serviceAccountName"], Value::Null, "{spec}");
+    assert_eq!(
+        spec["dependencies"]["storage"]["external"], true,
+        "the GitOps tool's own value stays"
+    );
+    assert_eq!(spec["mode"], "standalone");
+    assert_eq!(spec["config"]["milvus"]["log"]["level"], "info");
+}
+
+#[tokio::test]
+async fn a_field_owned_by_gitops_is_a_conflict_not_a_fight_and_in_cluster_minio_is_never_switched() {
+    let (bed, client, ns) = setup("milvusconf").await;
+    install_milvus_crd(&client).await;
+    let operator = Operator::start(&bed, &ns, &[]);
+
+    // The GitOps tool owns bucketName with another value.
+    let mut spec = user_spec();
+    spec["config"]["minio"] = json!({"bucketName": "someone-elses-bucket"});
+    gitops_apply(&client, &ns, "owned", spec).await;
+    create(
+        &client,
+        &ns,
+        "conflict",
+        json!({"region": "us-east-2", "milvus": {"milvusRef": {"name": "owned"}}}),
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "conflict",
+        "MilvusReady",
+        "False",
+        Some("MilvusFieldConflict"),
+        &operator,
+    )
+    .await;
+    let message = condition(&bi, "MilvusReady").expect("MilvusReady").message;
+    assert!(
+        message.contains(".spec.config.minio.bucketName") && message.contains(GITOPS),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&bi, "Ready").map(|c| (c.status, c.reason)),
+        Some(("False".to_string(), "MilvusFieldConflict".to_string()))
+    );
+    assert_eq!(
+        spec_of(&client, &ns, "owned").await["config"]["minio"]["bucketName"],
+        "someone-elses-bucket",
+        "nothing forced"
+    );
+
+    // A Milvus the Milvus Operator already set up with in-cluster MinIO (its defaulting webhook,
+    // played here, gives a non-external storage an inCluster section and the MinIO endpoint).
+    gitops_apply(
+        &client,
+        &ns,
+        "minio",
+        json!({"mode": "standalone", "dependencies": {"storage": {"external": false,
+            "endpoint": format!("minio-minio.{ns}:9000"),
+            "inCluster": {"deletionPolicy": "Retain", "values": {"mode": "standalone"}}}}}),
+    )
+    .await;
+    let before = milvuses(&client, &ns)
+        .get("minio")
+        .await
+        .expect("Milvus")
+        .resource_version();
+    create(
+        &client,
+        &ns,
+        "incluster",
+        json!({"region": "us-east-2", "milvus": {"milvusRef": {"name": "minio"}}}),
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "incluster",
+        "MilvusReady",
+        "False",
+        Some("InClusterStorage"),
+        &operator,
+    )
+    .await;
+    let message = condition(&bi, "MilvusReady").expect("MilvusReady").message;
+    assert!(message.contains("in-cluster MinIO"), "{message}");
+    assert_eq!(
+        milvuses(&client, &ns)
+            .get("minio")
+            .await
+            .expect("Milvus")
+            .resource_version(),
+        before,
+        "nothing written to a Milvus with in-cluster storage"
+    );
+}
+
+#[tokio::test]
+async fn the_integration_first_then_the_milvus_object_and_retargeting_releases_the_old_one() {
+    let (bed, client, ns) = setup("milvusorder").await;
+    install_milvus_crd(&client).await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    // The safe GitOps order's first form: the integration before the Milvus object.
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"region": "us-east-2", "milvus": {"milvusRef": {"name": "first"}}}),
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "MilvusReady",
+        "False",
+        Some("MilvusNotFound"),
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&bi, "MilvusReady")
+            .expect("MilvusReady")
+            .message
+            .contains("does not exist yet")
+    );
+    gitops_apply(&client, &ns, "first", user_spec()).await;
+    ready_status(&client, &ns, "milvus", &operator).await;
+    assert_eq!(
+        spec_of(&client, &ns, "first").await["components"]["serviceAccountName"],
+        "milvus"
+    );
+
+    // Retarget: the first Milvus gets its fields back, the second one is wired.
+    gitops_apply(&client, &ns, "second", user_spec()).await;
+    Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+        .patch(
+            "milvus",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"milvus": {"milvusRef": {"name": "second"}}}})),
+        )
+        .await
+        .expect("retargeted");
+    wait_for("the second Milvus wired", Duration::from_secs(30), || async {
+        let spec = spec_of(&client, &ns, "second").await;
+        (spec["components"]["serviceAccountName"] == "milvus").then_some(())
+    })
+    .await;
+    wait_for("the first Milvus released", Duration::from_secs(30), || async {
+        owned_by(&client, &ns, "first", "bucketwire/milvus")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        spec_of(&client, &ns, "first").await["config"]["minio"],
+        Value::Null
+    );
+    let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+        .get("milvus")
+        .await
+        .expect("integration");
+    assert_eq!(bi.status.and_then(|s| s.milvus_object).as_deref(), Some("second"));
+}
