@@ -65,6 +65,12 @@ pub enum Error {
     )]
     InClusterStorage { namespace: String, name: String },
 
+    /// The store accepted a conditional write (`If-None-Match: *`) over an existing object.
+    #[error(
+        "s3://{bucket}/{key}: a second PutObject with If-None-Match: * was accepted over the existing object; Milvus 2.6's Woodpecker message queue needs conditional writes (S3 refuses it with 412 PreconditionFailed), and its startup self-test would fail"
+    )]
+    ConditionalWritesUnsupported { bucket: String, key: String },
+
     /// The spec names a KMS key the operator's `--allowed-kms-keys` does not allow.
     #[error(
         "bucket.encryption.kmsKeyArn {key} is not allowed: {detail}. Ask the platform team to add the key (or an alias of it) to the operator's --allowed-kms-keys, or use SSE-S3"
@@ -186,6 +192,7 @@ impl Error {
             Self::MilvusOperatorNotInstalled { .. } => "MilvusOperatorNotInstalled",
             Self::MilvusFieldConflict { .. } => "MilvusFieldConflict",
             Self::InClusterStorage { .. } => "InClusterStorage",
+            Self::ConditionalWritesUnsupported { .. } => "ConditionalWritesUnsupported",
             Self::KmsKeyNotAllowed { .. } => "KmsKeyNotAllowed",
             Self::TrustNotAllowed { .. } => "TrustNotAllowed",
             Self::BucketNotFound { .. } => "BucketNotFound",

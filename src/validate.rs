@@ -126,8 +126,10 @@ impl Report {
     /// One sentence for the Validated condition when everything passed.
     pub fn summary(&self, target: &Target) -> String {
         let ops = match target.access {
-            Access::ReadWrite => "put/get/list/delete",
-            Access::ReadOnly => "get/list",
+            Access::ReadWrite => {
+                "put, get, ranged get, list, multipart upload, conditional write (If-None-Match) and delete"
+            }
+            Access::ReadOnly => "get and list",
         };
         if let Some(why) = &self.statically {
             return format!(
@@ -653,9 +655,34 @@ pub fn refused_to_operator(failure: &AwsFailure) -> bool {
     failure.is_access_denied() && failure.message.contains("eks-auth:AssumeRoleForPodIdentity")
 }
 
-/// Put (ReadWrite), get, list and delete (ReadWrite) of the probe object as the workload, each
-/// passed into `report`; stops at the first failure and returns it. `made` records the versions
-/// the put and the delete made.
+/// The probe's keys, all under `<rootPath>/.bucketwire-validation/`: the object Milvus-style
+/// put/get/list/delete use, the multipart upload's, and the conditional write's.
+pub fn probe_keys(key: &str) -> [String; 3] {
+    [
+        key.to_string(),
+        format!("{key}.multipart"),
+        format!("{key}.conditional"),
+    ]
+}
+
+/// The multipart upload's first part: S3's minimum part size (every part but the last must
+/// be at least 5 MiB). Zeros, in the binary's zero-initialized data: no allocation per probe.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+static FIRST_PART: [u8; PART_SIZE] = [0; PART_SIZE];
+/// The last part (may be smaller).
+const LAST_PART: &[u8] = b"bucketwire validation probe: the last part of a multipart upload\n";
+
+fn probe_error(target: &Target, operation: Operation, key: &str, failure: AwsFailure) -> Error {
+    let call = Call::new(operation, s3_arn(&target.region, &target.bucket, key));
+    probe_failure(call, &target.bucket, failure)
+}
+
+/// What Milvus 2.6's storage client and its Woodpecker message queue do in their first minute,
+/// as the workload, each passed into `report`: a put, a get and a ranged get (ReadOnly: a get),
+/// a list, a multipart upload (two parts, completed, its size read back), a conditional write
+/// (`If-None-Match: *`: the first is accepted, a second over it must be refused with 412, as
+/// Woodpecker's startup self-test requires), and deletes. Stops at the first failure and returns
+/// it. `made` records every object version and delete marker made (versioned buckets).
 async fn object_operations(
     s3: &aws_sdk_s3::Client,
     target: &Target,
@@ -665,14 +692,20 @@ async fn object_operations(
     made: &mut ProbeVersions,
 ) -> Result<(), (&'static str, Error)> {
     let bucket = &target.bucket;
+    let body = format!("bucketwire validation probe for {subject}\n");
     if target.access == Access::ReadWrite {
-        let body = ByteStream::from(format!("bucketwire validation probe for {subject}\n").into_bytes());
-        match s3.put_object().bucket(bucket).key(key).body(body).send().await {
-            Ok(out) => made.object = out.version_id().map(str::to_string),
+        match s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.clone().into_bytes()))
+            .send()
+            .await
+        {
+            Ok(out) => made.record(key, out.version_id()),
             Err(err) => {
-                let failure = AwsFailure::from_sdk(&err);
-                let call = Call::new(Operation::PutObject, s3_arn(&target.region, bucket, key));
-                return Err(("put", probe_failure(call, bucket, failure)));
+                let error = probe_error(target, Operation::PutObject, key, AwsFailure::from_sdk(&err));
+                return Err(("put", error));
             }
         }
         report.pass("put", format!("PutObject s3://{bucket}/{key}"));
@@ -691,8 +724,57 @@ async fn object_operations(
                     format!("GetObject s3://{bucket}/{key} allowed (no such key)"),
                 );
             } else {
-                let call = Call::new(Operation::GetObject, s3_arn(&target.region, bucket, key));
-                return Err(("get", probe_failure(call, bucket, failure)));
+                return Err(("get", probe_error(target, Operation::GetObject, key, failure)));
+            }
+        }
+    }
+    if target.access == Access::ReadWrite {
+        // Milvus reads segments and indexes in ranges.
+        let wanted = &body.as_bytes()[..9];
+        match s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range("bytes=0-8")
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let ranged = out.content_range().map(str::to_string);
+                let got = out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| {
+                    let failure = AwsFailure {
+                        code: None,
+                        status: None,
+                        message: format!("reading the ranged body: {e}"),
+                    };
+                    (
+                        "ranged-get",
+                        probe_error(target, Operation::GetObject, key, failure),
+                    )
+                })?;
+                if got.as_ref() != wanted {
+                    let failure = AwsFailure {
+                        code: Some("RangeNotHonoured".into()),
+                        status: Some(200),
+                        message: format!(
+                            "asked for bytes 0-8, got {} bytes{}",
+                            got.len(),
+                            ranged.map(|r| format!(" ({r})")).unwrap_or_default()
+                        ),
+                    };
+                    return Err((
+                        "ranged-get",
+                        probe_error(target, Operation::GetObject, key, failure),
+                    ));
+                }
+                report.pass(
+                    "ranged-get",
+                    format!("GetObject s3://{bucket}/{key} Range bytes=0-8"),
+                );
+            }
+            Err(err) => {
+                let error = probe_error(target, Operation::GetObject, key, AwsFailure::from_sdk(&err));
+                return Err(("ranged-get", error));
             }
         }
     }
@@ -707,70 +789,286 @@ async fn object_operations(
     {
         Ok(_) => report.pass("list", format!("ListObjectsV2 s3://{bucket}/{prefix}")),
         Err(err) => {
-            let failure = AwsFailure::from_sdk(&err);
             let call = Call::new(Operation::ListObjectsV2, s3_arn(&target.region, bucket, ""));
-            return Err(("list", probe_failure(call, bucket, failure)));
+            return Err(("list", probe_failure(call, bucket, AwsFailure::from_sdk(&err))));
         }
     }
-    if target.access == Access::ReadWrite {
-        match s3.delete_object().bucket(bucket).key(key).send().await {
+    if target.access == Access::ReadOnly {
+        return Ok(());
+    }
+    let [_, multipart_key, conditional_key] = probe_keys(key);
+    multipart_upload(s3, target, &multipart_key, report, made).await?;
+    conditional_write(s3, target, &conditional_key, report, made).await?;
+    for delete_key in [key, multipart_key.as_str(), conditional_key.as_str()] {
+        match s3.delete_object().bucket(bucket).key(delete_key).send().await {
             Ok(out) => {
                 if out.delete_marker() == Some(true) {
-                    made.delete_marker = out.version_id().map(str::to_string);
+                    made.record(delete_key, out.version_id());
                 }
             }
             Err(err) => {
-                let failure = AwsFailure::from_sdk(&err);
-                let call = Call::new(Operation::DeleteObject, s3_arn(&target.region, bucket, key));
-                return Err(("delete", probe_failure(call, bucket, failure)));
+                let error = probe_error(
+                    target,
+                    Operation::DeleteObject,
+                    delete_key,
+                    AwsFailure::from_sdk(&err),
+                );
+                return Err(("delete", error));
             }
         }
-        report.pass("delete", format!("DeleteObject s3://{bucket}/{key}"));
-        crate::failpoint::crash_point("after-probe-delete");
     }
+    report.pass(
+        "delete",
+        format!("DeleteObject of the probe's 3 objects under s3://{bucket}/{key}"),
+    );
+    crate::failpoint::crash_point("after-probe-delete");
     Ok(())
 }
 
-/// The object versions one probe made: on an unversioned bucket both are `None`.
+/// CreateMultipartUpload, two UploadParts (5 MiB and a short last part), CompleteMultipartUpload,
+/// then HeadObject to read the size back. On a failure after the create, the upload is aborted
+/// (the workload's role may: Milvus needs s3:AbortMultipartUpload too).
+async fn multipart_upload(
+    s3: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    report: &mut Report,
+    made: &mut ProbeVersions,
+) -> Result<(), (&'static str, Error)> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let bucket = &target.bucket;
+    let created = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|err| {
+            let error = probe_error(
+                target,
+                Operation::CreateMultipartUpload,
+                key,
+                AwsFailure::from_sdk(&err),
+            );
+            ("multipart", error)
+        })?;
+    let upload_id = created.upload_id().unwrap_or_default().to_string();
+    let parts: [&'static [u8]; 2] = [&FIRST_PART, LAST_PART];
+    let mut completed = vec![];
+    let mut failure = None;
+    for (number, part) in (1..).zip(parts) {
+        match s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from_static(part))
+            .send()
+            .await
+        {
+            Ok(out) => completed.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .build(),
+            ),
+            Err(err) => {
+                failure = Some(probe_error(
+                    target,
+                    Operation::UploadPart,
+                    key,
+                    AwsFailure::from_sdk(&err),
+                ));
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        match s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await
+        {
+            Ok(out) => made.record(key, out.version_id()),
+            Err(err) => {
+                failure = Some(probe_error(
+                    target,
+                    Operation::CompleteMultipartUpload,
+                    key,
+                    AwsFailure::from_sdk(&err),
+                ));
+            }
+        }
+    }
+    if let Some(error) = failure {
+        // Best effort: an upload left behind is listed and aborted by the operator when the
+        // bucket is deleted.
+        let _ = s3
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .send()
+            .await;
+        return Err(("multipart", error));
+    }
+    let size = PART_SIZE + LAST_PART.len();
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(out) if out.content_length() == Some(size as i64) => {}
+        Ok(out) => {
+            let failure = AwsFailure {
+                code: Some("MultipartSizeMismatch".into()),
+                status: Some(200),
+                message: format!(
+                    "the completed upload has {:?} bytes, not {size}",
+                    out.content_length()
+                ),
+            };
+            return Err((
+                "multipart",
+                probe_error(target, Operation::GetObject, key, failure),
+            ));
+        }
+        Err(err) => {
+            let error = probe_error(target, Operation::GetObject, key, AwsFailure::from_sdk(&err));
+            return Err(("multipart", error));
+        }
+    }
+    report.pass(
+        "multipart",
+        format!(
+            "CreateMultipartUpload, UploadPart x2 ({size} bytes), CompleteMultipartUpload s3://{bucket}/{key}"
+        ),
+    );
+    Ok(())
+}
+
+/// PutObject with `If-None-Match: *` twice on the same key: the first must succeed, the second
+/// be refused with 412 PreconditionFailed. A store that accepts the second cannot give
+/// Woodpecker the conditional writes its startup self-test checks.
+async fn conditional_write(
+    s3: &aws_sdk_s3::Client,
+    target: &Target,
+    key: &str,
+    report: &mut Report,
+    made: &mut ProbeVersions,
+) -> Result<(), (&'static str, Error)> {
+    let bucket = &target.bucket;
+    let put = || {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from_static(b"bucketwire conditional write probe\n"))
+            .send()
+    };
+    let mut first = put().await;
+    if let Err(err) = &first
+        && AwsFailure::from_sdk(err).status == Some(412)
+    {
+        // Left by an interrupted probe (the key is this integration's): remove it, once.
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                let error = probe_error(target, Operation::DeleteObject, key, AwsFailure::from_sdk(&e));
+                ("conditional-write", error)
+            })
+            .map(|out| {
+                if out.delete_marker() == Some(true) {
+                    made.record(key, out.version_id());
+                }
+            })?;
+        first = put().await;
+    }
+    match first {
+        Ok(out) => made.record(key, out.version_id()),
+        Err(err) => {
+            let error = probe_error(target, Operation::PutObject, key, AwsFailure::from_sdk(&err));
+            return Err(("conditional-write", error));
+        }
+    }
+    match put().await {
+        Err(err) if AwsFailure::from_sdk(&err).status == Some(412) => {}
+        Err(err) => {
+            let error = probe_error(target, Operation::PutObject, key, AwsFailure::from_sdk(&err));
+            return Err(("conditional-write", error));
+        }
+        Ok(out) => {
+            made.record(key, out.version_id());
+            return Err((
+                "conditional-write",
+                Error::ConditionalWritesUnsupported {
+                    bucket: bucket.clone(),
+                    key: key.to_string(),
+                },
+            ));
+        }
+    }
+    report.pass(
+        "conditional-write",
+        format!(
+            "PutObject If-None-Match: * s3://{bucket}/{key} accepted, and refused (412) over the existing object"
+        ),
+    );
+    Ok(())
+}
+
+/// The object versions and delete markers one probe made, by key: empty on an unversioned bucket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeVersions {
-    /// The PutObject's VersionId.
-    pub object: Option<String>,
-    /// The DeleteObject's delete marker, when it made one.
-    pub delete_marker: Option<String>,
+    pub made: Vec<(String, String)>,
 }
 
 impl ProbeVersions {
+    /// Records the version a write answered with (none on an unversioned bucket).
+    pub fn record(&mut self, key: &str, version: Option<&str>) {
+        if let Some(version) = version {
+            self.made.push((key.to_string(), version.to_string()));
+        }
+    }
+
     /// Whether the bucket kept versions of the probe (versioning enabled, or suspended: a
     /// suspended bucket still answers the delete with a `null` delete marker).
     pub fn versioned(&self) -> bool {
-        self.object.is_some() || self.delete_marker.is_some()
+        !self.made.is_empty()
     }
 }
 
-/// Pure: which version ids of the probe key to delete, given what a listing under the key
-/// found ((key, version id) of object versions and delete markers alike) and what this probe
-/// made. Every version of exactly the probe key goes: this probe's own, and any an interrupted
-/// probe left (same key, as the key is the integration's). Keys that merely start with the
-/// probe key are someone else's and stay. This probe's own ids go even if the listing missed
-/// them.
-pub fn probe_versions_to_delete(key: &str, listed: &[(String, String)], made: &ProbeVersions) -> Vec<String> {
-    let mut ids: Vec<String> = listed
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.clone())
-        .collect();
-    for own in [&made.object, &made.delete_marker].into_iter().flatten() {
-        if !ids.contains(own) {
-            ids.push(own.clone());
+/// Pure: which (key, version id) to delete, given what a listing under the probe key found
+/// ((key, version id) of object versions and delete markers alike) and what this probe made.
+/// Every version of exactly the probe's keys goes: this probe's own, and any an interrupted
+/// probe left (same keys, as they are the integration's). Other keys that merely start with the
+/// probe key are someone else's and stay. This probe's own go even if the listing missed them.
+pub fn probe_versions_to_delete(
+    key: &str,
+    listed: &[(String, String)],
+    made: &ProbeVersions,
+) -> Vec<(String, String)> {
+    let keys = probe_keys(key);
+    let mut out: Vec<(String, String)> = listed.iter().filter(|(k, _)| keys.contains(k)).cloned().collect();
+    for own in &made.made {
+        if !out.contains(own) {
+            out.push(own.clone());
         }
     }
-    ids
+    out
 }
 
-/// Deletes, with the operator's credentials (`s3`), every version of the probe key: what
+/// Deletes, with the operator's credentials (`s3`), every version of the probe's keys: what
 /// [`probe_versions_to_delete`] picks from one ListObjectVersions page under the key. Returns
-/// how many were deleted, or what went wrong (the next validation tries again: the key is
+/// how many were deleted, or what went wrong (the next validation tries again: the keys are
 /// the same).
 async fn remove_probe_versions(
     s3: &aws_sdk_s3::Client,
@@ -803,17 +1101,20 @@ async fn remove_probe_versions(
                 .filter_map(|m| Some((m.key()?.to_string(), m.version_id()?.to_string()))),
         )
         .collect();
-    let ids = probe_versions_to_delete(key, &listed, made);
-    for id in &ids {
+    let versions = probe_versions_to_delete(key, &listed, made);
+    for (version_key, id) in &versions {
         if let Err(e) = s3
             .delete_object()
             .bucket(bucket)
-            .key(key)
+            .key(version_key)
             .version_id(id)
             .send()
             .await
         {
-            let call = Call::new(Operation::DeleteObjectVersion, s3_arn(&region, bucket, key));
+            let call = Call::new(
+                Operation::DeleteObjectVersion,
+                s3_arn(&region, bucket, version_key),
+            );
             return Err(format!(
                 "as the operator, {} (version {id}); the operator's policy grants it on \
                  */.bucketwire-validation/* keys (deploy/iam/operator-policy.json); the next validation tries again",
@@ -821,7 +1122,7 @@ async fn remove_probe_versions(
             ));
         }
     }
-    Ok(ids.len())
+    Ok(versions.len())
 }
 
 /// HeadBucket with the workload's credentials, as Milvus's client starts: the bucket exists,
@@ -1374,33 +1675,49 @@ mod tests {
     }
 
     #[test]
-    fn the_cleanup_deletes_every_version_of_exactly_the_probe_key() {
+    fn the_cleanup_deletes_every_version_of_exactly_the_probe_keys() {
         let key = "files/.bucketwire-validation/uid-1";
-        let made = ProbeVersions {
-            object: Some("v2".into()),
-            delete_marker: Some("m2".into()),
-        };
+        let mut made = ProbeVersions::default();
+        made.record(key, Some("v2"));
+        made.record(&format!("{key}.multipart"), Some("mp"));
+        made.record(key, Some("m2"));
+        made.record(key, None); // an unversioned answer records nothing
+        let v = |k: &str, id: &str| (k.to_string(), id.to_string());
         let listed = [
-            (key.to_string(), "v1".to_string()), // left by an interrupted probe
-            (key.to_string(), "v2".to_string()),
-            (key.to_string(), "m2".to_string()),
-            (format!("{key}0"), "x".to_string()), // another key with the same start
+            v(key, "v1"), // left by an interrupted probe
+            v(key, "v2"),
+            v(key, "m2"),
+            v(&format!("{key}.conditional"), "c1"),
+            v(&format!("{key}0"), "x"), // another key with the same start
+            v(&format!("{key}.multipart.other"), "y"),
         ];
-        let mut ids = probe_versions_to_delete(key, &listed, &made);
-        ids.sort();
-        assert_eq!(ids, ["m2", "v1", "v2"]);
+        let mut found = probe_versions_to_delete(key, &listed, &made);
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                v(key, "m2"),
+                v(key, "v1"),
+                v(key, "v2"),
+                v(&format!("{key}.conditional"), "c1"),
+                v(&format!("{key}.multipart"), "mp"),
+            ]
+        );
         // The probe's own versions go even when the listing does not show them.
-        assert_eq!(probe_versions_to_delete(key, &[], &made), ["v2", "m2"]);
+        assert_eq!(
+            probe_versions_to_delete(key, &[], &made),
+            [v(key, "v2"), v(&format!("{key}.multipart"), "mp"), v(key, "m2")]
+        );
     }
 
     #[test]
     fn only_a_bucket_that_kept_versions_needs_a_cleanup() {
-        assert!(!ProbeVersions::default().versioned());
-        let suspended = ProbeVersions {
-            object: None,
-            delete_marker: Some("null".into()),
-        };
-        assert!(suspended.versioned());
+        let mut made = ProbeVersions::default();
+        made.record("k", None);
+        assert!(!made.versioned());
+        // Suspended versioning still answers a delete with a `null` delete marker.
+        made.record("k", Some("null"));
+        assert!(made.versioned());
     }
 
     #[test]

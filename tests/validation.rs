@@ -888,3 +888,156 @@ async fn a_probe_that_fails_after_its_put_still_removes_its_version() {
     let left = all_versions(&aws::s3(&bed, "us-east-2").await, &bucket).await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// The probe does what Milvus 2.6's storage client and Woodpecker do in their first minute, as
+/// the workload, and leaves nothing behind: HeadBucket, put, get and a ranged get, list, a
+/// two-part multipart upload, a conditional write accepted and one refused with 412, deletes.
+#[tokio::test]
+async fn the_probe_replays_milvus_first_minute_as_the_workload_and_leaves_nothing() {
+    let (bed, client, ns) = setup("milvusprobe").await;
+    let mark = aws::request_log_mark(&bed);
+    let operator = Operator::start(&bed, &ns, &[]);
+    let bi = create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let key = format!("files/.bucketwire-validation/{}", bi.uid().expect("uid"));
+    let validated = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Validated")
+        .expect("Validated");
+    assert!(
+        validated
+            .message
+            .contains("ranged get, list, multipart upload, conditional write (If-None-Match)"),
+        "{}",
+        validated.message
+    );
+
+    // The emulator's word: the first validation's calls, signed by the workload's session.
+    let operator_key = bed.var("BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID");
+    let requests: Vec<EmulatorRequest> = aws::emulator_requests_since(&bed, mark)
+        .into_iter()
+        .filter(|r| by_workload(r, operator_key) && r.is_for_bucket(&bucket))
+        .collect();
+    let first_session = requests.first().expect("workload requests").access_key.clone();
+    let calls: Vec<(String, String, String, u16)> = requests
+        .iter()
+        .filter(|r| r.access_key == first_session)
+        .map(|r| {
+            let object = r
+                .path
+                .strip_prefix(&format!("/{bucket}/"))
+                .unwrap_or_default()
+                .to_string();
+            // The query's parameter names only (upload ids and part numbers vary; `x-id` is
+            // the SDK's operation name).
+            let mut names: Vec<&str> = r
+                .query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.split('=').next().unwrap_or_default())
+                .filter(|name| *name != "x-id")
+                .collect();
+            names.sort_unstable();
+            (r.method.clone(), object, names.join("&"), r.status)
+        })
+        .collect();
+    let at = |method: &str, object: &str, query: &str, status: u16| {
+        (method.to_string(), object.to_string(), query.to_string(), status)
+    };
+    let multipart = format!("{key}.multipart");
+    let conditional = format!("{key}.conditional");
+    let expected = vec![
+        at("HEAD", "", "", 200),
+        at("GET", "", "location", 200),
+        at("PUT", &key, "", 200),
+        at("GET", &key, "", 200),
+        at("GET", &key, "", 206), // the ranged get
+        at("GET", "", "list-type&max-keys&prefix", 200),
+        at("POST", &multipart, "uploads", 200),
+        at("PUT", &multipart, "partNumber&uploadId", 200),
+        at("PUT", &multipart, "partNumber&uploadId", 200),
+        at("POST", &multipart, "uploadId", 200),
+        at("HEAD", &multipart, "", 200),
+        at("PUT", &conditional, "", 200),
+        at("PUT", &conditional, "", 412), // If-None-Match: * over the existing object
+        at("DELETE", &key, "", 204),
+        at("DELETE", &multipart, "", 204),
+        at("DELETE", &conditional, "", 204),
+    ];
+    assert_eq!(calls, expected, "the first validation's calls as the workload");
+    let role = status.role_arn.expect("role");
+    for r in requests.iter().filter(|r| r.access_key == first_session) {
+        assert!(
+            r.decisions.iter().all(|d| d.principal == role),
+            "decided for the workload's role: {r:?}"
+        );
+    }
+
+    // Nothing left: no object, no version, no incomplete upload under the probe's keys.
+    let s3 = aws::s3(&bed, "us-east-2").await;
+    let left: Vec<_> = all_versions(&s3, &bucket)
+        .await
+        .into_iter()
+        .filter(|(k, _, _)| k.contains(".bucketwire-validation/"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("ListMultipartUploads as the administrator");
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+}
+
+/// A role that may put objects but not start a multipart upload under the probe's key (a Deny
+/// on that key, added with the operator stopped): validation fails at the multipart step and
+/// names the call, as Milvus would fail writing its first large file.
+#[tokio::test]
+async fn a_role_that_cannot_upload_in_parts_fails_at_the_multipart_step_naming_the_call() {
+    let (bed, client, ns) = setup("nomultipart").await;
+    let mut operator = Operator::start(&bed, &ns, &[]);
+    let bi = create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let multipart = format!(
+        "files/.bucketwire-validation/{}.multipart",
+        bi.uid().expect("uid")
+    );
+
+    operator.kill();
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let policy_arn = status.policy_arn.expect("policy");
+    let mut doc = aws::policy_of(&iam, &policy_arn).await;
+    doc["Statement"].as_array_mut().expect("statements").push(json!({
+        "Effect": "Deny", "Action": "s3:PutObject",
+        "Resource": format!("arn:aws:s3:::{bucket}/{multipart}"),
+    }));
+    iam.create_policy_version()
+        .policy_arn(&policy_arn)
+        .policy_document(doc.to_string())
+        .set_as_default(true)
+        .send()
+        .await
+        .expect("multipart denied");
+
+    let (code, out) = validate_cli(&bed, &format!("{ns}/milvus"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL multipart"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "AccessDenied: s3:PutObject on arn:aws:s3:::{bucket}/{multipart} (CreateMultipartUpload)"
+        )),
+        "{out}"
+    );
+    // The put, get and ranged get before it passed.
+    for passed in ["put", "get", "ranged-get", "list"] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(passed))
+            .unwrap_or_default();
+        assert!(line.trim_start().starts_with("ok "), "{passed}: {out}");
+    }
+}

@@ -69,6 +69,12 @@ pub enum Operation {
     AssumeRoleWithWebIdentity,
     DescribeCluster,
     DescribeKey,
+    // S3 multipart uploads (the validation probe, as Milvus writes large files).
+    CreateMultipartUpload,
+    UploadPart,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    ListMultipartUploads,
     // EKS Pod Identity.
     CreatePodIdentityAssociation,
     ListPodIdentityAssociations,
@@ -169,6 +175,12 @@ impl Operation {
             Self::AssumeRoleWithWebIdentity => ("AssumeRoleWithWebIdentity", None, W),
             Self::DescribeCluster => ("DescribeCluster", Some("eks:DescribeCluster"), O),
             Self::DescribeKey => ("DescribeKey", Some("kms:DescribeKey"), O),
+            // Multipart uploads are authorized as s3:PutObject, except abort and the listings.
+            Self::CreateMultipartUpload => ("CreateMultipartUpload", Some("s3:PutObject"), W),
+            Self::UploadPart => ("UploadPart", Some("s3:PutObject"), W),
+            Self::CompleteMultipartUpload => ("CompleteMultipartUpload", Some("s3:PutObject"), W),
+            Self::AbortMultipartUpload => ("AbortMultipartUpload", Some("s3:AbortMultipartUpload"), B),
+            Self::ListMultipartUploads => ("ListMultipartUploads", Some("s3:ListBucketMultipartUploads"), O),
             Self::CreatePodIdentityAssociation => (
                 "CreatePodIdentityAssociation",
                 Some("eks:CreatePodIdentityAssociation"),
@@ -210,7 +222,7 @@ impl Operation {
     }
 
     /// Every operation, in table order.
-    pub const ALL: [Operation; 56] = [
+    pub const ALL: [Operation; 61] = [
         Self::CreateBucket,
         Self::DeleteBucket,
         Self::HeadBucket,
@@ -259,6 +271,11 @@ impl Operation {
         Self::AssumeRoleWithWebIdentity,
         Self::DescribeCluster,
         Self::DescribeKey,
+        Self::CreateMultipartUpload,
+        Self::UploadPart,
+        Self::CompleteMultipartUpload,
+        Self::AbortMultipartUpload,
+        Self::ListMultipartUploads,
         Self::CreatePodIdentityAssociation,
         Self::ListPodIdentityAssociations,
         Self::DescribePodIdentityAssociation,

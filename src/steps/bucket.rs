@@ -777,6 +777,7 @@ pub async fn delete_if_empty(
             detail: "it holds objects".into(),
         });
     }
+    abort_probe_uploads(s3, bucket).await?;
     match s3.delete_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(Outcome::created(format!("deleted empty bucket {bucket}"))),
         Err(e) => {
@@ -798,9 +799,67 @@ pub async fn delete_if_empty(
     }
 }
 
+/// Pure: whether an incomplete multipart upload is the validation probe's (an interrupted probe
+/// leaves its upload behind): `<rootPath>/.bucketwire-validation/<uid>.multipart`.
+pub fn is_probe_upload(key: &str) -> bool {
+    key.split('/').rev().nth(1) == Some(".bucketwire-validation") && key.ends_with(".multipart")
+}
+
+/// Aborts the multipart uploads interrupted validation probes left in an empty bucket about to be
+/// deleted; anyone else's upload is left alone.
+async fn abort_probe_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Error> {
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            Error::aws(
+                on_bucket(s3, Operation::ListMultipartUploads, bucket),
+                AwsFailure::from_sdk(&e),
+            )
+        })?;
+    for upload in uploads.uploads() {
+        let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+            continue;
+        };
+        if !is_probe_upload(key) {
+            continue;
+        }
+        s3.abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .send()
+            .await
+            .map_err(|e| {
+                let partition = crate::naming::Partition::of_region(
+                    &s3.config().region().map(|r| r.to_string()).unwrap_or_default(),
+                );
+                Error::aws(
+                    Call::new(
+                        Operation::AbortMultipartUpload,
+                        format!("{}/{key}", crate::naming::bucket_arn(partition, bucket)),
+                    ),
+                    AwsFailure::from_sdk(&e),
+                )
+            })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_probes_own_uploads_are_aborted() {
+        assert!(is_probe_upload("files/.bucketwire-validation/uid-1.multipart"));
+        assert!(is_probe_upload("a/b/.bucketwire-validation/uid-1.multipart"));
+        assert!(!is_probe_upload("files/insert_log/1/2/3"));
+        assert!(!is_probe_upload("files/.bucketwire-validation/uid-1"));
+        assert!(!is_probe_upload("files/data/.bucketwire-validation.multipart"));
+    }
     use crate::documents::bucket_policy;
     use crate::naming::Partition;
 
