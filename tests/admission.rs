@@ -107,6 +107,34 @@ async fn design_example_is_accepted_and_defaulted_as_documented() {
     assert_eq!(raw_spec["validation"]["enabled"], true);
 }
 
+/// Every BucketIntegration in examples/ is accepted (the Milvus objects beside them are the
+/// Milvus Operator's and are checked in tests/milvus_operator.rs's way, not here).
+#[tokio::test]
+async fn every_example_integration_is_accepted() {
+    let (client, ns) = setup("examples").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut accepted = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("example reads");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut obj: Value = serde::Deserialize::deserialize(doc).expect("YAML");
+            if obj["kind"] != "BucketIntegration" {
+                continue;
+            }
+            obj["metadata"]["namespace"] = json!(ns);
+            if let Err(err) = create(&client, &ns, &obj).await {
+                panic!("{}: rejected: {err}", path.display());
+            }
+            accepted += 1;
+        }
+    }
+    assert!(accepted >= 3, "the examples hold {accepted} integrations");
+}
+
 #[tokio::test]
 async fn every_valid_fixture_is_accepted() {
     let (client, ns) = setup("valid").await;

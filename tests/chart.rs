@@ -367,6 +367,7 @@ fn the_operator_iam_policy_is_scoped() {
                 ":role/bucketwire-*",
                 "/id/*",
                 "cluster/${CLUSTER_NAME}",
+                "podidentityassociation/${CLUSTER_NAME}/*",
             ]
             .iter()
             .any(|s| resource.contains(s))
@@ -402,9 +403,32 @@ fn the_operator_iam_policy_is_scoped() {
         if actions.iter().any(|a| a == "iam:CreateRole") {
             assert!(conditions.contains("iam:PermissionsBoundary"), "{statement}");
         }
+        // PassRole only to EKS Pod Identity (its associations), only of the operator's roles.
+        if actions.iter().any(|a| a == "iam:PassRole") {
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["iam:PassedToService"], "pods.eks.amazonaws.com",
+                "{statement}"
+            );
+            assert_eq!(
+                statement["Action"], "iam:PassRole",
+                "PassRole in a statement of its own"
+            );
+            assert!(
+                statement["Resource"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with(":role${ROLE_PATH}*")),
+                "{statement}"
+            );
+        }
+        // Tags on pod identity associations: bucketwire's own keys only.
+        if actions.iter().any(|a| a == "eks:TagResource") {
+            assert_eq!(
+                statement["Condition"]["ForAllValues:StringLike"]["aws:TagKeys"], "bucketwire.io/*",
+                "EKS tags outside bucketwire.io/: {statement}"
+            );
+        }
         for never in [
             "iam:DeleteRolePermissionsBoundary",
-            "iam:PassRole",
             "iam:PutRolePolicy",
             "iam:UntagRole",
             "iam:UntagPolicy",
