@@ -287,6 +287,13 @@ async fn describe(integration: &Integration, context: Option<String>) -> ExitCod
     } else {
         println!("ServiceAccount:   {}", show(status.service_account.clone()));
         println!("Values ConfigMap: {}", show(status.values_config_map.clone()));
+        if let Some(target) = &bi.spec.milvus.milvus_ref {
+            println!(
+                "Milvus object:    {namespace}/{} (milvus.io/v1beta1; wired: {})",
+                target.name,
+                show(status.milvus_object.clone())
+            );
+        }
     }
     println!("Policy ARN:       {}", show(status.policy_arn.clone()));
     for c in &status.conditions {

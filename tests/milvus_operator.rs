@@ -100,6 +100,14 @@ async fn a_milvus_object_is_wired_ready_and_validated_and_released_on_deletion()
     .await;
     let status = ready_status(&client, &ns, "milvus", &operator).await;
     assert_eq!(status.milvus_object.as_deref(), Some("my-milvus"));
+    let (code, out) = common::run_cli(&bed, &["describe", &format!("{ns}/milvus")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "Milvus object:    {ns}/my-milvus (milvus.io/v1beta1; wired: my-milvus)"
+        )),
+        "{out}"
+    );
     let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
     let validated = status
         .conditions
