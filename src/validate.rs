@@ -702,7 +702,7 @@ async fn object_operations(
             .send()
             .await
         {
-            Ok(out) => made.record(key, out.version_id()),
+            Ok(out) => made.record_write(key, out.version_id()),
             Err(err) => {
                 let error = probe_error(target, Operation::PutObject, key, AwsFailure::from_sdk(&err));
                 return Err(("put", error));
@@ -898,7 +898,7 @@ async fn multipart_upload(
             .send()
             .await
         {
-            Ok(out) => made.record(key, out.version_id()),
+            Ok(out) => made.record_write(key, out.version_id()),
             Err(err) => {
                 failure = Some(probe_error(
                     target,
@@ -993,7 +993,7 @@ async fn conditional_write(
         first = put().await;
     }
     match first {
-        Ok(out) => made.record(key, out.version_id()),
+        Ok(out) => made.record_write(key, out.version_id()),
         Err(err) => {
             let error = probe_error(target, Operation::PutObject, key, AwsFailure::from_sdk(&err));
             return Err(("conditional-write", error));
@@ -1006,7 +1006,7 @@ async fn conditional_write(
             return Err(("conditional-write", error));
         }
         Ok(out) => {
-            made.record(key, out.version_id());
+            made.record_write(key, out.version_id());
             return Err((
                 "conditional-write",
                 Error::ConditionalWritesUnsupported {
@@ -1032,11 +1032,20 @@ pub struct ProbeVersions {
 }
 
 impl ProbeVersions {
-    /// Records the version a write answered with (none on an unversioned bucket).
+    /// Records the delete marker a delete answered with (none on an unversioned bucket; `null`
+    /// on a suspended one).
     pub fn record(&mut self, key: &str, version: Option<&str>) {
         if let Some(version) = version {
             self.made.push((key.to_string(), version.to_string()));
         }
+    }
+
+    /// Records the version a write answered with. A `null` version is not one to remove: on a
+    /// suspended bucket the probe's delete replaces it with a `null` delete marker, recorded by
+    /// [`Self::record`]; and the emulator answers CompleteMultipartUpload with `null` on an
+    /// unversioned bucket, where S3 sends no version id.
+    pub fn record_write(&mut self, key: &str, version: Option<&str>) {
+        self.record(key, version.filter(|v| *v != "null"));
     }
 
     /// Whether the bucket kept versions of the probe (versioning enabled, or suspended: a
@@ -1682,6 +1691,7 @@ mod tests {
         made.record(&format!("{key}.multipart"), Some("mp"));
         made.record(key, Some("m2"));
         made.record(key, None); // an unversioned answer records nothing
+        made.record_write(&format!("{key}.multipart"), Some("null")); // nor a null version
         let v = |k: &str, id: &str| (k.to_string(), id.to_string());
         let listed = [
             v(key, "v1"), // left by an interrupted probe
