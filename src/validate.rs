@@ -665,12 +665,10 @@ pub fn probe_keys(key: &str) -> [String; 3] {
     ]
 }
 
-/// The multipart upload's first part: S3's minimum part size (every part but the last must
-/// be at least 5 MiB). Zeros, in the binary's zero-initialized data: no allocation per probe.
-const PART_SIZE: usize = 5 * 1024 * 1024;
-static FIRST_PART: [u8; PART_SIZE] = [0; PART_SIZE];
-/// The last part (may be smaller).
-const LAST_PART: &[u8] = b"bucketwire validation probe: the last part of a multipart upload\n";
+/// The multipart upload's one part. One small part (the last part of an upload may be smaller
+/// than S3's 5 MiB minimum) makes the same calls, authorized by the same actions and KMS grants,
+/// as Milvus's large uploads, without writing 5 MiB to the user's bucket at every validation.
+const PART: &[u8] = b"bucketwire validation probe: one part of a multipart upload\n";
 
 fn probe_error(target: &Target, operation: Operation, key: &str, failure: AwsFailure) -> Error {
     let call = Call::new(operation, s3_arn(&target.region, &target.bucket, key));
@@ -679,7 +677,7 @@ fn probe_error(target: &Target, operation: Operation, key: &str, failure: AwsFai
 
 /// What Milvus 2.6's storage client and its Woodpecker message queue do in their first minute,
 /// as the workload, each passed into `report`: a put, a get and a ranged get (ReadOnly: a get),
-/// a list, a multipart upload (two parts, completed, its size read back), a conditional write
+/// a list, a multipart upload (completed, read back), a conditional write
 /// (`If-None-Match: *`: the first is accepted, a second over it must be refused with 412, as
 /// Woodpecker's startup self-test requires), and deletes. Stops at the first failure and returns
 /// it. `made` records every object version and delete marker made (versioned buckets).
@@ -825,8 +823,7 @@ async fn object_operations(
     Ok(())
 }
 
-/// CreateMultipartUpload, two UploadParts (5 MiB and a short last part), CompleteMultipartUpload,
-/// then HeadObject to read the size back. On a failure after the create, the upload is aborted
+/// CreateMultipartUpload, UploadPart, CompleteMultipartUpload, then GetObject to read it back. On a failure after the create, the upload is aborted
 /// (the workload's role may: Milvus needs s3:AbortMultipartUpload too).
 async fn multipart_upload(
     s3: &aws_sdk_s3::Client,
@@ -853,7 +850,7 @@ async fn multipart_upload(
             ("multipart", error)
         })?;
     let upload_id = created.upload_id().unwrap_or_default().to_string();
-    let parts: [&'static [u8]; 2] = [&FIRST_PART, LAST_PART];
+    let parts: [&'static [u8]; 1] = [PART];
     let mut completed = vec![];
     let mut failure = None;
     for (number, part) in (1..).zip(parts) {
@@ -921,16 +918,30 @@ async fn multipart_upload(
             .await;
         return Err(("multipart", error));
     }
-    let size = PART_SIZE + LAST_PART.len();
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(out) if out.content_length() == Some(size as i64) => {}
-        Ok(out) => {
+    // Read back: the object is the part's bytes.
+    let read = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out
+            .body
+            .collect()
+            .await
+            .map(|b| b.into_bytes())
+            .map_err(|e| AwsFailure {
+                code: None,
+                status: None,
+                message: format!("reading the completed upload: {e}"),
+            }),
+        Err(err) => Err(AwsFailure::from_sdk(&err)),
+    };
+    match read {
+        Ok(bytes) if bytes.as_ref() == PART => {}
+        Ok(bytes) => {
             let failure = AwsFailure {
-                code: Some("MultipartSizeMismatch".into()),
+                code: Some("MultipartContentMismatch".into()),
                 status: Some(200),
                 message: format!(
-                    "the completed upload has {:?} bytes, not {size}",
-                    out.content_length()
+                    "the completed upload reads back {} bytes, not the {} uploaded",
+                    bytes.len(),
+                    PART.len()
                 ),
             };
             return Err((
@@ -938,11 +949,14 @@ async fn multipart_upload(
                 probe_error(target, Operation::GetObject, key, failure),
             ));
         }
-        Err(err) => {
-            let error = probe_error(target, Operation::GetObject, key, AwsFailure::from_sdk(&err));
-            return Err(("multipart", error));
+        Err(failure) => {
+            return Err((
+                "multipart",
+                probe_error(target, Operation::GetObject, key, failure),
+            ));
         }
     }
+    let size = PART.len();
     report.pass(
         "multipart",
         format!(
