@@ -167,6 +167,21 @@ def _require(caller, action, resource, context=None):
         raise Failure(403, "AccessDeniedException", message)
 
 
+def _pass_role_context(role_arn, account):
+    """iam:PassRole as IAM authorizes it: the service the role goes to, and the role's own tags
+    (aws:ResourceTag/*, which the operator's policy conditions on); a role that does not exist has
+    none, and EKS then refuses it for the missing role or the missing tag."""
+    context = {"iam:PassedToService": PRINCIPAL}
+    try:
+        partition, role_account, role_name = web_identity.role_of(role_arn, account, "aws")
+        role = web_identity.iam_backend(role_account, partition).get_role(role_name)
+    except Exception:
+        return context
+    for key, value in authorization._tags(role.tags).items():
+        context[f"aws:ResourceTag/{key}"] = value
+    return context
+
+
 def _tag_context(tags):
     context = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
     if tags:
@@ -241,7 +256,7 @@ def _answer(environ, body, method, path, operation):
         _require(caller, "eks:CreatePodIdentityAssociation", cluster_arn, _tag_context(tags))
         if tags:
             _require(caller, "eks:TagResource", arn, _tag_context(tags))
-        _require(caller, "iam:PassRole", params["roleArn"], {"iam:PassedToService": PRINCIPAL})
+        _require(caller, "iam:PassRole", params["roleArn"], _pass_role_context(params["roleArn"], account))
         now = time.time()
         with _lock:
             for existing in store.values():
@@ -305,7 +320,7 @@ def _answer(environ, body, method, path, operation):
         if "roleArn" in params:
             if not isinstance(params["roleArn"], str) or not params["roleArn"]:
                 raise invalid_parameter("roleArn must be a role ARN")
-            _require(caller, "iam:PassRole", params["roleArn"], {"iam:PassedToService": PRINCIPAL})
+            _require(caller, "iam:PassRole", params["roleArn"], _pass_role_context(params["roleArn"], account))
         with _lock:
             stored = _get(store, name, association_id)
             if "roleArn" in params:
