@@ -212,9 +212,11 @@ fn only_probe_keys_may_lose_versions_and_only_by_the_operator() {
     let [statement] = granting("s3:DeleteObjectVersion")[..] else {
         panic!("exactly one statement grants s3:DeleteObjectVersion: {policy}");
     };
+    // Besides removing the probe's versions, the operator aborts probe uploads a failed
+    // validation left (both only under the probe prefix, checked below).
     assert_eq!(
         bucketwire::documents::string_list(&statement["Action"]),
-        ["s3:DeleteObjectVersion"],
+        ["s3:DeleteObjectVersion", "s3:AbortMultipartUpload"],
         "{statement}"
     );
     assert!(statement.get("Condition").is_none() && statement["Effect"] == "Allow");
