@@ -394,7 +394,8 @@ fn canonical_statement(statement: &Value) -> Value {
                 Value::Object(map) => {
                     Value::Object(map.iter().map(|(k, v)| (k.clone(), string_set(v))).collect())
                 }
-                other => other.clone(), // "*"
+                // "*" and OSS bucket policies' ["*"] are the same principal.
+                other => string_set(other),
             },
             "Condition" => match value {
                 Value::Object(operators) => Value::Object(

@@ -15,6 +15,7 @@ pub mod error;
 pub mod failpoint;
 pub mod metrics;
 pub mod naming;
+pub mod provider;
 pub mod reconcile;
 pub mod settings;
 pub mod steps;

@@ -159,7 +159,7 @@ fn iam_name(owner: Owner<'_>, max: usize) -> String {
     compose("bucketwire-", &readable, &owner.short_hash(), max)
 }
 
-fn sanitize(input: &str, allowed: impl Fn(char) -> bool) -> String {
+pub(crate) fn sanitize(input: &str, allowed: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(input.len());
     for c in input.to_ascii_lowercase().chars() {
         let c = if allowed(c) { c } else { '-' };
@@ -174,7 +174,7 @@ fn sanitize(input: &str, allowed: impl Fn(char) -> bool) -> String {
 
 /// `<prefix><readable>-<hash>` within `max` characters; the readable part is cut first, and
 /// never leaves a '-' next to the hash's separator.
-fn compose(prefix: &str, readable: &str, hash: &str, max: usize) -> String {
+pub(crate) fn compose(prefix: &str, readable: &str, hash: &str, max: usize) -> String {
     let budget = max.saturating_sub(prefix.len() + 1 + hash.len());
     let cut: String = readable.chars().take(budget).collect();
     let cut = cut.trim_matches('-');
