@@ -88,8 +88,9 @@ pub fn is_region(region: &str) -> bool {
         return false;
     };
     let rest: Vec<&str> = parts.collect();
-    (2..=3).contains(&area.len())
-        && area.chars().all(|c| c.is_ascii_lowercase())
+    // The area prefixes Alibaba Cloud's region ids use (docs/alibaba-research.md, Q7); a bare
+    // "two or three letters" would accept an OSS location such as `oss-cn-hangzhou`.
+    ["cn", "ap", "us", "eu", "me", "na", "sa", "af", "rus"].contains(&area)
         && !rest.is_empty()
         && rest[0].chars().all(|c| c.is_ascii_lowercase())
         && !rest[0].is_empty()
@@ -210,6 +211,7 @@ mod tests {
             "cn-hangzhou-",
             "c-x",
             "cn-1",
+            "oss-cn-hangzhou",
         ] {
             assert!(!is_region(bad), "{bad}");
         }
