@@ -103,6 +103,31 @@ async fn run_workload(
         },
     }))
     .expect("pod");
+    // The webhook stand-in is a MutatingAdmissionPolicy whose parameters (the namespace's
+    // ServiceAccounts) come from the apiserver's informer: a ServiceAccount annotated just now
+    // may not be there yet. Await, with server-side dry runs, the mutation its annotation asks
+    // for before the Pod is created for real.
+    let annotated_role = Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .get(service_account)
+        .await
+        .ok()
+        .and_then(|sa| sa.metadata.annotations)
+        .and_then(|a| a.get("eks.amazonaws.com/role-arn").cloned());
+    if let Some(role) = annotated_role {
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        wait_for(
+            &format!("the webhook stand-in to see ServiceAccount {ns}/{service_account}"),
+            Duration::from_secs(30),
+            || async {
+                let admitted = pods.create(&dry_run, &pod).await.ok()?;
+                (env_of(&admitted).get("AWS_ROLE_ARN") == Some(&role)).then_some(())
+            },
+        )
+        .await;
+    }
     pods.create(&PostParams::default(), &pod)
         .await
         .expect("the Pod is admitted");

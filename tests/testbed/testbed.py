@@ -34,6 +34,14 @@ EKS Pod Identity: EKS's pod identity association API and EKS Auth's AssumeRoleFo
 are answered by a fake inside the moto launcher (eks_pod_identity.py), against the cluster seeded
 here and the apiserver's keys; its wire format is pinned by tests/eks_fake.rs with boto3.
 
+Alibaba Cloud: RAM, IMS's OIDC providers, STS and ACK's DescribeClusterDetail are answered by
+a fake of their own (tests/testbed/alibaba/control_plane.py, process "alibaba", one endpoint
+for the four, routed by the x-acs-version header), seeded by tests/testbed/alibaba/seed.py with
+two accounts (the cluster owner's and one standing for Zilliz Cloud), an administrator in each,
+and an ACK cluster in cn-hangzhou whose RRSA OIDC provider has the apiserver's issuer; its wire
+format is pinned by tests/alibaba_fake.rs with Alibaba's Python SDKs
+(BUCKETWIRE_TESTBED_ALIBABA_* in the environment file).
+
 Runs with the project's virtual environment (it needs boto3, which moto brings).
 """
 
@@ -71,9 +79,9 @@ OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
 
 # name -> pid file; stopped in this order: the node's components first (the kubelet would
 # restart the containers the test bed stops), then the control plane (the controller manager and
-# scheduler are its children and go with it), then moto.
+# scheduler are its children and go with it), then moto and the Alibaba Cloud fake.
 NODE_SERVICES = ["kube-proxy", "kubelet", "containerd"]
-CORE_SERVICES = ["controlplane", "moto"]
+CORE_SERVICES = ["controlplane", "moto", "alibaba"]
 SERVICES = NODE_SERVICES + CORE_SERVICES
 # Images every start imports into the node: the Pod sandbox and the workload (built by `make
 # testbed`). The operator's own (`make image`) is imported by the tests that install it, under
@@ -128,6 +136,11 @@ def recorded(name):
 
 # Every request the emulator answers, one JSON line each (see moto_launcher.py).
 REQUEST_LOG = STATE / "moto-requests.jsonl"
+# The Alibaba Cloud fake's: the same shape, its own file (tests/testbed/alibaba/control_plane.py).
+ALIBABA_REQUEST_LOG = STATE / "alibaba-requests.jsonl"
+# Its accounts' root keys and the ACK cluster (mode 0600; the environment file has the
+# administrators' keys only).
+ALIBABA_CONFIG = STATE / "alibaba-config.json"
 
 
 def spawn(name, argv, logfile, env=None):
@@ -361,6 +374,7 @@ def start_all():
     issuer, provider_arn, access_key, secret_key, seeded_env = seed(endpoint)
     log(f"seeded EKS cluster {CLUSTER_NAME} (issuer {issuer}), its IAM OIDC provider and user {ADMIN_USER}")
     log("IAM enforcement is on: every request must be signed by an IAM identity allowed to make it")
+    alibaba_env = start_alibaba(issuer, "0.0.0.0" if the_node else "127.0.0.1")
 
     log("starting kube-apiserver, etcd, kube-controller-manager and kube-scheduler")
     ready = CONTROLPLANE_DIR / "ready"
@@ -391,6 +405,8 @@ def start_all():
             "BUCKETWIRE_TESTBED_POD_ENDPOINT_URL": f"http://{node.GATEWAY}:{moto_port}",
             "BUCKETWIRE_TESTBED_CONTAINERD_ADDRESS": str(the_node.socket),
             "BUCKETWIRE_TESTBED_WORKLOAD_IMAGE": WORKLOAD_IMAGE,
+            "BUCKETWIRE_TESTBED_ALIBABA_POD_ENDPOINT_URL":
+                alibaba_env["BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"].replace("127.0.0.1", node.GATEWAY),
         }
 
     env = {
@@ -409,6 +425,7 @@ def start_all():
         # its permissions boundary and bucket prefix (the AWS_* above are the administrator's), and
         # the second account's administrator.
         **seeded_env,
+        **alibaba_env,
         **node_env,
     }
     tmp = ENV_FILE.with_suffix(".tmp")
@@ -418,6 +435,39 @@ def start_all():
     )
     tmp.rename(ENV_FILE)
     log(f"environment written to {ENV_FILE}")
+
+
+def start_alibaba(issuer, host):
+    """Starts the Alibaba Cloud fake on free ports (one counting as plain HTTP, as moto's) and
+    seeds it; returns its part of the environment."""
+    sys.path.insert(0, str(Path(__file__).with_name("alibaba")))
+    import seed as alibaba_seed
+
+    port, insecure_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    config = alibaba_seed.make_config(issuer)
+    alibaba_seed.write_config(ALIBABA_CONFIG, config)
+    ALIBABA_REQUEST_LOG.unlink(missing_ok=True)
+    log(f"starting the Alibaba Cloud fake (RAM, IMS, STS, ACK) on {endpoint}")
+    fake = spawn(
+        "alibaba",
+        [str(VENV / "bin" / "python"), str(Path(__file__).parent / "alibaba" / "control_plane.py"),
+         "--config", str(ALIBABA_CONFIG), "-H", host, "-p", str(port), "--insecure-port", str(insecure_port)],
+        "alibaba.log",
+        # AssumeRoleWithOIDC reads the issuer's keys from the apiserver, as web_identity.py does.
+        env={**os.environ, "ALIBABA_FAKE_REQUEST_LOG": str(ALIBABA_REQUEST_LOG),
+             "BUCKETWIRE_TESTBED_KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig")},
+    )
+    wait_for("the Alibaba Cloud fake", lambda: http_ok(f"{endpoint}/-/fake/ready"), fake, 60, "alibaba.log")
+    env = alibaba_seed.seed(endpoint, config)
+    log(f"seeded Alibaba Cloud accounts {env['BUCKETWIRE_TESTBED_ALIBABA_ACCOUNT_ID']} and "
+        f"{env['BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID']}, ACK cluster {env['BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID']}")
+    return {
+        "BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL": endpoint,
+        "BUCKETWIRE_TESTBED_ALIBABA_INSECURE_ENDPOINT_URL": f"http://127.0.0.1:{insecure_port}",
+        "BUCKETWIRE_TESTBED_ALIBABA_REQUEST_LOG": str(ALIBABA_REQUEST_LOG),
+        **env,
+    }
 
 
 def apply_eks_webhook_standin(kubeconfig):
@@ -504,7 +554,7 @@ def down(_args):
     the_node.stop_containers()
     ok &= stop("containerd")
     # Every SIGTERM is answered within the grace period: a SIGKILL counts as a failure.
-    ok &= stop("controlplane") & stop("moto")
+    ok &= stop("controlplane") & stop("moto") & stop("alibaba")
     if os.geteuid() == 0:
         # The host as it was: anything the node leaves behind fails `down` (and `make test`).
         left = the_node.cleanup()
