@@ -51,6 +51,8 @@ pub fn check_trust(spec: &BucketIntegrationSpec, settings: &Settings) -> Result<
                 ));
             }
         }
+        // The ACK cluster an RRSA role trusts is checked by provider::alibaba::reconcile.
+        IdentityMode::Rrsa => {}
         IdentityMode::Irsa | IdentityMode::PodIdentity => {
             // (Admission refuses oidcIssuer with PodIdentity; the role trusts EKS there.)
             if let Some(issuer) = non_empty(spec.identity.oidc_issuer.as_deref())

@@ -21,17 +21,56 @@ pub const VALIDATE_ANNOTATION: &str = "bucketwire.io/validate";
 /// Field manager for every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "bucketwire";
 
-/// CEL: a region such as `us-east-2`, `cn-north-1`, `us-gov-west-1`, `us-isob-east-1`.
-const REGION_RULE: &str = r"self.matches('^[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}$')";
+// Every provider rule reads `(has(self.provider) && self.provider == 'alibaba')`: `aws` when
+// absent (the apiserver defaults it; the CEL unit tests see objects without defaults).
+
+/// CEL (spec): an AWS region such as `us-east-2`, `cn-north-1`, `us-gov-west-1`, `us-isob-east-1`.
+const AWS_REGION_RULE: &str = r"(has(self.provider) && self.provider == 'alibaba') || self.region.matches('^[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}$')";
+
+/// CEL (spec): an Alibaba Cloud region id such as `cn-hangzhou`, `ap-southeast-1`,
+/// `cn-shanghai-finance-1` (the same shape as `provider::alibaba::naming::is_region`).
+const ALIBABA_REGION_RULE: &str = r"!(has(self.provider) && self.provider == 'alibaba') || self.region.matches('^[a-z]{2,3}-[a-z]+(-[a-z0-9]+)*$')";
 
 /// CEL: the partition an SSE-KMS key ARN must be in, derived from the region.
-const KMS_KEY_PARTITION_RULE: &str = "!has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
+const KMS_KEY_PARTITION_RULE: &str = "(has(self.provider) && self.provider == 'alibaba') || \
+     !has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
      self.bucket.encryption.kmsKeyArn.split(':')[1] == \
      (self.region.startsWith('cn-') ? 'aws-cn' : self.region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws')";
 
 /// CEL: S3 only uses a KMS key in the bucket's own region.
 const KMS_KEY_REGION_RULE: &str = "!has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
-     self.bucket.encryption.kmsKeyArn.split(':')[3] == self.region";
+     self.bucket.encryption.kmsKeyArn.split(':')[(has(self.provider) && self.provider == 'alibaba') ? 2 : 3] == self.region";
+
+/// CEL (spec): a KMS key ARN of the provider (AWS: a key id or a multi-region key; Alibaba
+/// Cloud: `acs:kms:<region>:<16-digit account>:key/<key id>`). The split/index rules above
+/// run only on keys of this shape.
+const AWS_KMS_KEY_RULE: &str = "(has(self.provider) && self.provider == 'alibaba') || \
+     !has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
+     self.bucket.encryption.kmsKeyArn.matches('^arn:aws(-cn|-us-gov)?:kms:[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$')";
+const ALIBABA_KMS_KEY_RULE: &str = "!(has(self.provider) && self.provider == 'alibaba') || \
+     !has(self.bucket.encryption) || !has(self.bucket.encryption.kmsKeyArn) || \
+     self.bucket.encryption.kmsKeyArn.matches('^acs:kms:[a-z]{2,3}-[a-z]+(-[a-z0-9]+)*:[0-9]{16}:key/[A-Za-z0-9-]{1,128}$')";
+
+/// CEL (spec): identity modes per provider.
+const AWS_MODE_RULE: &str = "(has(self.provider) && self.provider == 'alibaba') || !has(self.identity) || \
+     !has(self.identity.mode) || self.identity.mode != 'RRSA'";
+const ALIBABA_MODE_RULE: &str = "!(has(self.provider) && self.provider == 'alibaba') || \
+     (has(self.identity) && has(self.identity.mode) && self.identity.mode in ['RRSA', 'CrossAccount'])";
+
+/// CEL (spec): the trusted account of CrossAccount, per provider.
+const AWS_ACCOUNT_RULE: &str = "(has(self.provider) && self.provider == 'alibaba') || !has(self.identity) || \
+     !has(self.identity.crossAccount) || self.identity.crossAccount.trustedAccountId.matches('^[0-9]{12}$')";
+const ALIBABA_ACCOUNT_RULE: &str = "!(has(self.provider) && self.provider == 'alibaba') || !has(self.identity) || \
+     !has(self.identity.crossAccount) || self.identity.crossAccount.trustedAccountId.matches('^[0-9]{16}$')";
+
+/// CEL (spec): the EKS fields are AWS's.
+const ALIBABA_NO_EKS_RULE: &str = "!(has(self.provider) && self.provider == 'alibaba') || !has(self.identity) || \
+     ((!has(self.identity.eksClusterName) || self.identity.eksClusterName == '') && \
+      (!has(self.identity.oidcIssuer) || self.identity.oidcIssuer == ''))";
+
+/// CEL (spec): OSS bucket names have no dots.
+const ALIBABA_BUCKET_RULE: &str = "!(has(self.provider) && self.provider == 'alibaba') || !has(self.bucket) || \
+     !has(self.bucket.name) || !self.bucket.name.contains('.')";
 
 /// CEL (whole object): once the operator has recorded the bucket in status, the spec can
 /// only name that same bucket. Spec-level immutability is enforced on `spec.bucket`.
@@ -85,8 +124,51 @@ const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket)
     validation = Rule::new("!has(self.milvus) || !has(self.milvus.milvusRef) || !has(self.identity) || !has(self.identity.mode) || self.identity.mode != 'CrossAccount'")
         .message("milvus.milvusRef needs a workload identity (IRSA or PodIdentity): with CrossAccount there is no Milvus in this cluster")
         .field_path(".milvus.milvusRef"),
+    validation = Rule::new(AWS_REGION_RULE)
+        .message("region must be an AWS region name such as us-east-2, cn-north-1 or us-gov-west-1")
+        .field_path(".region"),
+    validation = Rule::new(ALIBABA_REGION_RULE)
+        .message("region must be an Alibaba Cloud region id such as cn-hangzhou, ap-southeast-1 or cn-shanghai-finance-1")
+        .field_path(".region"),
+    validation = Rule::new(AWS_KMS_KEY_RULE)
+        .message("kmsKeyArn must be a KMS key ARN: arn:<partition>:kms:<region>:<12-digit account>:key/<key id>")
+        .field_path(".bucket.encryption.kmsKeyArn"),
+    validation = Rule::new(ALIBABA_KMS_KEY_RULE)
+        .message("kmsKeyArn must be an Alibaba Cloud KMS key ARN: acs:kms:<region>:<16-digit account>:key/<key id>")
+        .field_path(".bucket.encryption.kmsKeyArn"),
+    validation = Rule::new(AWS_MODE_RULE)
+        .message("identity.mode RRSA is Alibaba Cloud's: with provider aws use IRSA, PodIdentity or CrossAccount")
+        .field_path(".identity.mode"),
+    validation = Rule::new(ALIBABA_MODE_RULE)
+        .message("with provider alibaba, identity.mode must be RRSA or CrossAccount (IRSA, the default, and PodIdentity are AWS's)")
+        .field_path(".identity.mode"),
+    validation = Rule::new(AWS_ACCOUNT_RULE)
+        .message("trustedAccountId must be a 12-digit AWS account ID")
+        .field_path(".identity.crossAccount.trustedAccountId"),
+    validation = Rule::new(ALIBABA_ACCOUNT_RULE)
+        .message("trustedAccountId must be a 16-digit Alibaba Cloud account ID")
+        .field_path(".identity.crossAccount.trustedAccountId"),
+    validation = Rule::new(ALIBABA_NO_EKS_RULE)
+        .message("identity.eksClusterName and identity.oidcIssuer are AWS's: with provider alibaba the cluster is spec.alibaba.ackClusterId")
+        .field_path(".identity"),
+    validation = Rule::new(ALIBABA_BUCKET_RULE)
+        .message("bucket name must not contain dots: OSS bucket names are lowercase letters, digits and hyphens")
+        .field_path(".bucket.name"),
+    validation = Rule::new("!has(self.alibaba) || (has(self.provider) && self.provider == 'alibaba')")
+        .message("alibaba is only allowed when provider is alibaba")
+        .field_path(".alibaba")
+        .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!(has(self.provider) && self.provider == 'alibaba') || !has(self.milvus) || !has(self.milvus.milvusRef)")
+        .message("milvus.milvusRef is not supported with provider alibaba yet: use the values ConfigMap")
+        .field_path(".milvus.milvusRef"),
 )]
 pub struct BucketIntegrationSpec {
+    /// The cloud of the bucket: `aws` (S3 and IAM, the default) or `alibaba` (OSS and RAM).
+    /// Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable").reason(Reason::FieldValueForbidden))]
+    pub provider: Provider,
+
     /// Free text, used as the description of the IAM role and policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
@@ -94,13 +176,11 @@ pub struct BucketIntegrationSpec {
         .message("description may contain letters, digits, spaces and _.,:/=+@()- only (IAM's description rules)"))]
     pub description: Option<String>,
 
-    /// AWS region of the bucket, e.g. `us-east-2`. Immutable. The partition follows from it:
-    /// `cn-*` is `aws-cn`, `us-gov-*` is `aws-us-gov`, everything else `aws`.
+    /// Region of the bucket, e.g. `us-east-2` (AWS) or `cn-hangzhou` (Alibaba Cloud). Immutable.
+    /// On AWS the partition follows from it: `cn-*` is `aws-cn`, `us-gov-*` is `aws-us-gov`,
+    /// everything else `aws`.
     #[schemars(length(min = 1, max = 32))]
-    #[x_kube(
-        validation = Rule::new(REGION_RULE).message("region must be an AWS region name such as us-east-2, cn-north-1 or us-gov-west-1"),
-        validation = Rule::new("self == oldSelf").message("region is immutable").reason(Reason::FieldValueForbidden),
-    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable").reason(Reason::FieldValueForbidden))]
     pub region: String,
 
     /// The S3 bucket Milvus stores its data in.
@@ -131,6 +211,39 @@ pub struct BucketIntegrationSpec {
     #[serde(default)]
     #[schemars(default = "ValidationSpec::default")]
     pub validation: ValidationSpec,
+
+    /// Alibaba Cloud details (`provider: alibaba` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alibaba: Option<AlibabaSpec>,
+}
+
+/// The cloud an integration's bucket and identity live in.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// Amazon S3 and IAM.
+    #[default]
+    Aws,
+    /// Alibaba Cloud OSS and RAM.
+    Alibaba,
+}
+
+/// Alibaba Cloud details of an integration.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AlibabaSpec {
+    /// The ACK cluster whose RRSA OIDC provider the role trusts (`identity.mode: RRSA`);
+    /// defaults to the operator's `--ack-cluster-id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[a-z0-9]+$')")
+        .message("alibaba.ackClusterId must be an ACK cluster id: lowercase letters and digits, e.g. c8155823d057948c69a"))]
+    pub ack_cluster_id: Option<String>,
+
+    /// Milvus runs inside the bucket region's VPC: its values use the internal endpoint
+    /// `oss-<region>-internal.aliyuncs.com` (no internet egress).
+    #[serde(default)]
+    pub internal_endpoint: bool,
 }
 
 /// The bucket and how it is configured.
@@ -234,13 +347,12 @@ pub struct Encryption {
     #[serde(rename = "type", default)]
     pub kind: EncryptionType,
 
-    /// ARN of the KMS key, `arn:<partition>:kms:<region>:<account>:key/<key-id>` (an alias
-    /// ARN does not work in an IAM policy's Resource).
+    /// ARN of the KMS key: on AWS `arn:<partition>:kms:<region>:<account>:key/<key-id>` (an
+    /// alias ARN does not work in an IAM policy's Resource), on Alibaba Cloud
+    /// `acs:kms:<region>:<account>:key/<key-id>`. Its shape is checked per provider at the spec
+    /// level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new(
-        "self.matches('^arn:aws(-cn|-us-gov)?:kms:[a-z]{2,4}(-(gov|iso|isob|isoe|isof))?-[a-z]+-[0-9]{1,2}:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$')"
-    ).message("kmsKeyArn must be a KMS key ARN: arn:<partition>:kms:<region>:<12-digit account>:key/<key id>"))]
     pub kms_key_arn: Option<String>,
 }
 
@@ -324,18 +436,22 @@ pub enum IdentityMode {
     /// association binds the ServiceAccount to it. Needs Milvus 2.6 or later and the EKS Pod
     /// Identity Agent add-on; Pods get credentials only if they start after the association.
     PodIdentity,
-    /// Another AWS account (for example a managed Milvus service such as Zilliz Cloud) assumes
+    /// Another account (for example a managed Milvus service such as Zilliz Cloud) assumes
     /// the role with `sts:AssumeRole` and an external ID. No ServiceAccount, no Helm values.
     CrossAccount,
+    /// Alibaba Cloud's RAM Roles for Service Accounts (ACK): the role trusts the cluster's RRSA
+    /// OIDC provider for exactly this ServiceAccount, issuer and audience `sts.aliyuncs.com`.
+    #[serde(rename = "RRSA")]
+    Rrsa,
 }
 
 /// The account trusted in `mode: CrossAccount`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CrossAccountSpec {
-    /// The 12-digit AWS account ID of the service that assumes the role.
-    #[schemars(length(max = 12))]
-    #[x_kube(validation = Rule::new("self.matches('^[0-9]{12}$')").message("trustedAccountId must be a 12-digit AWS account ID"))]
+    /// The account of the service that assumes the role: a 12-digit AWS account ID, or a
+    /// 16-digit Alibaba Cloud account ID (checked per provider at the spec level).
+    #[schemars(length(max = 16))]
     pub trusted_account_id: String,
 
     /// The external ID the service presents (sts:ExternalId). Generated (40 characters) and

@@ -152,7 +152,7 @@ pub enum Error {
     )]
     DeletionBlocked { bucket: String, detail: String },
 
-    #[error("AssumeRoleWithWebIdentity of {role} as {subject} failed: {detail}")]
+    #[error("assuming {role} as {subject} failed: {detail}")]
     AssumeRoleFailed {
         role: String,
         subject: String,
@@ -163,6 +163,60 @@ pub enum Error {
         "KMS denied {call}: {detail}; the role needs kms:GenerateDataKey and kms:Decrypt on the bucket's key, and the key policy must allow the account to delegate them"
     )]
     KmsAccessDenied { call: Call, detail: String },
+
+    /// The operator has no credentials (or no settings) for the integration's cloud.
+    #[error("{0}")]
+    ProviderNotConfigured(String),
+
+    /// An Alibaba Cloud call failed: `call` names the RAM action and resource (what a policy
+    /// must grant) or the operation, then the service's own words. Classified like AWS's.
+    #[error("{class}: {call}: {detail}", class = class.prefix())]
+    Alibaba {
+        call: String,
+        detail: String,
+        class: CloudFailureClass,
+    },
+
+    /// The ACK cluster of an RRSA integration has no RRSA OIDC provider (RRSA is off).
+    #[error(
+        "ACK cluster {cluster} in {region} has no RRSA OIDC provider ({detail}); the role can only trust an existing provider, and bucketwire never creates one. Enable RRSA: `aliyun cs PUT /api/v2/clusters/{cluster} --body '{{\"enable_rrsa\": true}}'` (or the console: cluster, Security, RRSA OIDC)"
+    )]
+    RrsaNotEnabled {
+        cluster: String,
+        region: String,
+        detail: String,
+    },
+
+    /// The ACK cluster an RRSA integration trusts does not exist, or has RRSA off.
+    #[error("ACK cluster {cluster} in {region}: {detail}")]
+    AckCluster {
+        cluster: String,
+        region: String,
+        detail: String,
+    },
+}
+
+/// How a cloud call failed, for the condition reason and the retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloudFailureClass {
+    /// Refused by the cloud's authorization: a policy must change.
+    AccessDenied,
+    /// Throttled: retried with backoff.
+    Throttled,
+    /// The service failed or did not answer: retried with backoff.
+    Transient,
+    /// Refused for another reason (a bad request, a conflict): needs a change.
+    Refused,
+}
+
+impl CloudFailureClass {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "AccessDenied",
+            Self::Throttled => "throttled",
+            Self::Transient | Self::Refused => "failed",
+        }
+    }
 }
 
 impl Error {
@@ -211,6 +265,14 @@ impl Error {
             Self::DeletionBlocked { .. } => "DeletionBlocked",
             Self::AssumeRoleFailed { .. } => "AssumeRoleFailed",
             Self::KmsAccessDenied { .. } => "KmsAccessDenied",
+            Self::ProviderNotConfigured(_) => "ProviderNotConfigured",
+            Self::Alibaba { class, .. } => match class {
+                CloudFailureClass::AccessDenied => "AccessDenied",
+                CloudFailureClass::Throttled => "Throttled",
+                CloudFailureClass::Transient | CloudFailureClass::Refused => "AlibabaCloudError",
+            },
+            Self::AckCluster { .. } => "ClusterNotFound",
+            Self::RrsaNotEnabled { .. } => "IdentityProviderNotFound",
         }
     }
 
@@ -225,6 +287,10 @@ impl Error {
                 | Self::ValidationInterrupted(_)
                 // The Milvus object is expected to appear (GitOps may apply it after us).
                 | Self::MilvusNotFound { .. }
+                | Self::Alibaba {
+                    class: CloudFailureClass::Throttled | CloudFailureClass::Transient,
+                    ..
+                }
         )
     }
 }

@@ -268,7 +268,15 @@ async fn describe(integration: &Integration, context: Option<String>) -> ExitCod
         match bi.spec.identity.mode {
             IdentityMode::Irsa => "IRSA",
             IdentityMode::PodIdentity => "PodIdentity (EKS Pod Identity)",
+            IdentityMode::Rrsa => "RRSA (RAM Roles for Service Accounts, ACK)",
             IdentityMode::CrossAccount => "CrossAccount",
+        }
+    );
+    println!(
+        "Cloud:            {}",
+        match bi.spec.provider {
+            bucketwire::api::Provider::Aws => "AWS (S3, IAM)",
+            bucketwire::api::Provider::Alibaba => "Alibaba Cloud (OSS, RAM)",
         }
     );
     if bi.spec.identity.mode == IdentityMode::PodIdentity {

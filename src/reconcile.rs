@@ -15,13 +15,14 @@ use tracing::{info, warn};
 
 use crate::api::{
     BucketIntegration, BucketIntegrationStatus, BucketStatus, DeletionPolicy, EncryptionType, FIELD_MANAGER,
-    IdentityMode, VALIDATE_ANNOTATION,
+    IdentityMode, Provider, VALIDATE_ANNOTATION,
 };
 use crate::aws::actions::{Call, Operation};
 use crate::aws::{Aws, AwsFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::naming::{self, Owner, Partition};
+use crate::provider::alibaba::{self, Alibaba};
 use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
@@ -45,6 +46,9 @@ pub struct Context {
     providers: Mutex<HashSet<String>>,
     /// Consecutive failed reconciles per integration (namespace/name), for the retry backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Alibaba Cloud (`provider: alibaba`): its clients and the operator's credentials, or why
+    /// there are none.
+    pub alibaba: Result<Alibaba, String>,
 }
 
 impl Context {
@@ -55,7 +59,9 @@ impl Context {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Self {
+        let alibaba = Alibaba::new(settings.alibaba_endpoint_url.as_deref(), Alibaba::key_from_env());
         Self {
+            alibaba,
             recorder: Recorder::new(client.clone(), reporter.clone()),
             reporter,
             client,
@@ -257,19 +263,19 @@ pub fn iam_path_and_name(arn: &str) -> Option<(String, String)> {
 
 /// What the reconcile learned and did, step by step, for status and Events.
 #[derive(Default)]
-struct Report {
-    status: BucketIntegrationStatus,
-    steps: Vec<(&'static str, Result<Outcome, String>, &'static str)>,
+pub(crate) struct Report {
+    pub status: BucketIntegrationStatus,
+    pub steps: Vec<(&'static str, Result<Outcome, String>, &'static str)>,
     /// The Validated condition, when validation ran (or is disabled).
-    validated: Option<Validated>,
+    pub validated: Option<Validated>,
     /// Whether the policy or role changed in this reconcile (IAM may need to propagate).
-    iam_changed: bool,
+    pub iam_changed: bool,
     /// Recorded names the current settings would have chosen differently (said in Ready).
-    notes: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// The Validated condition and what follows from it.
-struct Validated {
+pub(crate) struct Validated {
     status: &'static str,
     reason: String,
     message: String,
@@ -285,7 +291,7 @@ struct Validated {
 /// `MilvusReady` only when the integration targets a Milvus object.
 fn steps(bi: &BucketIntegration) -> Vec<&'static str> {
     let mut steps = match bi.spec.identity.mode {
-        IdentityMode::Irsa => vec![
+        IdentityMode::Irsa | IdentityMode::Rrsa => vec![
             "BucketReady",
             "PolicyReady",
             "RoleReady",
@@ -388,6 +394,9 @@ async fn clear_validate_annotation(bi: &BucketIntegration, ctx: &Context) -> Res
 }
 
 async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -> Result<(), Error> {
+    if bi.spec.provider == Provider::Alibaba {
+        return alibaba::reconcile::run_steps(bi, ctx, report).await;
+    }
     let r = resolve(bi, &ctx.settings)?;
     // The operator's allow-lists (allow.rs), before anything is recorded or written: the trust
     // anchors the spec names (pure), never the operator's own account (a cached STS read), and
@@ -580,6 +589,12 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     //    this ServiceAccount, or exactly one account presenting the external ID.
     let trust_anchor = match spec.identity.mode {
         IdentityMode::CrossAccount => None,
+        // Admission refuses it with provider aws (the CEL rule on identity.mode).
+        IdentityMode::Rrsa => {
+            return Err(Error::InvalidSpec(
+                "identity.mode RRSA is Alibaba Cloud's: with provider aws use IRSA, PodIdentity or CrossAccount".into(),
+            ));
+        }
         IdentityMode::Irsa => {
             let issuer = oidc_issuer(ctx, &r).await?;
             let provider_arn = naming::oidc_provider_arn(r.partition, &account, &issuer);
@@ -876,7 +891,7 @@ async fn remove_association(ctx: &Context, r: &Resolved, recorded: &str) -> Resu
     pod_identity::delete_ours(&ctx.aws.eks(&found.region), &desired, Some(recorded)).await
 }
 
-fn disabled() -> Validated {
+pub(crate) fn disabled() -> Validated {
     Validated {
         status: "Unknown",
         reason: "Disabled".into(),
@@ -889,7 +904,7 @@ fn disabled() -> Validated {
 
 /// The external ID of a cross-account integration: the spec's, else the one recorded in
 /// status, else a new random one (recorded before the role is created).
-fn external_id(bi: &BucketIntegration) -> Result<String, Error> {
+pub(crate) fn external_id(bi: &BucketIntegration) -> Result<String, Error> {
     let given = bi
         .spec
         .identity
@@ -908,7 +923,7 @@ fn external_id(bi: &BucketIntegration) -> Result<String, Error> {
 /// Turns a validation report into the Validated condition. A denial may be IAM propagating a
 /// change: it is reported as Propagating and retried with backoff until the propagation timeout
 /// has passed since the failures began (or since IAM last changed), then with its precise reason.
-fn judge_validation(
+pub(crate) fn judge_validation(
     bi: &BucketIntegration,
     summary: &str,
     report: validate::Report,
@@ -975,7 +990,7 @@ fn precise(failure: &Error) -> Validated {
 
 /// Merges `status` into the integration's status (a JSON merge patch: fields it does not name
 /// are kept, so what an earlier reconcile recorded is never lost by this write).
-async fn record_status(
+pub(crate) async fn record_status(
     bi: &BucketIntegration,
     ctx: &Context,
     status: serde_json::Value,
@@ -994,10 +1009,10 @@ async fn record_status(
 }
 
 /// The bucket step's records, written to this integration's status before the AWS call.
-struct StatusJournal<'a> {
-    bi: &'a BucketIntegration,
-    ctx: &'a Context,
-    wrote_intent: std::sync::atomic::AtomicBool,
+pub(crate) struct StatusJournal<'a> {
+    pub bi: &'a BucketIntegration,
+    pub ctx: &'a Context,
+    pub wrote_intent: std::sync::atomic::AtomicBool,
 }
 
 impl bucket::Journal for StatusJournal<'_> {
@@ -1347,6 +1362,7 @@ fn ready_message(mode: IdentityMode, validated: bool) -> String {
         IdentityMode::PodIdentity => {
             "bucket, policy, role, ServiceAccount, pod identity association and values are in place (Milvus 2.6 or later)"
         }
+        IdentityMode::Rrsa => "bucket, RAM policy, RAM role, ServiceAccount and values are in place (RRSA)",
         IdentityMode::CrossAccount => "bucket, policy and role are in place",
     };
     if validated {
@@ -1434,7 +1450,10 @@ pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error>
         );
         return Ok(());
     }
-    let result = cleanup_steps(bi, ctx).await;
+    let result = match bi.spec.provider {
+        Provider::Aws => cleanup_steps(bi, ctx).await,
+        Provider::Alibaba => alibaba::reconcile::cleanup_steps(bi, ctx).await,
+    };
     if let Err(err) = &result {
         // Whatever step failed (the role, the policy, the ServiceAccount, the bucket): an Event
         // naming it, when the namespace still takes Events, and Ready in any case.

@@ -38,9 +38,9 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_ALLOWED_KMS_KEYS", value_delimiter = ',', value_parser = parse_kms_entry)]
     pub allowed_kms_keys: Vec<String>,
 
-    /// AWS accounts that `mode: CrossAccount` integrations may trust (12-digit IDs,
-    /// comma-separated). Empty: CrossAccount is refused. The operator's own account is refused
-    /// whatever this says (TrustNotAllowed).
+    /// Accounts that `mode: CrossAccount` integrations may trust (comma-separated): 12-digit
+    /// AWS account IDs, 16-digit Alibaba Cloud account IDs. Empty: CrossAccount is refused. The
+    /// operator's own account is refused whatever this says (TrustNotAllowed).
     #[arg(long, env = "BUCKETWIRE_ALLOWED_TRUSTED_ACCOUNTS", value_delimiter = ',', value_parser = parse_account_id)]
     pub allowed_trusted_accounts: Vec<String>,
 
@@ -53,6 +53,23 @@ pub struct Settings {
     /// --cluster-name (comma-separated). Empty: only --cluster-name.
     #[arg(long, env = "BUCKETWIRE_ALLOWED_EKS_CLUSTERS", value_delimiter = ',', value_parser = parse_cluster_name)]
     pub allowed_eks_clusters: Vec<String>,
+
+    /// The ACK cluster the operator runs in (Alibaba Cloud, `identity.mode: RRSA`): its RRSA
+    /// OIDC provider is what roles trust unless an integration names another
+    /// (`alibaba.ackClusterId`).
+    #[arg(long, env = "BUCKETWIRE_ACK_CLUSTER_ID", value_parser = parse_ack_cluster_id)]
+    pub ack_cluster_id: Option<String>,
+
+    /// ACK clusters that an integration's `alibaba.ackClusterId` may name besides
+    /// --ack-cluster-id (comma-separated). Empty: only --ack-cluster-id.
+    #[arg(long, env = "BUCKETWIRE_ALLOWED_ACK_CLUSTERS", value_delimiter = ',', value_parser = parse_ack_cluster_id)]
+    pub allowed_ack_clusters: Vec<String>,
+
+    /// Where Alibaba Cloud's hosts are reached instead of their own addresses (emulators, the
+    /// test bed): `http(s)://<ip>:<port>`. Requests keep the real host names (RAM, STS, ACK,
+    /// OSS virtual hosts), which resolve to this address.
+    #[arg(long, env = "BUCKETWIRE_ALIBABA_ENDPOINT_URL", value_parser = parse_alibaba_endpoint)]
+    pub alibaba_endpoint_url: Option<String>,
 
     /// How often every integration is re-checked for drift, e.g. `1h`, `5m`, `30s`.
     #[arg(long, env = "BUCKETWIRE_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
@@ -221,6 +238,16 @@ fn parse_kms_entry(text: &str) -> Result<String, String> {
             Err(err())
         };
     }
+    // Alibaba Cloud KMS keys are allowed by their ARN only: acs:kms:<region>:<account>:key/<id>.
+    if let ["acs", "kms", region, account, resource] = text.splitn(5, ':').collect::<Vec<_>>().as_slice() {
+        let ok = crate::provider::alibaba::naming::is_region(region)
+            && account.len() == 16
+            && account.chars().all(|c| c.is_ascii_digit())
+            && resource.strip_prefix("key/").is_some_and(|id| {
+                !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        return if ok { Ok(text.to_string()) } else { Err(err()) };
+    }
     let parts: Vec<&str> = text.splitn(6, ':').collect();
     let [arn, partition, "kms", region, account, resource] = parts.as_slice() else {
         return Err(err());
@@ -238,13 +265,33 @@ fn parse_kms_entry(text: &str) -> Result<String, String> {
     if ok { Ok(text.to_string()) } else { Err(err()) }
 }
 
-/// An `--allowed-trusted-accounts` entry: a 12-digit AWS account ID.
+/// An `--allowed-trusted-accounts` entry: a 12-digit AWS account ID or a 16-digit Alibaba
+/// Cloud account ID.
 fn parse_account_id(text: &str) -> Result<String, String> {
     let text = text.trim();
-    if text.is_empty() || text.len() == 12 && text.chars().all(|c| c.is_ascii_digit()) {
+    if text.is_empty() || matches!(text.len(), 12 | 16) && text.chars().all(|c| c.is_ascii_digit()) {
         Ok(text.to_string())
     } else {
-        Err(format!("invalid AWS account ID {text:?}: 12 digits"))
+        Err(format!(
+            "invalid account ID {text:?}: 12 digits (AWS) or 16 digits (Alibaba Cloud)"
+        ))
+    }
+}
+
+/// `--alibaba-endpoint-url`: `http(s)://<ip>:<port>` (checked where it is used).
+fn parse_alibaba_endpoint(text: &str) -> Result<String, String> {
+    crate::provider::alibaba::openapi::Endpoints::from_override(text.trim()).map(|_| text.trim().to_string())
+}
+
+/// An ACK cluster id: lowercase letters and digits.
+fn parse_ack_cluster_id(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.len() <= 64 && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid ACK cluster id {text:?}: lowercase letters and digits"
+        ))
     }
 }
 

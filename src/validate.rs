@@ -68,6 +68,9 @@ pub enum WorkloadIdentity {
         /// The association step has just read the association: validation need not.
         association_checked: bool,
     },
+    /// Alibaba Cloud RRSA: STS AssumeRoleWithOIDC through the cluster's RRSA OIDC provider
+    /// (validated by `provider::alibaba::validate`, which shares `probe`).
+    Rrsa { oidc_provider_arn: String },
 }
 
 impl Target {
@@ -92,7 +95,7 @@ pub struct Check {
 }
 
 /// The outcome of a validation: every check made, and the first failure if any.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Report {
     pub checks: Vec<Check>,
     pub failure: Option<Error>,
@@ -101,7 +104,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn pass(&mut self, name: &'static str, detail: String) {
+    pub fn pass(&mut self, name: &'static str, detail: String) {
         self.checks.push(Check {
             name,
             passed: true,
@@ -109,7 +112,7 @@ impl Report {
         });
     }
 
-    fn fail(mut self, name: &'static str, error: Error) -> Self {
+    pub fn fail(mut self, name: &'static str, error: Error) -> Self {
         self.checks.push(Check {
             name,
             passed: false,
@@ -143,7 +146,7 @@ impl Report {
             );
         }
         let how = match &target.identity {
-            WorkloadIdentity::Irsa { .. } => "assumed",
+            WorkloadIdentity::Irsa { .. } | WorkloadIdentity::Rrsa { .. } => "assumed",
             WorkloadIdentity::PodIdentity { .. } => "got Pod Identity credentials for",
         };
         let mut summary = format!(
@@ -266,11 +269,7 @@ pub fn probe_failure(call: Call, bucket: &str, failure: AwsFailure) -> Error {
 
 /// Runs every check in order and stops at the first failure.
 pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
-    let mut report = Report {
-        checks: vec![],
-        failure: None,
-        statically: None,
-    };
+    let mut report = Report::default();
     let credentials = match &target.identity {
         WorkloadIdentity::Irsa { provider_arn } => {
             irsa_credentials(client, aws, target, provider_arn, &mut report).await
@@ -291,6 +290,10 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
             };
             pod_identity_credentials(client, aws, target, &pod_identity, &mut report).await
         }
+        WorkloadIdentity::Rrsa { .. } => Err((
+            "token",
+            Error::InvalidSpec("an RRSA identity is validated against Alibaba Cloud, not AWS".into()),
+        )),
     };
     let credentials = match credentials {
         Ok(Some(credentials)) => credentials,
@@ -298,12 +301,25 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
         Ok(None) => return report,
         Err((name, error)) => return report.fail(name, error),
     };
+    let s3 = aws.workload_s3(&target.region, credentials);
+    probe(&s3, &aws.s3(&target.region), target, true, report).await
+}
+
+/// The workload's calls on its bucket, as Milvus makes them, through any S3-compatible API
+/// (S3 itself, or OSS's): HeadBucket, optionally the bucket's region, then the object
+/// operations; on a versioned bucket the operator (`operator_s3`) removes the probe's versions.
+pub async fn probe(
+    s3: &aws_sdk_s3::Client,
+    operator_s3: &aws_sdk_s3::Client,
+    target: &Target,
+    check_region: bool,
+    mut report: Report,
+) -> Report {
     let subject = target.subject();
 
     // 4. HeadBucket first, as Milvus's S3 client does when it connects (on AWS HeadBucket is
     //    authorized by s3:ListBucket). A bucket in another region is named here already.
-    let s3 = aws.workload_s3(&target.region, credentials);
-    if let Err(error) = head_bucket(&s3, &target.bucket, &target.region).await {
+    if let Err(error) = head_bucket(s3, &target.bucket, &target.region).await {
         return report.fail("head-bucket", error);
     }
     report.pass(
@@ -312,18 +328,20 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     );
 
     // 5. The bucket is where Milvus will look for it.
-    if let Err(error) = bucket_in_region(&s3, &target.bucket, &target.region).await {
-        return report.fail("region", error);
+    if check_region {
+        if let Err(error) = bucket_in_region(s3, &target.bucket, &target.region).await {
+            return report.fail("region", error);
+        }
+        report.pass(
+            "region",
+            format!("bucket {} is in {}", target.bucket, target.region),
+        );
     }
-    report.pass(
-        "region",
-        format!("bucket {} is in {}", target.bucket, target.region),
-    );
 
     // 6. The object operations Milvus makes, on a probe object under rootPath.
     let key = target.probe_key();
     let mut made = ProbeVersions::default();
-    if let Err((name, error)) = object_operations(&s3, target, &key, &subject, &mut report, &mut made).await {
+    if let Err((name, error)) = object_operations(s3, target, &key, &subject, &mut report, &mut made).await {
         report = report.fail(name, error);
     }
 
@@ -332,8 +350,7 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     //    never needs s3:DeleteObjectVersion, so its role does not get it): the operator does,
     //    with its own credentials, for this probe key only.
     if made.versioned() {
-        let operator_s3 = aws.s3(&target.region);
-        match remove_probe_versions(&operator_s3, &target.bucket, &key, &made).await {
+        match remove_probe_versions(operator_s3, &target.bucket, &key, &made).await {
             Ok(removed) => report.pass(
                 "cleanup",
                 format!(
@@ -357,7 +374,7 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
 }
 
 /// A ServiceAccount token for `audience`, as the kubelet would project it (never logged).
-async fn token_for(
+pub async fn token_for(
     client: &Client,
     target: &Target,
     audience: &str,
@@ -1435,6 +1452,11 @@ pub async fn validate_from_status(
         .get(name)
         .await
         .map_err(|e| format!("cannot read BucketIntegration {namespace}/{name}: {e}"))?;
+    if bi.spec.provider == crate::api::Provider::Alibaba {
+        return Err(format!(
+            "{namespace}/{name} is an Alibaba Cloud integration: `bucketwire validate` checks AWS integrations only so far; its Validated condition is the operator's validation (annotate it with bucketwire.io/validate to run it now)"
+        ));
+    }
     let status = bi.status.clone().unwrap_or_default();
     let missing =
         |what: &str| format!("{namespace}/{name} has no {what} in its status yet; is the operator running?");

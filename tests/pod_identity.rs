@@ -474,3 +474,75 @@ async fn association_drift_is_repaired_and_another_owners_association_or_annotat
         "no association made"
     );
 }
+
+/// The operator's policy lets it hand a role to EKS Pod Identity (iam:PassRole, which EKS
+/// demands of an association's creator) only for roles tagged as bucketwire's: a role under the
+/// operator's role path that someone else made cannot be bound to a ServiceAccount through
+/// the operator's credentials.
+#[tokio::test]
+async fn the_operator_passes_only_its_own_tagged_roles_to_pod_identity() {
+    let (bed, _client, ns) = setup("podpass").await;
+    let iam = aws::iam(&bed, "us-east-2").await;
+    let path = bed.var("BUCKETWIRE_TESTBED_ROLE_PATH");
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"]}]})
+    .to_string();
+    let mut roles = vec![];
+    for (suffix, tagged) in [("untagged", false), ("ours", true)] {
+        let mut request = iam
+            .create_role()
+            .role_name(format!("{ns}-{suffix}"))
+            .path(path)
+            .assume_role_policy_document(&trust);
+        if tagged {
+            request = request.tags(
+                aws_sdk_iam::types::Tag::builder()
+                    .key("bucketwire.io/managed-by")
+                    .value("bucketwire")
+                    .build()
+                    .expect("tag"),
+            );
+        }
+        let role = request.send().await.expect("role");
+        roles.push(role.role().map(|r| r.arn().to_string()).expect("arn"));
+    }
+    let config = aws::config_as(
+        aws::operator_credentials(&bed),
+        bed.var("BUCKETWIRE_AWS_ENDPOINT_URL"),
+        "us-east-2",
+    )
+    .await;
+    let eks = aws_sdk_eks::Client::new(&config);
+    let create = |role: String, sa: &'static str| {
+        eks.create_pod_identity_association()
+            .cluster_name(bed.var("BUCKETWIRE_CLUSTER_NAME"))
+            .namespace(&ns)
+            .service_account(sa)
+            .role_arn(role)
+            .tags("bucketwire.io/managed-by", "bucketwire")
+            .send()
+    };
+    let refused = create(roles[0].clone(), "a")
+        .await
+        .expect_err("an untagged role passed");
+    let message = format!("{:?}", refused.into_service_error());
+    assert!(
+        message.contains("AccessDenied") && message.contains("iam:PassRole"),
+        "{message}"
+    );
+    let made = create(roles[1].clone(), "b")
+        .await
+        .expect("our own role is passed");
+    let id = made
+        .association()
+        .and_then(|a| a.association_id())
+        .map(str::to_string)
+        .expect("id");
+    eks.delete_pod_identity_association()
+        .cluster_name(bed.var("BUCKETWIRE_CLUSTER_NAME"))
+        .association_id(id)
+        .send()
+        .await
+        .expect("the operator deletes its own association");
+}

@@ -178,6 +178,69 @@ pub trait Journal {
     fn adopting(&self) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
+/// Where a bucket lives: what the bucket step reads and writes, per object store (S3 here,
+/// OSS in `provider::alibaba::bucket`). The decisions (ownership, adoption, an interrupted
+/// create, region, drift) are made once, in `reconcile_store`, for every store.
+pub trait BucketStore {
+    /// The bucket's tags, or that it does not exist.
+    fn get_tags(&self, bucket: &str) -> impl Future<Output = Result<TagsAnswer, Error>> + Send;
+    /// The region the bucket is in.
+    fn get_region(&self, bucket: &str) -> impl Future<Output = Result<String, Error>> + Send;
+    /// When the store says the bucket was created.
+    fn creation_date(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<jiff::Timestamp>, Error>> + Send;
+    /// Creates the bucket with the desired tags first, then its settings.
+    fn create(&self, desired: &DesiredBucket) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Writes `ours` over `existing` (the whole tag set is replaced: others' tags are kept).
+    fn put_tags(
+        &self,
+        bucket: &str,
+        existing: &BTreeMap<String, String>,
+        ours: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Reads the settings of an owned bucket and repairs what drifted; answers what it repaired.
+    fn repair_settings(
+        &self,
+        desired: &DesiredBucket,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+}
+
+/// S3 as a bucket store.
+struct S3<'a>(&'a aws_sdk_s3::Client);
+
+impl BucketStore for S3<'_> {
+    async fn get_tags(&self, bucket: &str) -> Result<TagsAnswer, Error> {
+        get_tags(self.0, bucket).await
+    }
+    async fn get_region(&self, bucket: &str) -> Result<String, Error> {
+        get_region(self.0, bucket).await
+    }
+    async fn creation_date(&self, bucket: &str) -> Result<Option<jiff::Timestamp>, Error> {
+        creation_date(self.0, bucket).await
+    }
+    async fn create(&self, desired: &DesiredBucket) -> Result<(), Error> {
+        create(self.0, desired).await
+    }
+    async fn put_tags(
+        &self,
+        bucket: &str,
+        existing: &BTreeMap<String, String>,
+        ours: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        put_tags(self.0, bucket, existing, ours).await
+    }
+    async fn repair_settings(&self, desired: &DesiredBucket) -> Result<Vec<String>, Error> {
+        let observed = observe_settings(self.0, &desired.name).await?;
+        let fixes = settings_drift(&observed, desired);
+        for fix in &fixes {
+            apply_fix(self.0, desired, fix).await?;
+        }
+        Ok(fixes.iter().map(|f| format!("{f:?}")).collect())
+    }
+}
+
 /// Runs the bucket step. Also returns, for an adopted bucket, the KMS key its default
 /// encryption actually uses.
 pub async fn reconcile(
@@ -187,7 +250,7 @@ pub async fn reconcile(
     may_adopt: bool,
     journal: &impl Journal,
 ) -> Result<(Outcome, Option<String>), Error> {
-    let outcome = reconcile_bucket(s3, desired, known, may_adopt, journal).await?;
+    let outcome = reconcile_store(&S3(s3), desired, known, may_adopt, journal).await?;
     if desired.create {
         return Ok((outcome, None));
     }
@@ -200,8 +263,10 @@ pub async fn reconcile(
     Ok((outcome, key))
 }
 
-async fn reconcile_bucket(
-    s3: &aws_sdk_s3::Client,
+/// The bucket step on any store: create it (recording the intent first), adopt it, take it
+/// back from a predecessor, or refuse it; then repair an owned bucket's settings.
+pub async fn reconcile_store(
+    store: &impl BucketStore,
     desired: &DesiredBucket,
     known: Known,
     may_adopt: bool,
@@ -214,7 +279,7 @@ async fn reconcile_bucket(
             "bucket {bucket} was adopted by this integration (status.bucket.adopted); an adopted bucket is never managed or deleted, so bucket.create must stay false"
         )));
     }
-    let tags = match get_tags(s3, bucket).await? {
+    let tags = match store.get_tags(bucket).await? {
         TagsAnswer::NoSuchBucket => {
             if !desired.create {
                 return Err(Error::BucketNotFound {
@@ -226,7 +291,7 @@ async fn reconcile_bucket(
             if known.create_started_at.is_none() {
                 journal.creating().await?;
             }
-            create(s3, desired).await?;
+            store.create(desired).await?;
             return Ok(Outcome::created(format!(
                 "created bucket {bucket} in {}",
                 desired.region
@@ -236,7 +301,7 @@ async fn reconcile_bucket(
     };
 
     if !known.region_verified {
-        let region = get_region(s3, bucket).await?;
+        let region = store.get_region(bucket).await?;
         if region != desired.region {
             return Err(Error::BucketRegionMismatch {
                 want: desired.region.clone(),
@@ -261,7 +326,9 @@ async fn reconcile_bucket(
                 journal.adopting().await?;
             }
             // Our tags replace the predecessor's (the adopted mark, and others' tags, stay).
-            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &desired.tags).await?;
+            store
+                .put_tags(bucket, &tags.clone().unwrap_or_default(), &desired.tags)
+                .await?;
             outcome = Outcome::adopted(format!(
                 "took back bucket {bucket} from an earlier integration of the same name"
             ));
@@ -278,10 +345,10 @@ async fn reconcile_bucket(
         }
         Ownership::Untagged if desired.create && known.create_started_at.is_some() => {
             let started = known.create_started_at.unwrap_or_default();
-            match creation_date(s3, bucket).await? {
+            match store.creation_date(bucket).await? {
                 Some(created) if created >= started - CLOCK_SKEW => {
                     // Our own creation, interrupted before the tags were written.
-                    put_tags(s3, bucket, &BTreeMap::new(), &desired.tags).await?;
+                    store.put_tags(bucket, &BTreeMap::new(), &desired.tags).await?;
                     outcome =
                         Outcome::created(format!("finished creating bucket {bucket} (tags were missing)"));
                 }
@@ -304,7 +371,9 @@ async fn reconcile_bucket(
             journal.adopting().await?;
             let mut ours = desired.tags.clone();
             ours.insert(TAG_ADOPTED.into(), "true".into());
-            put_tags(s3, bucket, &tags.clone().unwrap_or_default(), &ours).await?;
+            store
+                .put_tags(bucket, &tags.clone().unwrap_or_default(), &ours)
+                .await?;
             return Ok(Outcome::adopted(format!("adopted existing bucket {bucket}")));
         }
         Ownership::Foreign(detail) => {
@@ -333,16 +402,13 @@ async fn reconcile_bucket(
             "using adopted bucket {bucket} in {region}"
         )));
     }
-    let observed = observe_settings(s3, bucket).await?;
-    let fixes = settings_drift(&observed, desired);
+    let fixes = store.repair_settings(desired).await?;
     if fixes.is_empty() {
         return Ok(outcome);
     }
-    for fix in &fixes {
-        apply_fix(s3, desired, fix).await?;
-    }
     Ok(Outcome::drift_corrected(format!(
-        "bucket {bucket}: repaired {fixes:?}"
+        "bucket {bucket}: repaired [{}]",
+        fixes.join(", ")
     )))
 }
 
@@ -356,7 +422,7 @@ fn adoption_hint(detail: &str, desired: &DesiredBucket) -> String {
     }
 }
 
-enum TagsAnswer {
+pub enum TagsAnswer {
     NoSuchBucket,
     /// `None`: the bucket has no tag set.
     Tags(Option<BTreeMap<String, String>>),

@@ -36,7 +36,8 @@ here and the apiserver's keys; its wire format is pinned by tests/eks_fake.rs wi
 
 Alibaba Cloud: RAM, IMS's OIDC providers, STS and ACK's DescribeClusterDetail are answered by
 a fake of their own (tests/testbed/alibaba/control_plane.py, process "alibaba", one endpoint
-for the four, routed by the x-acs-version header), seeded by tests/testbed/alibaba/seed.py with
+for the four, routed by the x-acs-version header), and OSS by the OSS fake (oss.py) in the same
+process on the same ports (routed by the Host header: OSS's virtual hosts), seeded by tests/testbed/alibaba/seed.py with
 two accounts (the cluster owner's and one standing for Zilliz Cloud), an administrator in each,
 and an ACK cluster in cn-hangzhou whose RRSA OIDC provider has the apiserver's issuer; its wire
 format is pinned by tests/alibaba_fake.rs with Alibaba's Python SDKs
@@ -138,6 +139,8 @@ def recorded(name):
 REQUEST_LOG = STATE / "moto-requests.jsonl"
 # The Alibaba Cloud fake's: the same shape, its own file (tests/testbed/alibaba/control_plane.py).
 ALIBABA_REQUEST_LOG = STATE / "alibaba-requests.jsonl"
+# The OSS fake's (tests/testbed/alibaba/oss.py), served by the same process on the same ports.
+OSS_REQUEST_LOG = STATE / "oss-requests.jsonl"
 # Its accounts' root keys and the ACK cluster (mode 0600; the environment file has the
 # administrators' keys only).
 ALIBABA_CONFIG = STATE / "alibaba-config.json"
@@ -448,6 +451,7 @@ def start_alibaba(issuer, host):
     config = alibaba_seed.make_config(issuer)
     alibaba_seed.write_config(ALIBABA_CONFIG, config)
     ALIBABA_REQUEST_LOG.unlink(missing_ok=True)
+    OSS_REQUEST_LOG.unlink(missing_ok=True)
     log(f"starting the Alibaba Cloud fake (RAM, IMS, STS, ACK) on {endpoint}")
     fake = spawn(
         "alibaba",
@@ -456,6 +460,7 @@ def start_alibaba(issuer, host):
         "alibaba.log",
         # AssumeRoleWithOIDC reads the issuer's keys from the apiserver, as web_identity.py does.
         env={**os.environ, "ALIBABA_FAKE_REQUEST_LOG": str(ALIBABA_REQUEST_LOG),
+             "OSS_FAKE_REQUEST_LOG": str(OSS_REQUEST_LOG),
              "BUCKETWIRE_TESTBED_KUBECONFIG": str(CONTROLPLANE_DIR / "kubeconfig")},
     )
     wait_for("the Alibaba Cloud fake", lambda: http_ok(f"{endpoint}/-/fake/ready"), fake, 60, "alibaba.log")
@@ -466,6 +471,7 @@ def start_alibaba(issuer, host):
         "BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL": endpoint,
         "BUCKETWIRE_TESTBED_ALIBABA_INSECURE_ENDPOINT_URL": f"http://127.0.0.1:{insecure_port}",
         "BUCKETWIRE_TESTBED_ALIBABA_REQUEST_LOG": str(ALIBABA_REQUEST_LOG),
+        "BUCKETWIRE_TESTBED_OSS_REQUEST_LOG": str(OSS_REQUEST_LOG),
         **env,
     }
 

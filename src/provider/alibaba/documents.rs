@@ -131,6 +131,93 @@ pub fn bucket_policy(account: &str, bucket: &str) -> Value {
     })
 }
 
+/// Where the RRSA token is mounted in Milvus's Pods: the path ACK's pod-identity webhook uses.
+pub const RRSA_TOKEN_DIR: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens";
+/// The projected token volume's name in the values.
+pub const RRSA_TOKEN_VOLUME: &str = "bucketwire-rrsa-token";
+
+/// Every Milvus chart component that reads `<component>.extraEnv` (chart 5.0.19's templates;
+/// the chart has no global extraEnv), so each process of a standalone or cluster install gets
+/// the RRSA variables.
+pub const CHART_COMPONENTS: &[&str] = &[
+    "standalone",
+    "proxy",
+    "mixCoordinator",
+    "rootCoordinator",
+    "queryCoordinator",
+    "dataCoordinator",
+    "indexCoordinator",
+    "queryNode",
+    "dataNode",
+    "indexNode",
+    "streamingNode",
+    "woodpecker",
+];
+
+/// The environment Alibaba Cloud's credential chains (Milvus's Go side, credentials-go; its
+/// C++ side, AliyunSTSAssumeRoleWebIdentityCredentialsProvider) read for RRSA: the role, the
+/// cluster's OIDC provider, and the projected token, exchanged with STS AssumeRoleWithOIDC.
+pub fn rrsa_env(role_arn: &str, oidc_provider_arn: &str) -> Value {
+    json!([
+        {"name": "ALIBABA_CLOUD_ROLE_ARN", "value": role_arn},
+        {"name": "ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "value": oidc_provider_arn},
+        {"name": "ALIBABA_CLOUD_OIDC_TOKEN_FILE", "value": format!("{RRSA_TOKEN_DIR}/token")},
+    ])
+}
+
+/// The Milvus Helm values for OSS through RRSA: `externalS3` with `cloudProvider: aliyun`,
+/// `useIAM`, virtual-host addressing (OSS refuses path style) and TLS on 443, no keys, no
+/// MinIO; the ServiceAccount; a projected ServiceAccount token with audience
+/// `sts.aliyuncs.com` on every Pod (global `volumes`/`volumeMounts`); and the RRSA variables in
+/// every component's `extraEnv`. No webhook is needed.
+pub fn milvus_values(
+    service_account: &str,
+    bucket: &str,
+    root_path: &str,
+    region: &str,
+    host: &str,
+    rrsa: Option<(&str, &str)>,
+) -> Value {
+    let mut values = json!({
+        "serviceAccount": {"create": false, "name": service_account},
+        "minio": {"enabled": false},
+        "externalS3": {
+            "enabled": true,
+            "host": host,
+            "port": "443",
+            "useSSL": true,
+            "bucketName": bucket,
+            "rootPath": root_path,
+            "useIAM": true,
+            "cloudProvider": "aliyun",
+            "iamEndpoint": "",
+            "region": region,
+            "useVirtualHost": true,
+            "accessKey": "",
+            "secretKey": "",
+        },
+    });
+    if let Some((role_arn, provider_arn)) = rrsa {
+        values["volumes"] = json!([{
+            "name": RRSA_TOKEN_VOLUME,
+            "projected": {"sources": [{"serviceAccountToken": {
+                "audience": STS_AUDIENCE,
+                "expirationSeconds": 3600,
+                "path": "token",
+            }}]},
+        }]);
+        values["volumeMounts"] = json!([{
+            "name": RRSA_TOKEN_VOLUME,
+            "mountPath": RRSA_TOKEN_DIR,
+            "readOnly": true,
+        }]);
+        for component in CHART_COMPONENTS {
+            values[*component] = json!({"extraEnv": rrsa_env(role_arn, provider_arn)});
+        }
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +356,43 @@ mod tests {
         let mut scalar = policy.clone();
         scalar["Statement"][0]["Principal"] = json!("*");
         assert!(documents_equivalent(&policy, &scalar));
+    }
+
+    #[test]
+    fn values_wire_oss_through_rrsa_on_every_component_with_no_keys() {
+        let v = milvus_values(
+            "milvus",
+            "b",
+            "files",
+            "cn-hangzhou",
+            "oss-cn-hangzhou.aliyuncs.com",
+            Some(("acs:ram::1:role/r", "acs:ram::1:oidc-provider/p")),
+        );
+        let s3 = &v["externalS3"];
+        assert_eq!(s3["cloudProvider"], "aliyun");
+        assert_eq!(s3["useVirtualHost"], true);
+        assert_eq!(s3["useIAM"], true);
+        assert_eq!(
+            (s3["accessKey"].as_str(), s3["secretKey"].as_str()),
+            (Some(""), Some(""))
+        );
+        assert_eq!(
+            v["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+            "sts.aliyuncs.com"
+        );
+        for component in CHART_COMPONENTS {
+            let env = &v[*component]["extraEnv"];
+            assert_eq!(env[0]["value"], "acs:ram::1:role/r", "{component}");
+            assert_eq!(env[2]["value"], format!("{RRSA_TOKEN_DIR}/token"));
+        }
+        let plain = milvus_values(
+            "milvus",
+            "b",
+            "files",
+            "cn-hangzhou",
+            "oss-cn-hangzhou.aliyuncs.com",
+            None,
+        );
+        assert!(plain.get("volumes").is_none() && plain.get("standalone").is_none());
     }
 }

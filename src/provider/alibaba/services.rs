@@ -233,12 +233,17 @@ impl OpenApi {
         .map(drop)
     }
 
-    /// Deletes the policy with its non-default versions (RAM refuses while it is attached).
-    pub async fn delete_policy(&self, key: &AccessKey, name: &str) -> Result<(), ApiError> {
+    /// Deletes the policy. Without `cascading`, RAM refuses while it is attached anywhere or
+    /// has versions besides the default; with it, RAM also deletes those versions (and detaches
+    /// it from every principal).
+    pub async fn delete_policy(&self, key: &AccessKey, name: &str, cascading: bool) -> Result<(), ApiError> {
         found(
             self.ram(
                 "DeletePolicy",
-                params([("PolicyName", name.into()), ("CascadingDelete", "false".into())]),
+                params([
+                    ("PolicyName", name.into()),
+                    ("CascadingDelete", cascading.to_string()),
+                ]),
                 key,
             )
             .await,
@@ -354,6 +359,27 @@ impl OpenApi {
         })
     }
 
+    /// STS AssumeRole, as the trusted account of a cross-account role calls it (bucketwire
+    /// itself never does: the tests play that account).
+    pub async fn assume_role(
+        &self,
+        key: &AccessKey,
+        role_arn: &str,
+        session_name: &str,
+        external_id: Option<&str>,
+    ) -> Result<AccessKey, ApiError> {
+        let mut p = params([
+            ("RoleArn", role_arn.into()),
+            ("RoleSessionName", session_name.into()),
+            ("DurationSeconds", "900".into()),
+        ]);
+        if let Some(id) = external_id {
+            p.insert("ExternalId".into(), id.into());
+        }
+        let answer = self.rpc(STS, STS_HOST, "AssumeRole", &p, Some(key)).await?;
+        Ok(credentials_of(&answer))
+    }
+
     /// STS AssumeRoleWithOIDC, unsigned: the ServiceAccount token is the credential.
     pub async fn assume_role_with_oidc(
         &self,
@@ -370,18 +396,7 @@ impl OpenApi {
             ("DurationSeconds", "900".into()),
         ]);
         let answer = self.rpc(STS, STS_HOST, "AssumeRoleWithOIDC", &p, None).await?;
-        let credentials = &answer["Credentials"];
-        Ok(AccessKey {
-            id: credentials["AccessKeyId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            secret: credentials["AccessKeySecret"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            security_token: credentials["SecurityToken"].as_str().map(str::to_string),
-        })
+        Ok(credentials_of(&answer))
     }
 
     /// The RRSA settings of an ACK cluster; `None` when the cluster does not exist.
@@ -397,6 +412,17 @@ impl OpenApi {
                 .await,
         )?;
         Ok(answer.map(|a| rrsa_of(&a["rrsa_config"])))
+    }
+}
+
+/// The `Credentials` of an STS answer.
+fn credentials_of(answer: &Value) -> AccessKey {
+    let credentials = &answer["Credentials"];
+    let field = |name: &str| credentials[name].as_str().unwrap_or_default().to_string();
+    AccessKey {
+        id: field("AccessKeyId"),
+        secret: field("AccessKeySecret"),
+        security_token: credentials["SecurityToken"].as_str().map(str::to_string),
     }
 }
 

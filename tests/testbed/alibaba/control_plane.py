@@ -1384,8 +1384,34 @@ def main(argv=None):
     fake = AlibabaFake(config, insecure_ports=[args.insecure_port] if args.insecure_port else [],
                        request_log=os.environ.get("ALIBABA_FAKE_REQUEST_LOG"),
                        keys=StaticKeys(jwks) if jwks else None)
+    app = fake
+    oss_log = os.environ.get("OSS_FAKE_REQUEST_LOG")
+    if oss_log is not None:
+        # The OSS fake (oss.py) on the same ports: one endpoint for every Alibaba Cloud host,
+        # as the operator's --alibaba-endpoint-url resolves them all to one address.
+        import oss
+        import oss_policy
+
+        oss_fake = oss.OSSFake(OSSPrincipals(fake, oss.CredentialRefused),
+                               insecure_ports=[args.insecure_port] if args.insecure_port else [],
+                               request_log=oss_log, policy_evaluator=oss_policy.evaluate)
+        app = by_host(fake, oss_fake)
     print(f"alibaba fake: serving on {args.host}:{args.port}", flush=True)
-    serve(fake, args.host, args.port, args.insecure_port)
+    serve(app, args.host, args.port, args.insecure_port)
+
+
+# `<bucket>.oss-<region>[-internal].aliyuncs.com`, `<bucket>.s3.oss-<region>...` and the service
+# hosts without a bucket: OSS's; every other host (ram., sts., cs.<region>.) the control plane's.
+OSS_HOST = re.compile(r"^([a-z0-9-]+\.)?(s3\.)?oss-[a-z0-9-]+\.aliyuncs\.com$")
+
+
+def by_host(control_plane, oss_fake):
+    def app(environ, start_response):
+        host = environ.get("HTTP_HOST", "").lower().rsplit(":", 1)[0]
+        target = oss_fake if OSS_HOST.match(host) else control_plane
+        return target(environ, start_response)
+
+    return app
 
 
 if __name__ == "__main__":
