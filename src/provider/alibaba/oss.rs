@@ -219,6 +219,23 @@ fn error_of(operation: &'static str, bucket: &str, status: u16, body: &[u8]) -> 
     }
 }
 
+/// One OSS operation: its name (for errors), HTTP method and subresource query.
+struct Call<'a> {
+    operation: &'static str,
+    method: &'static str,
+    subresource: &'a str,
+}
+
+impl<'a> Call<'a> {
+    fn new(operation: &'static str, method: &'static str, subresource: &'a str) -> Self {
+        Self {
+            operation,
+            method,
+            subresource,
+        }
+    }
+}
+
 impl Oss {
     pub fn new(endpoints: Endpoints, region: &str) -> Self {
         Self {
@@ -231,14 +248,17 @@ impl Oss {
     /// Sends one signed request to `bucket`'s virtual host; answers (status, body).
     async fn send(
         &self,
-        operation: &'static str,
+        call: Call<'_>,
         key: &AccessKey,
         bucket: &str,
-        method: &str,
-        subresource: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), OssError> {
+        let Call {
+            operation,
+            method,
+            subresource,
+        } = call;
         let transport = |detail: String| OssError::Transport {
             operation,
             bucket: bucket.to_string(),
@@ -302,7 +322,13 @@ impl Oss {
     /// `None` for NoSuchBucket.
     pub async fn bucket_info(&self, key: &AccessKey, bucket: &str) -> Result<Option<BucketInfo>, OssError> {
         match self
-            .send("GetBucketInfo", key, bucket, "GET", "bucketInfo", &[], vec![])
+            .send(
+                Call::new("GetBucketInfo", "GET", "bucketInfo"),
+                key,
+                bucket,
+                &[],
+                vec![],
+            )
             .await
         {
             Ok((_, body)) => Ok(Some(parse_bucket_info(&String::from_utf8_lossy(&body)))),
@@ -315,11 +341,9 @@ impl Oss {
     pub async fn create_bucket(&self, key: &AccessKey, bucket: &str) -> Result<(), OssError> {
         let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CreateBucketConfiguration><StorageClass>Standard</StorageClass></CreateBucketConfiguration>";
         self.send(
-            "PutBucket",
+            Call::new("PutBucket", "PUT", ""),
             key,
             bucket,
-            "PUT",
-            "",
             &[
                 ("x-oss-acl", "private".into()),
                 ("content-type", "application/xml".into()),
@@ -333,11 +357,9 @@ impl Oss {
     /// Makes the bucket's ACL private (PutBucketAcl).
     pub async fn put_acl_private(&self, key: &AccessKey, bucket: &str) -> Result<(), OssError> {
         self.send(
-            "PutBucketAcl",
+            Call::new("PutBucketAcl", "PUT", "acl"),
             key,
             bucket,
-            "PUT",
-            "acl",
             &[("x-oss-acl", "private".into())],
             vec![],
         )
@@ -347,7 +369,13 @@ impl Oss {
 
     pub async fn tags(&self, key: &AccessKey, bucket: &str) -> Result<BTreeMap<String, String>, OssError> {
         let (_, body) = self
-            .send("GetBucketTags", key, bucket, "GET", "tagging", &[], vec![])
+            .send(
+                Call::new("GetBucketTags", "GET", "tagging"),
+                key,
+                bucket,
+                &[],
+                vec![],
+            )
             .await?;
         Ok(parse_tagging(&String::from_utf8_lossy(&body)))
     }
@@ -378,11 +406,9 @@ impl Oss {
     pub async fn block_public_access(&self, key: &AccessKey, bucket: &str) -> Result<Option<bool>, OssError> {
         match self
             .send(
-                "GetBucketPublicAccessBlock",
+                Call::new("GetBucketPublicAccessBlock", "GET", "publicAccessBlock"),
                 key,
                 bucket,
-                "GET",
-                "publicAccessBlock",
                 &[],
                 vec![],
             )
@@ -422,7 +448,13 @@ impl Oss {
     /// The bucket policy; `None` when it has none.
     pub async fn policy(&self, key: &AccessKey, bucket: &str) -> Result<Option<Value>, OssError> {
         match self
-            .send("GetBucketPolicy", key, bucket, "GET", "policy", &[], vec![])
+            .send(
+                Call::new("GetBucketPolicy", "GET", "policy"),
+                key,
+                bucket,
+                &[],
+                vec![],
+            )
             .await
         {
             Ok((_, body)) => Ok(serde_json::from_slice(&body).ok()),
@@ -433,11 +465,9 @@ impl Oss {
 
     pub async fn put_policy(&self, key: &AccessKey, bucket: &str, policy: &Value) -> Result<(), OssError> {
         self.send(
-            "PutBucketPolicy",
+            Call::new("PutBucketPolicy", "PUT", "policy"),
             key,
             bucket,
-            "PUT",
-            "policy",
             &[("content-type", "application/json".into())],
             policy.to_string().into_bytes(),
         )
@@ -449,11 +479,9 @@ impl Oss {
     pub async fn is_empty(&self, key: &AccessKey, bucket: &str) -> Result<bool, OssError> {
         let (_, body) = self
             .send(
-                "ListObjectVersions",
+                Call::new("ListObjectVersions", "GET", "versions&max-keys=1"),
                 key,
                 bucket,
-                "GET",
-                "versions&max-keys=1",
                 &[],
                 vec![],
             )
@@ -472,7 +500,7 @@ impl Oss {
     /// Deletes an empty bucket (OSS refuses a non-empty one: BucketNotEmpty).
     pub async fn delete_bucket(&self, key: &AccessKey, bucket: &str) -> Result<(), OssError> {
         match self
-            .send("DeleteBucket", key, bucket, "DELETE", "", &[], vec![])
+            .send(Call::new("DeleteBucket", "DELETE", ""), key, bucket, &[], vec![])
             .await
         {
             Ok(_) => Ok(()),
@@ -490,11 +518,9 @@ impl Oss {
         body: String,
     ) -> Result<(), OssError> {
         self.send(
-            operation,
+            Call::new(operation, "PUT", subresource),
             key,
             bucket,
-            "PUT",
-            subresource,
             &[("content-type", "application/xml".into())],
             body.into_bytes(),
         )
