@@ -111,6 +111,8 @@ fn every_operator_setting_is_set_by_the_chart() {
         "adoptBuckets={legacy}",
         "awsEndpointUrl=http://127.0.0.1:5000",
         "watchNamespace=milvus",
+        "alibaba.ackClusterId=c0123456789abcdef",
+        "alibaba.endpointUrl=http://127.0.0.1:5001",
     ]);
     for var in vars {
         assert!(
