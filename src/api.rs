@@ -29,7 +29,7 @@ const AWS_REGION_RULE: &str = r"(has(self.provider) && self.provider == 'alibaba
 
 /// CEL (spec): an Alibaba Cloud region id such as `cn-hangzhou`, `ap-southeast-1`,
 /// `cn-shanghai-finance-1` (the same shape as `provider::alibaba::naming::is_region`).
-const ALIBABA_REGION_RULE: &str = r"!(has(self.provider) && self.provider == 'alibaba') || self.region.matches('^[a-z]{2,3}-[a-z]+(-[a-z0-9]+)*$')";
+const ALIBABA_REGION_RULE: &str = r"!(has(self.provider) && self.provider == 'alibaba') || self.region.matches('^(cn|ap|us|eu|me|na|sa|af|rus)-[a-z]+(-[a-z0-9]+)*$')";
 
 /// CEL: the partition an SSE-KMS key ARN must be in, derived from the region.
 const KMS_KEY_PARTITION_RULE: &str = "(has(self.provider) && self.provider == 'alibaba') || \

@@ -35,7 +35,7 @@ fn key(bed: &TestBed, prefix: &str) -> AccessKey {
     }
 }
 
-/// The main account's administrator (the operator runs with this key here).
+/// The main account's administrator (the test's own view of the account).
 fn admin(bed: &TestBed) -> AccessKey {
     key(bed, "BUCKETWIRE_TESTBED_ALIBABA_")
 }
@@ -49,8 +49,14 @@ fn cloud(bed: &TestBed) -> Alibaba {
     Alibaba::new(Some(bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL")), None).expect("endpoint")
 }
 
+/// The operator's RAM user: exactly deploy/alibaba/operator-policy.json, rendered for the test
+/// bed's account, ACK cluster and bucket prefix (tests/testbed/alibaba/seed.py).
+fn operator_key(bed: &TestBed) -> AccessKey {
+    key(bed, "BUCKETWIRE_TESTBED_ALIBABA_OPERATOR_")
+}
+
 fn operator(bed: &TestBed, ns: &str) -> Operator {
-    let admin = admin(bed);
+    let key = operator_key(bed);
     Operator::start_with_env(
         bed,
         ns,
@@ -63,8 +69,8 @@ fn operator(bed: &TestBed, ns: &str) -> Operator {
             bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID"),
         ],
         &[
-            ("ALIBABA_CLOUD_ACCESS_KEY_ID", admin.id.as_str()),
-            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", admin.secret.as_str()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", key.id.as_str()),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.secret.as_str()),
         ],
     )
 }
