@@ -12,7 +12,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use bucketwire::api::BucketIntegration;
+use bucketwire::api::{BucketIntegration, Provider};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -136,8 +136,12 @@ async fn apply(client: &Client, file: &str) -> Result<()> {
         .as_ref()
         .map(|t| t.0.to_string())
         .unwrap_or_default();
+    let exchange = match bi.spec.provider {
+        Provider::Aws => "AssumeRoleWithWebIdentity",
+        Provider::Alibaba => "AssumeRoleWithOIDC",
+    };
     println!(
-        "\nlast validated:  {validated} (TokenRequest, AssumeRoleWithWebIdentity, put/get/list/delete as the ServiceAccount)"
+        "\nlast validated:  {validated} (TokenRequest, {exchange}, the probe as the ServiceAccount)"
     );
     println!("role ARN:        {}", status.role_arn.clone().unwrap_or_default());
     println!(
@@ -153,13 +157,10 @@ async fn apply(client: &Client, file: &str) -> Result<()> {
     let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
         .get(&sa_short)
         .await?;
-    println!(
-        "ServiceAccount:  {sa_name} (eks.amazonaws.com/role-arn={})",
-        sa.annotations()
-            .get("eks.amazonaws.com/role-arn")
-            .cloned()
-            .unwrap_or_default()
-    );
+    match sa.annotations().get("eks.amazonaws.com/role-arn") {
+        Some(role) => println!("ServiceAccount:  {sa_name} (eks.amazonaws.com/role-arn={role})"),
+        None => println!("ServiceAccount:  {sa_name}"),
+    }
     let cm_name = status.values_config_map.clone().unwrap_or_default();
     let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .get(&cm_name)

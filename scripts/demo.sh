@@ -22,7 +22,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ -f target/testbed/env ] && python3 tests/testbed/testbed.py status | grep -q 'controlplane: running'; then
+# The status is read whole first: `status | grep -q` under pipefail fails when grep stops
+# reading early (BrokenPipe), and the demo would then stop a test bed it did not start.
+testbed_status="$(python3 tests/testbed/testbed.py status 2>/dev/null || true)"
+if [ -f target/testbed/env ] && grep -q 'controlplane: running' <<<"$testbed_status"; then
     say "using the test bed that is already running (it stays up)"
 else
     say "starting the test bed: kube-apiserver + etcd + kube-controller-manager, and moto"
@@ -45,10 +48,19 @@ say "starting the operator as $BUCKETWIRE_OPERATOR_ROLE_ARN: bucketwire run --cl
 AWS_ACCESS_KEY_ID="$BUCKETWIRE_OPERATOR_AWS_ACCESS_KEY_ID" \
 AWS_SECRET_ACCESS_KEY="$BUCKETWIRE_OPERATOR_AWS_SECRET_ACCESS_KEY" \
 AWS_SESSION_TOKEN="$BUCKETWIRE_OPERATOR_AWS_SESSION_TOKEN" \
+ALIBABA_CLOUD_ACCESS_KEY_ID="$BUCKETWIRE_TESTBED_ALIBABA_OPERATOR_ACCESS_KEY_ID" \
+ALIBABA_CLOUD_ACCESS_KEY_SECRET="$BUCKETWIRE_TESTBED_ALIBABA_OPERATOR_ACCESS_KEY_SECRET" \
     "$bin/bucketwire" run --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
     --permissions-boundary "$BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY" \
-    --bucket-prefix "$BUCKETWIRE_TESTBED_BUCKET_PREFIX" > target/testbed/demo-operator.log 2>&1 &
+    --bucket-prefix "$BUCKETWIRE_TESTBED_BUCKET_PREFIX" \
+    --alibaba-endpoint-url "$BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL" \
+    --ack-cluster-id "$BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID" > target/testbed/demo-operator.log 2>&1 &
 operator_pid=$!
 
 say "applying examples/milvus-prod.yaml and waiting for Ready"
 "$bin/examples/demo" apply examples/milvus-prod.yaml
+
+# Alibaba Cloud, on the test bed's fakes of RAM, STS, ACK and OSS (README, "Alibaba Cloud"), as
+# the RAM user carrying exactly deploy/alibaba/operator-policy.json.
+say "applying examples/alibaba-rrsa.yaml (Alibaba Cloud OSS with RRSA, on the test bed's fakes) and waiting for Ready"
+"$bin/examples/demo" apply examples/alibaba-rrsa.yaml

@@ -149,8 +149,14 @@ impl Report {
             WorkloadIdentity::Irsa { .. } | WorkloadIdentity::Rrsa { .. } => "assumed",
             WorkloadIdentity::PodIdentity { .. } => "got Pod Identity credentials for",
         };
+        // Without the GetBucketLocation check (OSS), the region is the endpoint's only.
+        let located = if self.checks.iter().any(|c| c.name == "region") {
+            "is in"
+        } else {
+            "answered at the endpoint of"
+        };
         let mut summary = format!(
-            "{how} {} as {}; bucket {} is in {}; {ops} under {}/ succeeded",
+            "{how} {} as {}; bucket {} {located} {}; {ops} under {}/ succeeded",
             target.role_arn,
             target.subject(),
             target.bucket,
