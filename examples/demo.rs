@@ -140,9 +140,7 @@ async fn apply(client: &Client, file: &str) -> Result<()> {
         Provider::Aws => "AssumeRoleWithWebIdentity",
         Provider::Alibaba => "AssumeRoleWithOIDC",
     };
-    println!(
-        "\nlast validated:  {validated} (TokenRequest, {exchange}, the probe as the ServiceAccount)"
-    );
+    println!("\nlast validated:  {validated} (TokenRequest, {exchange}, the probe as the ServiceAccount)");
     println!("role ARN:        {}", status.role_arn.clone().unwrap_or_default());
     println!(
         "policy ARN:      {}",
