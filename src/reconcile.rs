@@ -22,7 +22,7 @@ use crate::aws::{Aws, AwsFailure};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::naming::{self, Owner, Partition};
-use crate::provider::alibaba::{self, Alibaba};
+use crate::provider::alibaba::{self, Alibaba, Credentials};
 use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
@@ -59,7 +59,7 @@ impl Context {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Self {
-        let alibaba = Alibaba::new(settings.alibaba_endpoint_url.as_deref(), Alibaba::key_from_env());
+        let alibaba = Alibaba::new(settings.alibaba_endpoint_url.as_deref(), Credentials::from_env());
         Self {
             alibaba,
             recorder: Recorder::new(client.clone(), reporter.clone()),

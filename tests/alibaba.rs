@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use bucketwire::api::{Access, BucketIntegration};
 use bucketwire::documents::canonical;
-use bucketwire::provider::alibaba::Alibaba;
 use bucketwire::provider::alibaba::documents::{
-    bucket_policy, cross_account_policy, cross_account_trust, rrsa_trust,
+    bucket_policy, cross_account_policy, cross_account_trust, permission_policy, rrsa_trust,
 };
 use bucketwire::provider::alibaba::signer::AccessKey;
+use bucketwire::provider::alibaba::{Alibaba, Credentials};
 use common::integration::{condition, create, ready_status, wait_condition};
 use common::operator::Operator;
 use common::{TestBed, setup, wait_for};
@@ -46,7 +46,11 @@ fn second_admin(bed: &TestBed) -> AccessKey {
 }
 
 fn cloud(bed: &TestBed) -> Alibaba {
-    Alibaba::new(Some(bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL")), None).expect("endpoint")
+    Alibaba::new(
+        Some(bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL")),
+        Credentials::None,
+    )
+    .expect("endpoint")
 }
 
 /// The operator's RAM user: exactly deploy/alibaba/operator-policy.json, rendered for the test
@@ -56,18 +60,24 @@ fn operator_key(bed: &TestBed) -> AccessKey {
 }
 
 fn operator(bed: &TestBed, ns: &str) -> Operator {
+    operator_with(bed, ns, &[])
+}
+
+fn operator_with(bed: &TestBed, ns: &str, extra: &[&str]) -> Operator {
     let key = operator_key(bed);
+    let mut args = vec![
+        "--alibaba-endpoint-url",
+        bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"),
+        "--ack-cluster-id",
+        bed.var("BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID"),
+        "--allowed-trusted-accounts",
+        bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID"),
+    ];
+    args.extend_from_slice(extra);
     Operator::start_with_env(
         bed,
         ns,
-        &[
-            "--alibaba-endpoint-url",
-            bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"),
-            "--ack-cluster-id",
-            bed.var("BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID"),
-            "--allowed-trusted-accounts",
-            bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID"),
-        ],
+        &args,
         &[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", key.id.as_str()),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.secret.as_str()),
@@ -204,16 +214,6 @@ async fn rrsa_is_ready_and_validated_as_the_service_account_repairs_drift_and_cl
         .update_role_trust(&admin, &role_name, &other_trust)
         .await
         .expect("UpdateRole");
-    wait_for("the drift to be repaired", Duration::from_secs(30), || async {
-        let policy = oss.policy(&admin, &bucket).await.ok()??;
-        let role = cloud.api.get_role(&admin, &role_name).await.ok()??;
-        (canonical(&policy) == canonical(&desired_policy)
-            && canonical(&role.trust) == canonical(&rrsa_trust(provider, issuer, &ns, "milvus")))
-        .then_some(())
-    })
-    .await;
-
-    // Deletion (deletionPolicy Delete): role, policy and the empty bucket go.
     let policy_name = status
         .policy_arn
         .clone()
@@ -222,6 +222,26 @@ async fn rrsa_is_ready_and_validated_as_the_service_account_repairs_drift_and_cl
         .next()
         .expect("name")
         .to_string();
+    let desired_permissions = permission_policy(account, &bucket, Access::ReadWrite, None);
+    let widened = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["oss:*"], "Resource": ["acs:oss:*:*:*"]}]});
+    cloud
+        .api
+        .create_policy_version(&admin, &policy_name, &widened)
+        .await
+        .expect("CreatePolicyVersion");
+    wait_for("the drift to be repaired", Duration::from_secs(30), || async {
+        let policy = oss.policy(&admin, &bucket).await.ok()??;
+        let role = cloud.api.get_role(&admin, &role_name).await.ok()??;
+        let permissions = cloud.api.get_policy(&admin, &policy_name).await.ok()??;
+        (canonical(&policy) == canonical(&desired_policy)
+            && canonical(&role.trust) == canonical(&rrsa_trust(provider, issuer, &ns, "milvus"))
+            && canonical(&permissions.document) == canonical(&desired_permissions))
+        .then_some(())
+    })
+    .await;
+
+    // Deletion (deletionPolicy Delete): role, policy (with its versions) and the empty bucket go.
     deleted(&client, &ns, "milvus").await;
     assert!(
         cloud
@@ -444,4 +464,226 @@ async fn another_accounts_bucket_and_an_account_outside_the_allow_list_are_refus
         bi.status.as_ref().and_then(|s| s.role_arn.clone()).is_none(),
         "refused before anything was recorded or written"
     );
+}
+
+/// As tests/lifecycle.rs's S3 case: an untagged OSS bucket of the operator's own account is
+/// refused until the operator's --adopt-buckets names it; adopted, it gets our uid tag, keeps its
+/// own tags and its data.
+#[tokio::test]
+async fn an_untagged_oss_bucket_is_adopted_only_when_the_operator_allows_it() {
+    let (bed, client, ns) = setup("aliadopt").await;
+    let cloud = cloud(&bed);
+    let oss = cloud.oss(REGION);
+    let admin = admin(&bed);
+    let legacy = format!("bw-{ns}-legacy");
+    oss.create_bucket(&admin, &legacy).await.expect("PutBucket");
+    oss.put_tags(
+        &admin,
+        &legacy,
+        &[("owner".to_string(), "data-team".to_string())].into(),
+    )
+    .await
+    .expect("PutBucketTags");
+    cloud
+        .s3_compatible(REGION, &admin)
+        .put_object()
+        .bucket(&legacy)
+        .key("files/existing")
+        .body(b"precious".to_vec().into())
+        .send()
+        .await
+        .expect("PutObject");
+
+    let mut operator = operator(&bed, &ns);
+    create(
+        &client,
+        &ns,
+        "legacy",
+        json!({"provider": "alibaba", "region": REGION, "identity": {"mode": "RRSA"},
+               "bucket": {"name": legacy, "create": false}}),
+    )
+    .await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "legacy",
+        "Ready",
+        "False",
+        Some("BucketOwnedElsewhere"),
+        &operator,
+    )
+    .await;
+    assert!(
+        condition(&bi, "Ready")
+            .expect("ready")
+            .message
+            .contains("allow-list"),
+        "{:?}",
+        condition(&bi, "Ready")
+    );
+    assert!(
+        !oss.tags(&admin, &legacy)
+            .await
+            .expect("GetBucketTags")
+            .contains_key("bucketwire.io/uid"),
+        "refused means untouched"
+    );
+
+    operator.kill();
+    let operator = operator_with(&bed, &ns, &["--adopt-buckets", &legacy]);
+    let status = ready_status(&client, &ns, "legacy", &operator).await;
+    let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+        .get("legacy")
+        .await
+        .expect("integration");
+    assert_eq!(condition(&bi, "BucketReady").expect("bucket").reason, "Adopted");
+    assert_eq!(
+        status.bucket.and_then(|b| b.name).as_deref(),
+        Some(legacy.as_str())
+    );
+    let tags = oss.tags(&admin, &legacy).await.expect("GetBucketTags");
+    assert_eq!(tags.get("bucketwire.io/uid"), bi.metadata.uid.as_ref());
+    assert_eq!(
+        tags.get("owner").map(String::as_str),
+        Some("data-team"),
+        "existing tags are kept"
+    );
+    let existing = cloud
+        .s3_compatible(REGION, &admin)
+        .get_object()
+        .bucket(&legacy)
+        .key("files/existing")
+        .send()
+        .await
+        .expect("GetObject")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(&existing[..], b"precious");
+}
+
+/// The operator itself by RRSA, with no long-lived key: a RAM role (named outside
+/// `bucketwire-*`) trusting the operator's ServiceAccount through the cluster's RRSA provider
+/// and carrying exactly the operator policy; the operator reads the three `ALIBABA_CLOUD_*`
+/// variables and its token file, as ACK's webhook would give them. With those credentials it
+/// cannot rewrite its own policy or its own role's trust.
+#[tokio::test]
+async fn the_operator_runs_by_rrsa_without_a_key_and_cannot_rewrite_its_own_permissions() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::PostParams;
+
+    let (bed, client, ns) = setup("alioprrsa").await;
+    let cloud = cloud(&bed);
+    let admin = admin(&bed);
+    let provider = bed.var("BUCKETWIRE_TESTBED_ALIBABA_OIDC_PROVIDER_ARN");
+    let issuer = bed.var("BUCKETWIRE_TESTBED_ALIBABA_OIDC_ISSUER");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "bucketwire-operator"}})).expect("sa");
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("ServiceAccount");
+    let role_name = format!("BucketwireOperator-{ns}");
+    let role = cloud
+        .api
+        .create_role(
+            &admin,
+            &role_name,
+            &rrsa_trust(provider, issuer, &ns, "bucketwire-operator"),
+            "bucketwire's operator by RRSA (test)",
+            &Default::default(),
+        )
+        .await
+        .expect("CreateRole");
+    cloud
+        .api
+        .attach_policy_to_role(&admin, "BucketwireOperator", &role_name)
+        .await
+        .expect("AttachPolicyToRole");
+    let token =
+        common::aws::service_account_token(&client, &ns, "bucketwire-operator", Some("sts.aliyuncs.com"))
+            .await;
+    let token_file = std::env::temp_dir().join(format!("bucketwire-{ns}-rrsa-token"));
+    std::fs::write(&token_file, &token).expect("token file");
+
+    let operator = Operator::start_with_env(
+        &bed,
+        &ns,
+        &[
+            "--alibaba-endpoint-url",
+            bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"),
+            "--ack-cluster-id",
+            bed.var("BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID"),
+        ],
+        &[
+            ("ALIBABA_CLOUD_ROLE_ARN", role.arn.as_str()),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", provider),
+            (
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                token_file.to_str().expect("path"),
+            ),
+        ],
+    );
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"provider": "alibaba", "region": REGION, "identity": {"mode": "RRSA"},
+               "bucket": {"deletionPolicy": "Delete"}}),
+    )
+    .await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns)
+        .get("milvus")
+        .await
+        .expect("integration");
+    assert_eq!(condition(&bi, "Validated").expect("Validated").status, "True");
+    // Every control-plane write was made as the operator's RRSA session.
+    let session = format!(":assumed-role/{}/bucketwire-operator", role_name.to_lowercase());
+    let log =
+        std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_ALIBABA_REQUEST_LOG")).expect("request log");
+    let as_operator = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| {
+            r["caller"]
+                .as_str()
+                .is_some_and(|c| c.to_lowercase().contains(&session))
+        })
+        .filter_map(|r| r["action"].as_str().map(str::to_string))
+        .collect::<Vec<_>>();
+    for action in ["CreatePolicy", "CreateRole", "AttachPolicyToRole"] {
+        assert!(
+            as_operator.iter().any(|a| a == action),
+            "{action} as {session}: {as_operator:?}"
+        );
+    }
+    assert!(status.role_arn.is_some());
+
+    // The operator's own permissions are outside what its policy lets it manage.
+    let own = cloud
+        .api
+        .assume_role_with_oidc(&role.arn, provider, &token, "escalation-check")
+        .await
+        .expect("the operator's RRSA session");
+    let widened =
+        json!({"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["*"], "Resource": ["*"]}]});
+    let rewrite = cloud
+        .api
+        .create_policy_version(&own, "BucketwireOperator", &widened)
+        .await;
+    assert!(rewrite.is_err(), "the operator rewrote its own policy");
+    let retrust = cloud
+        .api
+        .update_role_trust(
+            &own,
+            &role_name,
+            &cross_account_trust(bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID"), "x"),
+        )
+        .await;
+    assert!(retrust.is_err(), "the operator rewrote its own role's trust");
+    deleted(&client, &ns, "milvus").await;
+    let _ = std::fs::remove_file(&token_file);
 }

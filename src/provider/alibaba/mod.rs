@@ -29,13 +29,106 @@ use signer::AccessKey;
 pub const ACCESS_KEY_ID_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 pub const ACCESS_KEY_SECRET_ENV: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 pub const SECURITY_TOKEN_ENV: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+/// RRSA's: what ACK's pod-identity webhook injects, and what Milvus's chain reads too.
+pub const ROLE_ARN_ENV: &str = "ALIBABA_CLOUD_ROLE_ARN";
+pub const OIDC_PROVIDER_ARN_ENV: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
+pub const OIDC_TOKEN_FILE_ENV: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
+
+/// STS credentials from AssumeRoleWithOIDC last 900 s (`services::assume_role_with_oidc`);
+/// the operator exchanges its token again when they are this old.
+const RRSA_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Where the operator's own Alibaba Cloud credentials come from, in the order of Alibaba's
+/// default credential chain: an AccessKey in the environment, then RRSA.
+#[derive(Debug)]
+pub enum Credentials {
+    None,
+    Key(AccessKey),
+    Rrsa(RrsaCredentials),
+}
+
+impl Credentials {
+    /// From `ALIBABA_CLOUD_ACCESS_KEY_ID`/`_SECRET` (and `_SECURITY_TOKEN`), else from
+    /// `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN` and
+    /// `ALIBABA_CLOUD_OIDC_TOKEN_FILE` (RRSA: no long-lived key).
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let (Some(id), Some(secret)) = (var(ACCESS_KEY_ID_ENV), var(ACCESS_KEY_SECRET_ENV)) {
+            return Self::Key(AccessKey {
+                id,
+                secret,
+                security_token: var(SECURITY_TOKEN_ENV),
+            });
+        }
+        match (
+            var(ROLE_ARN_ENV),
+            var(OIDC_PROVIDER_ARN_ENV),
+            var(OIDC_TOKEN_FILE_ENV),
+        ) {
+            (Some(role_arn), Some(provider_arn), Some(token_file)) => Self::Rrsa(RrsaCredentials {
+                role_arn,
+                provider_arn,
+                token_file: token_file.into(),
+                cached: tokio::sync::Mutex::default(),
+            }),
+            _ => Self::None,
+        }
+    }
+}
+
+/// The operator's own RRSA: its projected ServiceAccount token (re-read at every exchange: the
+/// kubelet rotates it) exchanged for STS credentials, cached until `RRSA_REFRESH_AFTER`.
+pub struct RrsaCredentials {
+    role_arn: String,
+    provider_arn: String,
+    token_file: std::path::PathBuf,
+    cached: tokio::sync::Mutex<Option<(AccessKey, std::time::Instant)>>,
+}
+
+impl std::fmt::Debug for RrsaCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RrsaCredentials")
+            .field("role_arn", &self.role_arn)
+            .field("provider_arn", &self.provider_arn)
+            .field("token_file", &self.token_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RrsaCredentials {
+    async fn key(&self, api: &OpenApi) -> Result<AccessKey, Error> {
+        let mut cached = self.cached.lock().await;
+        if let Some((key, at)) = cached.as_ref()
+            && at.elapsed() < RRSA_REFRESH_AFTER
+        {
+            return Ok(key.clone());
+        }
+        let token = tokio::fs::read_to_string(&self.token_file).await.map_err(|e| {
+            Error::ProviderNotConfigured(format!(
+                "the operator's RRSA token {} cannot be read: {e}",
+                self.token_file.display()
+            ))
+        })?;
+        let key = api
+            .assume_role_with_oidc(
+                &self.role_arn,
+                &self.provider_arn,
+                token.trim(),
+                "bucketwire-operator",
+            )
+            .await
+            .map_err(|e| api_error("sts:AssumeRoleWithOIDC", &self.role_arn, e))?;
+        *cached = Some((key.clone(), std::time::Instant::now()));
+        Ok(key)
+    }
+}
 
 /// Alibaba Cloud access for the whole operator: its credentials, the OpenAPI client, one OSS
 /// client per region and the operator's account (STS GetCallerIdentity, asked once).
 pub struct Alibaba {
     endpoints: Endpoints,
     pub api: OpenApi,
-    key: Option<AccessKey>,
+    credentials: Credentials,
     oss: Mutex<HashMap<String, Arc<Oss>>>,
     account: Mutex<Option<String>>,
 }
@@ -44,7 +137,7 @@ impl std::fmt::Debug for Alibaba {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Alibaba")
             .field("endpoints", &self.endpoints)
-            .field("key", &self.key)
+            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +145,7 @@ impl std::fmt::Debug for Alibaba {
 impl Alibaba {
     /// From the operator's settings and environment; no I/O. Without credentials every
     /// Alibaba integration reports ProviderNotConfigured (AWS integrations are unaffected).
-    pub fn new(endpoint_override: Option<&str>, key: Option<AccessKey>) -> Result<Self, String> {
+    pub fn new(endpoint_override: Option<&str>, credentials: Credentials) -> Result<Self, String> {
         let endpoints = match endpoint_override.filter(|u| !u.is_empty()) {
             Some(url) => Endpoints::from_override(url)?,
             None => Endpoints::default(),
@@ -60,20 +153,9 @@ impl Alibaba {
         Ok(Self {
             api: OpenApi::new(endpoints.clone()),
             endpoints,
-            key,
+            credentials,
             oss: Mutex::default(),
             account: Mutex::default(),
-        })
-    }
-
-    /// The operator's credentials from `ALIBABA_CLOUD_ACCESS_KEY_ID`,
-    /// `ALIBABA_CLOUD_ACCESS_KEY_SECRET` and (for STS credentials) `ALIBABA_CLOUD_SECURITY_TOKEN`.
-    pub fn key_from_env() -> Option<AccessKey> {
-        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Some(AccessKey {
-            id: var(ACCESS_KEY_ID_ENV)?,
-            secret: var(ACCESS_KEY_SECRET_ENV)?,
-            security_token: var(SECURITY_TOKEN_ENV),
         })
     }
 
@@ -81,12 +163,16 @@ impl Alibaba {
         &self.endpoints
     }
 
-    pub fn key(&self) -> Result<&AccessKey, Error> {
-        self.key.as_ref().ok_or_else(|| {
-            Error::ProviderNotConfigured(format!(
-                "this operator has no Alibaba Cloud credentials: set {ACCESS_KEY_ID_ENV} and {ACCESS_KEY_SECRET_ENV} (and {SECURITY_TOKEN_ENV} for STS credentials) on the operator, for a RAM identity carrying deploy/alibaba/operator-policy.json"
-            ))
-        })
+    /// The operator's own credentials: the AccessKey it was given, or RRSA's STS credentials
+    /// (exchanged again shortly before they expire).
+    pub async fn key(&self) -> Result<AccessKey, Error> {
+        match &self.credentials {
+            Credentials::None => Err(Error::ProviderNotConfigured(format!(
+                "this operator has no Alibaba Cloud credentials: run it with RRSA ({ROLE_ARN_ENV}, {OIDC_PROVIDER_ARN_ENV}, {OIDC_TOKEN_FILE_ENV}) or set {ACCESS_KEY_ID_ENV} and {ACCESS_KEY_SECRET_ENV}, for a RAM identity carrying deploy/alibaba/operator-policy.json"
+            ))),
+            Credentials::Key(key) => Ok(key.clone()),
+            Credentials::Rrsa(rrsa) => rrsa.key(&self.api).await,
+        }
     }
 
     pub fn oss(&self, region: &str) -> Arc<Oss> {
@@ -102,10 +188,10 @@ impl Alibaba {
         if let Some(account) = self.account.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(account);
         }
-        let key = self.key()?;
+        let key = self.key().await?;
         let identity = self
             .api
-            .get_caller_identity(key)
+            .get_caller_identity(&key)
             .await
             .map_err(|e| api_error("sts:GetCallerIdentity", "*", e))?;
         *self.account.lock().unwrap_or_else(|e| e.into_inner()) = Some(identity.account_id.clone());

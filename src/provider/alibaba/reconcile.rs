@@ -192,12 +192,12 @@ pub fn check_ack_cluster(bi: &BucketIntegration, settings: &Settings) -> Result<
     }
 }
 
-fn alibaba(ctx: &Context) -> Result<(&Alibaba, &AccessKey), Error> {
+async fn alibaba(ctx: &Context) -> Result<(&Alibaba, AccessKey), Error> {
     let alibaba = ctx
         .alibaba
         .as_ref()
         .map_err(|e| Error::ProviderNotConfigured(format!("Alibaba Cloud is not configured: {e}")))?;
-    Ok((alibaba, alibaba.key()?))
+    Ok((alibaba, alibaba.key().await?))
 }
 
 /// The RRSA provider of an ACK cluster (DescribeClusterDetail): its ARN and issuer.
@@ -260,7 +260,8 @@ pub(crate) async fn run_steps(
             detail: "Alibaba Cloud KMS keys are allowed by their exact ARN in --allowed-kms-keys".into(),
         });
     }
-    let (alibaba, key) = alibaba(ctx)?;
+    let (alibaba, key) = alibaba(ctx).await?;
+    let key = &key;
     let account = alibaba.account().await?;
     allow::check_not_operator_account(&bi.spec, &account)?;
     report.notes = vec![];
@@ -579,7 +580,8 @@ pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), 
         namespace: &namespace,
         name: &name,
     };
-    let (alibaba, key) = alibaba(ctx)?;
+    let (alibaba, key) = alibaba(ctx).await?;
+    let key = &key;
     let account = alibaba.account().await?;
     let role_name = recorded
         .and_then(|s| s.role_arn.as_deref())

@@ -170,8 +170,8 @@ pub async fn run_rrsa(
         ),
     );
     let workload = alibaba.s3_compatible(&target.region, &credentials);
-    let operator = match alibaba.key() {
-        Ok(key) => alibaba.s3_compatible(&target.region, key),
+    let operator = match alibaba.key().await {
+        Ok(key) => alibaba.s3_compatible(&target.region, &key),
         Err(error) => return report.fail("cleanup", error),
     };
     // The bucket step has read its region with GetBucketInfo; OSS's S3-compatible

@@ -27,7 +27,9 @@ MAIN_ACCOUNT_ID = "1234567890123456"
 SECOND_ACCOUNT_ID = "5555666677778888"  # stands for Zilliz Cloud's account
 ADMIN_USER = "bucketwire-testbed-admin"
 OPERATOR_USER = "bucketwire-testbed-operator"
-OPERATOR_POLICY_NAME = "bucketwire-operator"
+# Outside `bucketwire-*`: the operator policy lets the operator manage the RAM policies and
+# roles named so, and its own must not be one of them (README, "Alibaba Cloud").
+OPERATOR_POLICY_NAME = "BucketwireOperator"
 # The bucket prefix the operator runs with on the test bed (its policy's ${BUCKET_PREFIX}).
 BUCKET_PREFIX = "bw-"
 OPERATOR_POLICY = Path(__file__).resolve().parents[3] / "deploy" / "alibaba" / "operator-policy.json"
@@ -119,7 +121,7 @@ def operator_policy(account_id, cluster_id, bucket_prefix=BUCKET_PREFIX):
 
 def seed_operator(endpoint, admin_key, account_id, cluster_id):
     """The RAM user the operator runs as: exactly deploy/alibaba/operator-policy.json (custom
-    policy bucketwire-operator), and an AccessKey: (access key id, secret)."""
+    policy BucketwireOperator), and an AccessKey: (access key id, secret)."""
     from alibabacloud_ram20150501 import models as ram_models
 
     client = ram(endpoint, *admin_key)
