@@ -137,36 +137,9 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         namespace: &namespace,
         name: &name,
     };
-    let recorded = bi
-        .status
-        .as_ref()
-        .and_then(|s| s.bucket.as_ref())
-        .and_then(|b| b.name.clone());
-    let given = spec.bucket.name.clone().filter(|n| !n.is_empty());
-    let bucket = match (&given, &recorded) {
-        (Some(g), Some(r)) if g != r => {
-            return Err(Error::InvalidSpec(format!(
-                "spec.bucket.name {g} differs from the bucket recorded in status ({r}); the bucket of an integration cannot change"
-            )));
-        }
-        (Some(g), _) => g.clone(),
-        (None, Some(r)) => r.clone(),
-        (None, None) => naming::bucket_name(owner, settings.bucket_prefix.as_deref()),
-    };
-    if let Some(prefix) = settings.bucket_prefix.as_deref().filter(|p| !p.is_empty())
-        && !bucket.starts_with(prefix)
-    {
-        if recorded.as_deref() == Some(bucket.as_str()) {
-            // Never a second bucket: the recorded one stays this integration's bucket, and the
-            // operator stops touching it until the setting and the record agree again.
-            return Err(Error::SettingConflict(format!(
-                "bucket {bucket} is recorded in status, but the operator's --bucket-prefix is now {prefix}; bucketwire does not move an integration to a new bucket. Add the old prefix back to the operator's setting, or delete this integration (its bucket is kept unless deletionPolicy is Delete)"
-            )));
-        }
-        return Err(Error::InvalidSpec(format!(
-            "bucket name {bucket} does not start with {prefix}, the prefix this operator is allowed to use"
-        )));
-    }
+    let (bucket, recorded) = resolve_bucket_name(bi, settings, || {
+        naming::bucket_name(owner, settings.bucket_prefix.as_deref())
+    })?;
     let recorded_status = bi.status.as_ref();
     let recorded_bucket = recorded_status.and_then(|s| s.bucket.as_ref());
     let bucket_create_started_at = recorded_bucket
@@ -272,6 +245,40 @@ pub(crate) struct Report {
     pub iam_changed: bool,
     /// Recorded names the current settings would have chosen differently (said in Ready).
     pub notes: Vec<String>,
+}
+
+impl Report {
+    /// What every provider records in status before any cloud write: the bucket; for a
+    /// workload mode the ServiceAccount and the values ConfigMap; across accounts the external
+    /// ID (given, or generated once and kept) and the trusted account. Answers the external ID.
+    pub(crate) fn record_identity(
+        &mut self,
+        bi: &BucketIntegration,
+        bucket: BucketStatus,
+        service_account: &str,
+        values_config_map: &str,
+    ) -> Result<Option<String>, Error> {
+        let cross_account = bi.spec.identity.mode == IdentityMode::CrossAccount;
+        self.status.bucket = Some(bucket);
+        if !cross_account {
+            self.status.service_account = Some(service_account.to_string());
+            self.status.values_config_map = Some(values_config_map.to_string());
+        }
+        let external_id = if cross_account {
+            Some(external_id(bi)?)
+        } else {
+            None
+        };
+        self.status.external_id = external_id.clone();
+        self.status.trusted_account_id = bi
+            .spec
+            .identity
+            .cross_account
+            .as_ref()
+            .filter(|_| cross_account)
+            .map(|c| c.trusted_account_id.clone());
+        Ok(external_id)
+    }
 }
 
 /// The Validated condition and what follows from it.
@@ -415,34 +422,22 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     report.notes = r.settings_notes.clone();
     let spec = &bi.spec;
     let cross_account = spec.identity.mode == IdentityMode::CrossAccount;
-    report.status.bucket = Some(BucketStatus {
-        name: Some(r.bucket.clone()),
-        arn: Some(naming::bucket_arn(r.partition, &r.bucket)),
-        region: Some(r.region.clone()),
-        endpoint: Some(naming::s3_host(&r.region)),
-        adopted: r.bucket_adopted.then_some(true),
-        create_started_at: None,
-    });
-    if !cross_account {
-        report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
-        report.status.values_config_map = Some(r.values_config_map.clone());
-    }
-
     // Identity first: the bucket name (so an interrupted create is recognisable), the role
     // and policy ARNs (so a settings change never renames them) and, across accounts, the
     // external ID (so a generated one is never lost) are recorded before any AWS write.
-    let external_id = if cross_account {
-        Some(external_id(bi)?)
-    } else {
-        None
-    };
-    report.status.external_id = external_id.clone();
-    report.status.trusted_account_id = spec
-        .identity
-        .cross_account
-        .as_ref()
-        .filter(|_| cross_account)
-        .map(|c| c.trusted_account_id.clone());
+    let external_id = report.record_identity(
+        bi,
+        BucketStatus {
+            name: Some(r.bucket.clone()),
+            arn: Some(naming::bucket_arn(r.partition, &r.bucket)),
+            region: Some(r.region.clone()),
+            endpoint: Some(naming::s3_host(&r.region)),
+            adopted: r.bucket_adopted.then_some(true),
+            create_started_at: None,
+        },
+        &format!("{}/{}", r.namespace, r.service_account),
+        &r.values_config_map,
+    )?;
 
     let account = caller_account(ctx, r.partition).await?;
     let policy_arn = format!(
@@ -500,11 +495,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         uid: r.uid.clone(),
     };
     let s3 = ctx.aws.s3(&r.region);
-    let journal = StatusJournal {
-        bi,
-        ctx,
-        wrote_intent: std::sync::atomic::AtomicBool::new(false),
-    };
+    let journal = StatusJournal::new(bi, ctx);
     let (bucket_outcome, adopted_kms_key) = bucket::reconcile(
         &s3,
         &desired_bucket,
@@ -517,27 +508,14 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         &journal,
     )
     .await?;
-    // Success with `create: true` means the bucket carries this integration's tags.
-    if spec.bucket.create
-        && (r.bucket_create_started_at.is_some()
-            || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
-    {
-        // The intent has done its job.
-        record_status(
-            bi,
-            ctx,
-            json!({"bucket": {"createStartedAt": null}}),
-            "clear the bucket's create intent",
+    journal
+        .bucket_done(
+            spec.bucket.create,
+            r.bucket_create_started_at.is_some(),
+            report,
+            bucket_outcome,
         )
         .await?;
-    }
-    if !spec.bucket.create
-        && let Some(b) = report.status.bucket.as_mut()
-    {
-        b.adopted = Some(true);
-    }
-    report.steps.push(("BucketReady", Ok(bucket_outcome), ""));
-    crate::failpoint::crash_point("after-bucket");
     // An adopted bucket's key is whatever it actually uses; ours is the spec's.
     let kms_key = if spec.bucket.create {
         spec_kms_key
@@ -1008,11 +986,90 @@ pub(crate) async fn record_status(
     Ok(())
 }
 
+/// The integration's bucket name, for every provider: the one recorded in status, else the
+/// spec's, else `derive()`; never a second bucket, and only within the operator's
+/// `--bucket-prefix`. Answers the name and the recorded one.
+pub(crate) fn resolve_bucket_name(
+    bi: &BucketIntegration,
+    settings: &Settings,
+    derive: impl FnOnce() -> String,
+) -> Result<(String, Option<String>), Error> {
+    let recorded = bi
+        .status
+        .as_ref()
+        .and_then(|s| s.bucket.as_ref())
+        .and_then(|b| b.name.clone());
+    let given = bi.spec.bucket.name.clone().filter(|n| !n.is_empty());
+    let bucket = match (&given, &recorded) {
+        (Some(g), Some(r)) if g != r => {
+            return Err(Error::InvalidSpec(format!(
+                "spec.bucket.name {g} differs from the bucket recorded in status ({r}); the bucket of an integration cannot change"
+            )));
+        }
+        (Some(g), _) => g.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => derive(),
+    };
+    if let Some(prefix) = settings.bucket_prefix.as_deref().filter(|p| !p.is_empty())
+        && !bucket.starts_with(prefix)
+    {
+        if recorded.as_deref() == Some(bucket.as_str()) {
+            // Never a second bucket: the recorded one stays this integration's bucket, and the
+            // operator stops touching it until the setting and the record agree again.
+            return Err(Error::SettingConflict(format!(
+                "bucket {bucket} is recorded in status, but the operator's --bucket-prefix is now {prefix}; bucketwire does not move an integration to a new bucket. Add the old prefix back to the operator's setting, or delete this integration (its bucket is kept unless deletionPolicy is Delete)"
+            )));
+        }
+        return Err(Error::InvalidSpec(format!(
+            "bucket name {bucket} does not start with {prefix}, the prefix this operator is allowed to use"
+        )));
+    }
+    Ok((bucket, recorded))
+}
+
 /// The bucket step's records, written to this integration's status before the AWS call.
 pub(crate) struct StatusJournal<'a> {
     pub bi: &'a BucketIntegration,
     pub ctx: &'a Context,
     pub wrote_intent: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> StatusJournal<'a> {
+    pub(crate) fn new(bi: &'a BucketIntegration, ctx: &'a Context) -> Self {
+        Self {
+            bi,
+            ctx,
+            wrote_intent: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// After the bucket step succeeded, for every provider: success with `create: true` means
+    /// the bucket carries this integration's tags, so a create intent (recorded before, or in
+    /// this reconcile) has done its job; an adopted bucket is said to be one.
+    pub(crate) async fn bucket_done(
+        &self,
+        create: bool,
+        intent_recorded_before: bool,
+        report: &mut Report,
+        outcome: Outcome,
+    ) -> Result<(), Error> {
+        if create && (intent_recorded_before || self.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            record_status(
+                self.bi,
+                self.ctx,
+                json!({"bucket": {"createStartedAt": null}}),
+                "clear the bucket's create intent",
+            )
+            .await?;
+        }
+        if !create && let Some(b) = report.status.bucket.as_mut() {
+            b.adopted = Some(true);
+        }
+        report.steps.push(("BucketReady", Ok(outcome), ""));
+        crate::failpoint::crash_point("after-bucket");
+        Ok(())
+    }
 }
 
 impl bucket::Journal for StatusJournal<'_> {

@@ -22,9 +22,7 @@ use crate::api::{BucketIntegration, BucketStatus, DeletionPolicy, EncryptionType
 use crate::documents::{self, TAG_UID, statements, string_list};
 use crate::error::Error;
 use crate::naming::Owner;
-use crate::reconcile::{
-    Context, Report, StatusJournal, disabled, external_id, judge_validation, publish, record_status,
-};
+use crate::reconcile::{Context, Report, StatusJournal, disabled, judge_validation, publish, record_status};
 use crate::settings::Settings;
 use crate::steps::bucket::{self, DesiredBucket, Known};
 use crate::steps::kubernetes;
@@ -79,32 +77,9 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
         name: &name,
     };
     let status = bi.status.as_ref();
-    let recorded = status
-        .and_then(|s| s.bucket.as_ref())
-        .and_then(|b| b.name.clone());
-    let given = spec.bucket.name.clone().filter(|n| !n.is_empty());
-    let bucket = match (&given, &recorded) {
-        (Some(g), Some(r)) if g != r => {
-            return Err(Error::InvalidSpec(format!(
-                "spec.bucket.name {g} differs from the bucket recorded in status ({r}); the bucket of an integration cannot change"
-            )));
-        }
-        (Some(g), _) => g.clone(),
-        (None, Some(r)) => r.clone(),
-        (None, None) => ali_naming::bucket_name(owner, settings.bucket_prefix.as_deref()),
-    };
-    if let Some(prefix) = settings.bucket_prefix.as_deref().filter(|p| !p.is_empty())
-        && !bucket.starts_with(prefix)
-    {
-        if recorded.as_deref() == Some(bucket.as_str()) {
-            return Err(Error::SettingConflict(format!(
-                "bucket {bucket} is recorded in status, but the operator's --bucket-prefix is now {prefix}; bucketwire does not move an integration to a new bucket"
-            )));
-        }
-        return Err(Error::InvalidSpec(format!(
-            "bucket name {bucket} does not start with {prefix}, the prefix this operator is allowed to use"
-        )));
-    }
+    let (bucket, recorded) = crate::reconcile::resolve_bucket_name(bi, settings, || {
+        ali_naming::bucket_name(owner, settings.bucket_prefix.as_deref())
+    })?;
     let recorded_bucket = status.and_then(|s| s.bucket.as_ref());
     let bucket_recorded = recorded.as_deref() == Some(bucket.as_str());
     let ack_cluster = (spec.identity.mode == IdentityMode::Rrsa).then(|| {
@@ -266,30 +241,19 @@ pub(crate) async fn run_steps(
     allow::check_not_operator_account(&bi.spec, &account)?;
     report.notes = vec![];
     let cross_account = spec.identity.mode == IdentityMode::CrossAccount;
-    report.status.bucket = Some(BucketStatus {
-        name: Some(r.bucket.clone()),
-        arn: Some(ali_naming::bucket_arn(&account, &r.bucket)),
-        region: Some(r.region.clone()),
-        endpoint: Some(ali_naming::oss_host(&r.region, r.internal_endpoint)),
-        adopted: r.bucket_adopted.then_some(true),
-        create_started_at: None,
-    });
-    if !cross_account {
-        report.status.service_account = Some(format!("{}/{}", r.namespace, r.service_account));
-        report.status.values_config_map = Some(r.values_config_map.clone());
-    }
-    let external_id = if cross_account {
-        Some(external_id(bi)?)
-    } else {
-        None
-    };
-    report.status.external_id = external_id.clone();
-    report.status.trusted_account_id = spec
-        .identity
-        .cross_account
-        .as_ref()
-        .filter(|_| cross_account)
-        .map(|c| c.trusted_account_id.clone());
+    let external_id = report.record_identity(
+        bi,
+        BucketStatus {
+            name: Some(r.bucket.clone()),
+            arn: Some(ali_naming::bucket_arn(&account, &r.bucket)),
+            region: Some(r.region.clone()),
+            endpoint: Some(ali_naming::oss_host(&r.region, r.internal_endpoint)),
+            adopted: r.bucket_adopted.then_some(true),
+            create_started_at: None,
+        },
+        &format!("{}/{}", r.namespace, r.service_account),
+        &r.values_config_map,
+    )?;
 
     // The names first (bucket, policy, role, external ID), before any cloud write.
     let policy_arn = format!("acs:ram::{account}:policy/{}", r.policy_name);
@@ -335,11 +299,7 @@ pub(crate) async fn run_steps(
         key,
         account: &account,
     };
-    let journal = StatusJournal {
-        bi,
-        ctx,
-        wrote_intent: std::sync::atomic::AtomicBool::new(false),
-    };
+    let journal = StatusJournal::new(bi, ctx);
     let outcome = bucket::reconcile_store(
         &store,
         &desired_bucket,
@@ -352,25 +312,14 @@ pub(crate) async fn run_steps(
         &journal,
     )
     .await?;
-    if spec.bucket.create
-        && (r.bucket_create_started_at.is_some()
-            || journal.wrote_intent.load(std::sync::atomic::Ordering::Relaxed))
-    {
-        record_status(
-            bi,
-            ctx,
-            json!({"bucket": {"createStartedAt": null}}),
-            "clear the bucket's create intent",
+    journal
+        .bucket_done(
+            spec.bucket.create,
+            r.bucket_create_started_at.is_some(),
+            report,
+            outcome,
         )
         .await?;
-    }
-    if !spec.bucket.create
-        && let Some(b) = report.status.bucket.as_mut()
-    {
-        b.adopted = Some(true);
-    }
-    report.steps.push(("BucketReady", Ok(outcome), ""));
-    crate::failpoint::crash_point("after-bucket");
 
     // 2. RAM policy
     let description = spec
