@@ -29,7 +29,7 @@ enum Command {
         context: Option<String>,
     },
     /// Prove an integration's wiring by acting as its ServiceAccount, with your own Kubernetes
-    /// and AWS credentials; exit code 0 (validated), 1 (not validated) or 2 (usage error).
+    /// and cloud credentials; exit code 0 (validated), 1 (not validated) or 2 (usage error).
     #[command(long_about = VALIDATE_ABOUT, after_help = VALIDATE_AFTER_HELP)]
     Validate {
         /// NAMESPACE/NAME of the BucketIntegration.
@@ -41,15 +41,19 @@ enum Command {
         /// Endpoint for every AWS service (emulators).
         #[arg(long, env = "BUCKETWIRE_AWS_ENDPOINT_URL")]
         aws_endpoint_url: Option<String>,
+        /// Endpoint for every Alibaba Cloud service (the test bed's fakes).
+        #[arg(long, env = "BUCKETWIRE_ALIBABA_ENDPOINT_URL")]
+        alibaba_endpoint_url: Option<String>,
     },
 }
 
 const VALIDATE_ABOUT: &str = "\
 Prove an integration's wiring from a terminal: the checks the operator's Validated condition
-makes, against what the integration's status records and the role as it is in IAM now
-(nothing is repaired). An IRSA integration is checked as its ServiceAccount: a TokenRequest,
-the token against the role's trust policy, AssumeRoleWithWebIdentity, then HeadBucket,
-GetBucketLocation and the object operations Milvus makes as the role. A CrossAccount
+makes, against what the integration's status records and the role as it is in IAM (or RAM)
+now (nothing is repaired). An IRSA integration is checked as its ServiceAccount: a
+TokenRequest, the token against the role's trust policy, AssumeRoleWithWebIdentity, then
+HeadBucket, GetBucketLocation and the object operations Milvus makes as the role (PodIdentity:
+EKS Auth AssumeRoleForPodIdentity; RRSA: STS AssumeRoleWithOIDC, then the same probe on OSS). A CrossAccount
 integration is checked from outside: the bucket's region and the role's trust and permission
 policies.
 
@@ -57,9 +61,11 @@ It runs with YOUR credentials, not the operator's:
 
 Kubernetes (your kubeconfig; --context picks a context):
   get     bucketintegrations.bucketwire.io   in NAMESPACE
-  create  serviceaccounts/token              in NAMESPACE (IRSA: a 10-minute token for the
-                                             integration's ServiceAccount, audience
-                                             sts.amazonaws.com; never printed or stored)
+  create  serviceaccounts/token              in NAMESPACE (IRSA, PodIdentity, RRSA: a
+                                             10-minute token for the integration's
+                                             ServiceAccount, audience sts.amazonaws.com,
+                                             pods.eks.amazonaws.com or sts.aliyuncs.com;
+                                             never printed or stored)
 
 AWS (the SDK's default chain: AWS_PROFILE, AWS_ACCESS_KEY_ID..., SSO, web identity, instance
 role; every region comes from the integration), the operator's IAM policy grants all of them:
@@ -68,7 +74,14 @@ role; every region comes from the integration), the operator's IAM policy grants
                 versioned bucket, s3:ListBucketVersions and s3:DeleteObjectVersion to remove
                 the probe's versions (refused: reported, not a failure)
   CrossAccount  s3:GetBucketLocation, s3:GetEncryptionConfiguration (adopted bucket),
-                iam:GetRole, iam:GetPolicy, iam:GetPolicyVersion";
+                iam:GetRole, iam:GetPolicy, iam:GetPolicyVersion
+
+Alibaba Cloud (provider: alibaba; Alibaba's default chain: ALIBABA_CLOUD_ACCESS_KEY_ID and
+_SECRET, else RRSA's ALIBABA_CLOUD_ROLE_ARN, _OIDC_PROVIDER_ARN, _OIDC_TOKEN_FILE), the
+operator's RAM policy grants all of them:
+  RRSA          ram:GetRole; a token with audience sts.aliyuncs.com, AssumeRoleWithOIDC (the
+                token is the credential) and the probe through OSS as the role
+  CrossAccount  oss:GetBucketInfo, ram:GetRole, ram:GetPolicy";
 
 const VALIDATE_AFTER_HELP: &str = "\
 Exit codes:
@@ -144,6 +157,7 @@ fn main() -> ExitCode {
             integration,
             context,
             aws_endpoint_url,
+            alibaba_endpoint_url,
         } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -152,7 +166,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(validate(&integration, context, aws_endpoint_url))
+            runtime.block_on(validate(
+                &integration,
+                context,
+                aws_endpoint_url,
+                alibaba_endpoint_url,
+            ))
         }
         Command::Run(settings) => {
             init_logging(settings.log_format);
@@ -191,7 +210,13 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn validate(integration: &Integration, context: Option<String>, endpoint: Option<String>) -> ExitCode {
+async fn validate(
+    integration: &Integration,
+    context: Option<String>,
+    aws_endpoint: Option<String>,
+    alibaba_endpoint: Option<String>,
+) -> ExitCode {
+    use bucketwire::provider::alibaba::{Alibaba, Credentials};
     let Integration { namespace, name } = integration;
     let client = match kube_client(context).await {
         Ok(c) => c,
@@ -200,20 +225,34 @@ async fn validate(integration: &Integration, context: Option<String>, endpoint: 
             return ExitCode::FAILURE;
         }
     };
-    let aws = bucketwire::aws::Aws::load(
-        endpoint,
-        bucketwire::aws::DEFAULT_IAM_REQUESTS_PER_SECOND,
-        bucketwire::metrics::Metrics::new(),
-    )
-    .await;
-    let (target, report) =
-        match bucketwire::validate::validate_from_status(&client, &aws, namespace, name).await {
-            Ok(r) => r,
-            Err(message) => {
-                eprintln!("bucketwire: {message}");
-                return ExitCode::FAILURE;
+    let validated = match bucketwire::validate::read_integration(&client, namespace, name).await {
+        Err(message) => Err(message),
+        Ok(bi) if bi.spec.provider == bucketwire::api::Provider::Alibaba => {
+            match Alibaba::new(alibaba_endpoint.as_deref(), Credentials::from_env()) {
+                Ok(alibaba) => {
+                    bucketwire::provider::alibaba::validate::validate_from_status(&client, &alibaba, &bi)
+                        .await
+                }
+                Err(err) => Err(format!("--alibaba-endpoint-url: {err}")),
             }
-        };
+        }
+        Ok(bi) => {
+            let aws = bucketwire::aws::Aws::load(
+                aws_endpoint,
+                bucketwire::aws::DEFAULT_IAM_REQUESTS_PER_SECOND,
+                bucketwire::metrics::Metrics::new(),
+            )
+            .await;
+            bucketwire::validate::validate_from_status(&client, &aws, &bi).await
+        }
+    };
+    let (target, report) = match validated {
+        Ok(r) => r,
+        Err(message) => {
+            eprintln!("bucketwire: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("Validating {namespace}/{name} as {}", target.subject());
     for check in &report.checks {
         println!(

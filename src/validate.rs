@@ -1417,9 +1417,8 @@ fn not_checked(target: &CrossAccountTarget) -> Check {
     }
 }
 
-/// `bucketwire validate NAMESPACE/NAME`: the same checks from a terminal, against what the
-/// integration's status records and the role's trust policy as it is in IAM now.
-/// What `bucketwire validate` checked: as the workload (IRSA) or from outside (CrossAccount).
+/// What `bucketwire validate` checked: as the workload (IRSA, PodIdentity, RRSA) or from
+/// outside (CrossAccount).
 pub enum Checked {
     Workload(Target),
     CrossAccount(CrossAccountTarget),
@@ -1443,26 +1442,33 @@ impl Checked {
     }
 }
 
+/// `bucketwire validate NAMESPACE/NAME`: the same checks from a terminal, against what the
+/// integration's status records and the role's trust policy as it is in the cloud now.
+pub async fn read_integration(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<crate::api::BucketIntegration, String> {
+    let api: Api<crate::api::BucketIntegration> = Api::namespaced(client.clone(), namespace);
+    api.get(name)
+        .await
+        .map_err(|e| format!("cannot read BucketIntegration {namespace}/{name}: {e}"))
+}
+
+/// `bucketwire validate` of an AWS integration (`provider::alibaba::validate` has Alibaba's).
 pub async fn validate_from_status(
     client: &Client,
     aws: &Aws,
-    namespace: &str,
-    name: &str,
+    bi: &crate::api::BucketIntegration,
 ) -> Result<(Checked, Report), String> {
-    use crate::api::{BucketIntegration, EncryptionType, IdentityMode};
+    use crate::api::{EncryptionType, IdentityMode};
     use crate::naming::Partition;
     use kube::ResourceExt;
 
-    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), namespace);
-    let bi = api
-        .get(name)
-        .await
-        .map_err(|e| format!("cannot read BucketIntegration {namespace}/{name}: {e}"))?;
-    if bi.spec.provider == crate::api::Provider::Alibaba {
-        return Err(format!(
-            "{namespace}/{name} is an Alibaba Cloud integration: `bucketwire validate` checks AWS integrations only so far; its Validated condition is the operator's validation (annotate it with bucketwire.io/validate to run it now)"
-        ));
-    }
+    let namespace = bi.namespace().unwrap_or_default();
+    let namespace = namespace.as_str();
+    let name = bi.name_any();
+    let name = name.as_str();
     let status = bi.status.clone().unwrap_or_default();
     let missing =
         |what: &str| format!("{namespace}/{name} has no {what} in its status yet; is the operator running?");

@@ -687,3 +687,107 @@ async fn the_operator_runs_by_rrsa_without_a_key_and_cannot_rewrite_its_own_perm
     deleted(&client, &ns, "milvus").await;
     let _ = std::fs::remove_file(&token_file);
 }
+
+#[tokio::test]
+async fn bucketwire_validate_proves_alibaba_wiring_from_a_terminal_and_names_what_broke() {
+    let (bed, client, ns) = setup("alicli").await;
+    let operator = operator(&bed, &ns);
+    let second = bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID");
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"provider": "alibaba", "region": REGION, "identity": {"mode": "RRSA"}}),
+    )
+    .await;
+    create(
+        &client,
+        &ns,
+        "zilliz",
+        json!({"provider": "alibaba", "region": REGION,
+               "identity": {"mode": "CrossAccount", "crossAccount": {"trustedAccountId": second}}}),
+    )
+    .await;
+    let rrsa = ready_status(&client, &ns, "milvus", &operator).await;
+    let cross = ready_status(&client, &ns, "zilliz", &operator).await;
+    // Stopped, so that nothing repairs what the test breaks below.
+    drop(operator);
+
+    // The caller's own credentials: here the operator's RAM user (its policy grants what
+    // `validate --help` lists).
+    let key = operator_key(&bed);
+    let env = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", key.id.as_str()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.secret.as_str()),
+        (
+            "BUCKETWIRE_ALIBABA_ENDPOINT_URL",
+            bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"),
+        ),
+    ];
+    let kubeconfig = std::path::Path::new(bed.var("KUBECONFIG"));
+    let validate =
+        |name: &str| common::run_cli_with_env(&bed, &["validate", &format!("{ns}/{name}")], kubeconfig, &env);
+    let (code, out) = validate("milvus");
+    assert_eq!(code, 0, "{out}");
+    let role_arn = rrsa.role_arn.clone().expect("role");
+    assert!(
+        out.contains(&format!(
+            "Validated: True (assumed {role_arn} as system:serviceaccount:{ns}:milvus"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("AssumeRoleWithOIDC"), "{out}");
+    let (code, out) = validate("zilliz");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("the trust policy lets only account {second} assume")),
+        "{out}"
+    );
+    assert!(out.contains("exists in cn-hangzhou"), "{out}");
+
+    // Broken in RAM: the RRSA role trusts another ServiceAccount; the cross-account policy is
+    // widened. Each is named, with exit code 1.
+    let cloud = cloud(&bed);
+    let admin = admin(&bed);
+    let provider = bed.var("BUCKETWIRE_TESTBED_ALIBABA_OIDC_PROVIDER_ARN");
+    let issuer = bed.var("BUCKETWIRE_TESTBED_ALIBABA_OIDC_ISSUER");
+    let role_name = role_arn.rsplit('/').next().expect("name");
+    cloud
+        .api
+        .update_role_trust(&admin, role_name, &rrsa_trust(provider, issuer, &ns, "neighbour"))
+        .await
+        .expect("UpdateRole");
+    let (code, out) = validate("milvus");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Validated: False, AssumeRoleFailed"), "{out}");
+    assert!(
+        out.contains(&format!("system:serviceaccount:{ns}:neighbour")),
+        "{out}"
+    );
+
+    let policy_arn = cross.policy_arn.clone().expect("policy");
+    let widened = json!({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": ["oss:*"], "Resource": ["acs:oss:*:*:*"]}]});
+    cloud
+        .api
+        .create_policy_version(&admin, policy_arn.rsplit('/').next().expect("name"), &widened)
+        .await
+        .expect("CreatePolicyVersion");
+    let (code, out) = validate("zilliz");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{policy_arn} is not the expected one")),
+        "{out}"
+    );
+
+    // Not an integration at all: exit code 1, no cloud call needed.
+    let (code, out) = validate("absent");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot read BucketIntegration"), "{out}");
+
+    // Cleanup by a new operator (retained buckets stay; role and policy go).
+    let operator = self::operator(&bed, &ns);
+    deleted(&client, &ns, "milvus").await;
+    deleted(&client, &ns, "zilliz").await;
+    drop(operator);
+}

@@ -196,6 +196,16 @@ pub fn run_cli(bed: &TestBed, args: &[&str]) -> (i32, String) {
 
 /// `run_cli` with another kubeconfig than the test bed's.
 pub fn run_cli_with_kubeconfig(bed: &TestBed, args: &[&str], kubeconfig: &std::path::Path) -> (i32, String) {
+    run_cli_with_env(bed, args, kubeconfig, &[])
+}
+
+/// `run_cli_with_kubeconfig` with more environment (e.g. Alibaba Cloud credentials).
+pub fn run_cli_with_env(
+    bed: &TestBed,
+    args: &[&str],
+    kubeconfig: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bucketwire"));
     cmd.args(args)
         .env_clear()
@@ -207,6 +217,7 @@ pub fn run_cli_with_kubeconfig(bed: &TestBed, args: &[&str], kubeconfig: &std::p
     for (var, value) in aws::Identity::testbed(bed).env() {
         cmd.env(var, value);
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.output().expect("bucketwire runs");
     let text = format!(
         "{}{}",

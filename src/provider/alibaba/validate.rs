@@ -12,7 +12,7 @@ use super::Alibaba;
 use super::naming::STS_AUDIENCE;
 use crate::documents::{statements, string_list};
 use crate::error::{CloudFailureClass, Error};
-use crate::validate::{Claims, Report, Target, claims, probe, token_for};
+use crate::validate::{Check, Checked, Claims, CrossAccountTarget, Report, Target, claims, probe, token_for};
 
 /// Pure: would STS let a token with these claims assume a role with this trust policy
 /// through this OIDC provider? The RRSA statement shape: `Principal.Federated` names the
@@ -185,6 +185,154 @@ pub async fn run_rrsa(
         report.failure = Some(error);
     }
     report
+}
+
+/// `bucketwire validate` of an Alibaba Cloud integration, with the caller's own credentials
+/// (Alibaba's default chain) against what its status records and RAM's documents as they are
+/// now (nothing is repaired). RRSA: as the ServiceAccount, exactly as the operator validates.
+/// CrossAccount: the bucket's region, the role's trust and the permission policy, statically.
+pub async fn validate_from_status(
+    client: &Client,
+    alibaba: &Alibaba,
+    bi: &crate::api::BucketIntegration,
+) -> Result<(Checked, Report), String> {
+    use crate::api::IdentityMode;
+    use crate::documents::documents_equivalent;
+    use kube::ResourceExt;
+
+    let namespace = bi.namespace().unwrap_or_default();
+    let name = bi.name_any();
+    let status = bi.status.clone().unwrap_or_default();
+    let missing =
+        |what: &str| format!("{namespace}/{name} has no {what} in its status yet; is the operator running?");
+    let role_arn = status.role_arn.clone().ok_or_else(|| missing("roleArn"))?;
+    let policy_arn = status.policy_arn.clone().ok_or_else(|| missing("policyArn"))?;
+    let bucket = status
+        .bucket
+        .as_ref()
+        .and_then(|b| b.name.clone())
+        .ok_or_else(|| missing("bucket"))?;
+    // The bucket, role and policy are the role's account's (the policy ARN names it).
+    let account = policy_arn.split(':').nth(3).unwrap_or_default().to_string();
+    let role_name = role_arn.rsplit('/').next().unwrap_or_default().to_string();
+    let key = alibaba
+        .key()
+        .await
+        .map_err(|e| format!("no usable Alibaba Cloud credentials: {e}"))?;
+    let role = alibaba
+        .api
+        .get_role(&key, &role_name)
+        .await
+        .map_err(|e| format!("cannot read RAM role {role_arn}: {e}"))?
+        .ok_or_else(|| format!("RAM role {role_arn} does not exist"))?;
+    let region = bi.spec.region.clone();
+
+    if bi.spec.identity.mode != IdentityMode::CrossAccount {
+        let oidc_provider_arn = status
+            .oidc_provider_arn
+            .clone()
+            .ok_or_else(|| missing("oidcProviderArn"))?;
+        let sa = status
+            .service_account
+            .clone()
+            .ok_or_else(|| missing("serviceAccount"))?;
+        let target = Target {
+            namespace: namespace.clone(),
+            service_account: sa.rsplit('/').next().unwrap_or_default().to_string(),
+            role_arn,
+            identity: crate::validate::WorkloadIdentity::Rrsa {
+                oidc_provider_arn: oidc_provider_arn.clone(),
+            },
+            trust: role.trust,
+            bucket,
+            region,
+            root_path: bi.spec.bucket.root_path.clone(),
+            access: bi.spec.access,
+            probe_id: bi.uid().unwrap_or_else(|| name.clone()),
+        };
+        let report = run_rrsa(client, alibaba, &target, &oidc_provider_arn, &account).await;
+        return Ok((Checked::Workload(target), report));
+    }
+
+    let trusted = status
+        .trusted_account_id
+        .clone()
+        .ok_or_else(|| missing("trustedAccountId"))?;
+    let external_id = status.external_id.clone().ok_or_else(|| missing("externalId"))?;
+    // As the reconcile writes it: KMS in the policy only for a bucket bucketwire created.
+    let kms = bi.spec.bucket.encryption.kms_key_arn.as_deref().filter(|_| {
+        bi.spec.bucket.create && bi.spec.bucket.encryption.kind == crate::api::EncryptionType::SseKms
+    });
+    let target = CrossAccountTarget {
+        role_name,
+        role_arn: role_arn.clone(),
+        policy_arn: policy_arn.clone(),
+        trust: super::documents::cross_account_trust(&trusted, &external_id),
+        permissions: super::documents::cross_account_policy(&account, &bucket, bi.spec.access, kms),
+        trusted_account_id: trusted.clone(),
+        bucket: bucket.clone(),
+        region: region.clone(),
+    };
+    let mut report = Report::default();
+    let located = alibaba.oss(&region).bucket_info(&key, &bucket).await;
+    match located {
+        Ok(Some(info)) if info.region() == region => {
+            report.pass("region", format!("bucket {bucket} exists in {region}"));
+        }
+        Ok(Some(info)) => {
+            let error = Error::BucketRegionMismatch {
+                want: region,
+                got: info.region().to_string(),
+            };
+            return Ok((Checked::CrossAccount(target), report.fail("region", error)));
+        }
+        Ok(None) => {
+            let error = Error::BucketNotFound { bucket };
+            return Ok((Checked::CrossAccount(target), report.fail("region", error)));
+        }
+        Err(e) => {
+            let error = super::oss_error(
+                "oss:GetBucketInfo",
+                &super::naming::bucket_arn(&account, &bucket),
+                e,
+            );
+            return Ok((Checked::CrossAccount(target), report.fail("region", error)));
+        }
+    }
+    let (_, trust_report) =
+        super::reconcile::check_cross_account(&role.trust, &trusted, &external_id, &role_arn, &bucket);
+    report.checks.extend(trust_report.checks);
+    if let Some(error) = trust_report.failure {
+        report.failure = Some(error);
+        return Ok((Checked::CrossAccount(target), report));
+    }
+    let policy_name = policy_arn.rsplit('/').next().unwrap_or_default();
+    let policy = match alibaba.api.get_policy(&key, policy_name).await {
+        Ok(policy) => policy,
+        Err(e) => {
+            let error = super::api_error("ram:GetPolicy", &policy_arn, e);
+            return Ok((Checked::CrossAccount(target), report.fail("permissions", error)));
+        }
+    };
+    if !policy
+        .as_ref()
+        .is_some_and(|p| documents_equivalent(&p.document, &target.permissions))
+    {
+        let error = Error::InvalidSpec(format!("the RAM policy {policy_arn} is not the expected one"));
+        return Ok((Checked::CrossAccount(target), report.fail("permissions", error)));
+    }
+    report.pass(
+        "permissions",
+        format!("{policy_arn} grants exactly the expected actions on oss://{bucket}"),
+    );
+    report.checks.push(Check {
+        name: "not-checked",
+        passed: true,
+        detail: format!(
+            "assuming the role and object access: only account {trusted} can, presenting the external ID"
+        ),
+    });
+    Ok((Checked::CrossAccount(target), report))
 }
 
 #[cfg(test)]
