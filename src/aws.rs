@@ -24,14 +24,27 @@ use aws_smithy_types::config_bag::ConfigBag;
 
 pub mod actions;
 
-use crate::metrics::{AwsCallLabels, AwsServiceLabels, Metrics};
+use crate::metrics::{AwsCallLabels, AwsServiceLabels, CallFamily, Metrics};
 use crate::naming::Partition;
 
-/// Counts each AWS operation once (after its retries) by service, operation and outcome.
+/// Counts each operation of an AWS SDK client once (after its retries) by service, operation
+/// and outcome, into `family` (`aws_calls`; `alibaba_calls` for OSS's S3-compatible API, whose
+/// service label `service` then overrides the SDK's).
 #[derive(Clone, Debug)]
-struct CallCounter {
-    metrics: Arc<Metrics>,
+pub(crate) struct CallCounter {
+    family: CallFamily,
     identity: &'static str,
+    service: Option<&'static str>,
+}
+
+impl CallCounter {
+    pub(crate) fn new(family: &CallFamily, identity: &'static str, service: Option<&'static str>) -> Self {
+        Self {
+            family: family.clone(),
+            identity,
+            service,
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -59,8 +72,8 @@ impl Intercept for CallCounter {
             Some(Ok(_)) => "success",
             _ => "error",
         };
-        self.metrics
-            .aws_calls
+        let service = self.service.map(str::to_string).unwrap_or(service);
+        self.family
             .get_or_create(&AwsCallLabels {
                 identity: self.identity.into(),
                 service,
@@ -221,14 +234,8 @@ impl Aws {
             https,
             metrics: metrics.clone(),
             iam_requests_per_second,
-            counter: CallCounter {
-                metrics: metrics.clone(),
-                identity: "operator",
-            },
-            workload_counter: CallCounter {
-                metrics,
-                identity: "workload",
-            },
+            counter: CallCounter::new(&metrics.aws_calls, "operator", None),
+            workload_counter: CallCounter::new(&metrics.aws_calls, "workload", None),
             s3: Mutex::default(),
             iam: Mutex::default(),
             sts: Mutex::default(),

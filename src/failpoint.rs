@@ -2,10 +2,10 @@
 //!
 //! - `BUCKETWIRE_CRASH_AT=<point>`: the process aborts at that named point, exactly like a
 //!   `kill -9` at that instant.
-//! - `BUCKETWIRE_STOP_AFTER_AWS_CALLS=<n>`: once the n-th AWS call of this process has returned
-//!   (before its caller sees the answer), the process says so on stderr and every thread that
-//!   reaches an AWS call boundary from then on stops dead, so that a test can `kill -9` it with
-//!   the n-th call done and nothing after it.
+//! - `BUCKETWIRE_STOP_AFTER_AWS_CALLS=<n>`: once the n-th cloud call (AWS or Alibaba Cloud) of
+//!   this process has returned (before its caller sees the answer), the process says so on
+//!   stderr and every thread that reaches a call boundary from then on stops dead, so that a
+//!   test can `kill -9` it with the n-th call done and nothing after it.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,8 @@ pub fn crash_point(point: &str) {
     }
 }
 
-/// Called by the AWS call counter after every call, operator's and workload's alike.
+/// Called by the call counters (AWS's and Alibaba Cloud's) after every call, operator's and
+/// workload's alike.
 pub fn aws_call_returned() {
     static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
     static CALLS: AtomicU64 = AtomicU64::new(0);

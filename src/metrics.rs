@@ -22,6 +22,9 @@ pub struct AwsCallLabels {
     pub outcome: String,
 }
 
+/// Calls to a cloud's APIs, by identity, service, operation and outcome.
+pub type CallFamily = Family<AwsCallLabels, Counter>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AwsServiceLabels {
     /// `s3`, `iam`, `sts`, `eks` or `eks-auth`.
@@ -54,7 +57,10 @@ pub struct Metrics {
     pub integrations: Family<ConditionLabels, Gauge>,
     /// The latest conditions of each integration (namespace/name -> type -> status).
     integration_conditions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
-    pub aws_calls: Family<AwsCallLabels, Counter>,
+    pub aws_calls: CallFamily,
+    /// Alibaba Cloud's: RAM, STS and ACK (`ram`, `sts`, `cs`), OSS's own API (`oss`) and its
+    /// S3-compatible API (`oss-s3`, with S3's operation names).
+    pub alibaba_calls: CallFamily,
     pub aws_request_duration: Family<AwsServiceLabels, Histogram>,
     pub aws_rate_limit_wait: Family<AwsServiceLabels, Counter<f64, AtomicU64>>,
     pub kubernetes_requests: Family<KubernetesRequestLabels, Counter>,
@@ -72,6 +78,12 @@ impl Metrics {
             "aws_calls",
             "AWS API operations made, by service, operation and outcome (retries are one call)",
             aws_calls.clone(),
+        );
+        let alibaba_calls = CallFamily::default();
+        registry.register(
+            "alibaba_calls",
+            "Alibaba Cloud API operations made (RAM, STS, ACK, OSS), by service, operation and outcome",
+            alibaba_calls.clone(),
         );
         let aws_request_duration = Family::<AwsServiceLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
@@ -120,6 +132,7 @@ impl Metrics {
         Arc::new(Self {
             registry,
             aws_calls,
+            alibaba_calls,
             aws_request_duration,
             aws_rate_limit_wait,
             kubernetes_requests,

@@ -59,7 +59,8 @@ impl Context {
         metrics: Arc<Metrics>,
         reporter: Reporter,
     ) -> Self {
-        let alibaba = Alibaba::new(settings.alibaba_endpoint_url.as_deref(), Credentials::from_env());
+        let alibaba = Alibaba::new(settings.alibaba_endpoint_url.as_deref(), Credentials::from_env())
+            .map(|alibaba| alibaba.with_metrics(metrics.clone()));
         Self {
             alibaba,
             recorder: Recorder::new(client.clone(), reporter.clone()),

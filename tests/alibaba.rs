@@ -19,80 +19,10 @@ use bucketwire::documents::canonical;
 use bucketwire::provider::alibaba::documents::{
     bucket_policy, cross_account_policy, cross_account_trust, permission_policy, rrsa_trust,
 };
-use bucketwire::provider::alibaba::signer::AccessKey;
-use bucketwire::provider::alibaba::{Alibaba, Credentials};
+use common::alibaba::{REGION, admin, cloud, operator_key, oss_requests, second_admin, start_operator};
 use common::integration::{condition, create, ready_status, wait_condition};
 use common::operator::Operator;
-use common::{TestBed, setup, wait_for};
-
-const REGION: &str = "cn-hangzhou";
-
-fn key(bed: &TestBed, prefix: &str) -> AccessKey {
-    AccessKey {
-        id: bed.var(&format!("{prefix}ACCESS_KEY_ID")).into(),
-        secret: bed.var(&format!("{prefix}ACCESS_KEY_SECRET")).into(),
-        security_token: None,
-    }
-}
-
-/// The main account's administrator (the test's own view of the account).
-fn admin(bed: &TestBed) -> AccessKey {
-    key(bed, "BUCKETWIRE_TESTBED_ALIBABA_")
-}
-
-/// The administrator of the account standing for Zilliz Cloud.
-fn second_admin(bed: &TestBed) -> AccessKey {
-    key(bed, "BUCKETWIRE_TESTBED_ALIBABA_SECOND_")
-}
-
-fn cloud(bed: &TestBed) -> Alibaba {
-    Alibaba::new(
-        Some(bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL")),
-        Credentials::None,
-    )
-    .expect("endpoint")
-}
-
-/// The operator's RAM user: exactly deploy/alibaba/operator-policy.json, rendered for the test
-/// bed's account, ACK cluster and bucket prefix (tests/testbed/alibaba/seed.py).
-fn operator_key(bed: &TestBed) -> AccessKey {
-    key(bed, "BUCKETWIRE_TESTBED_ALIBABA_OPERATOR_")
-}
-
-fn operator(bed: &TestBed, ns: &str) -> Operator {
-    operator_with(bed, ns, &[])
-}
-
-fn operator_with(bed: &TestBed, ns: &str, extra: &[&str]) -> Operator {
-    let key = operator_key(bed);
-    let mut args = vec![
-        "--alibaba-endpoint-url",
-        bed.var("BUCKETWIRE_TESTBED_ALIBABA_ENDPOINT_URL"),
-        "--ack-cluster-id",
-        bed.var("BUCKETWIRE_TESTBED_ALIBABA_CLUSTER_ID"),
-        "--allowed-trusted-accounts",
-        bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID"),
-    ];
-    args.extend_from_slice(extra);
-    Operator::start_with_env(
-        bed,
-        ns,
-        &args,
-        &[
-            ("ALIBABA_CLOUD_ACCESS_KEY_ID", key.id.as_str()),
-            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", key.secret.as_str()),
-        ],
-    )
-}
-
-/// The OSS fake's request log: every request it answered.
-fn oss_requests(bed: &TestBed) -> Vec<Value> {
-    std::fs::read_to_string(bed.var("BUCKETWIRE_TESTBED_OSS_REQUEST_LOG"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use common::{setup, wait_for};
 
 async fn deleted(client: &kube::Client, ns: &str, name: &str) {
     let api: Api<BucketIntegration> = Api::namespaced(client.clone(), ns);
@@ -108,7 +38,7 @@ async fn deleted(client: &kube::Client, ns: &str, name: &str) {
 #[tokio::test]
 async fn rrsa_is_ready_and_validated_as_the_service_account_repairs_drift_and_cleans_up() {
     let (bed, client, ns) = setup("alirrsa").await;
-    let operator = operator(&bed, &ns);
+    let operator = start_operator(&bed, &ns, &[]);
     create(
         &client,
         &ns,
@@ -271,7 +201,7 @@ async fn rrsa_is_ready_and_validated_as_the_service_account_repairs_drift_and_cl
 #[tokio::test]
 async fn the_seeds_cross_account_flow_lets_exactly_the_trusted_account_in_with_its_external_id() {
     let (bed, client, ns) = setup("alixacct").await;
-    let operator = operator(&bed, &ns);
+    let operator = start_operator(&bed, &ns, &[]);
     let second = bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID");
     create(
         &client,
@@ -340,7 +270,7 @@ async fn the_seeds_cross_account_flow_lets_exactly_the_trusted_account_in_with_i
         .await
         .expect("the trusted account assumes the role with its external ID");
     cloud
-        .s3_compatible(REGION, &session)
+        .s3_compatible(REGION, &session, "operator")
         .put_object()
         .bucket(&bucket)
         .key("files/from-zilliz")
@@ -392,7 +322,7 @@ async fn the_seeds_cross_account_flow_lets_exactly_the_trusted_account_in_with_i
 #[tokio::test]
 async fn another_accounts_bucket_and_an_account_outside_the_allow_list_are_refused_before_any_write() {
     let (bed, client, ns) = setup("alihostile").await;
-    let operator = operator(&bed, &ns);
+    let operator = start_operator(&bed, &ns, &[]);
     let cloud = cloud(&bed);
     let oss = cloud.oss(REGION);
 
@@ -485,7 +415,7 @@ async fn an_untagged_oss_bucket_is_adopted_only_when_the_operator_allows_it() {
     .await
     .expect("PutBucketTags");
     cloud
-        .s3_compatible(REGION, &admin)
+        .s3_compatible(REGION, &admin, "operator")
         .put_object()
         .bucket(&legacy)
         .key("files/existing")
@@ -494,7 +424,7 @@ async fn an_untagged_oss_bucket_is_adopted_only_when_the_operator_allows_it() {
         .await
         .expect("PutObject");
 
-    let mut operator = operator(&bed, &ns);
+    let mut operator = start_operator(&bed, &ns, &[]);
     create(
         &client,
         &ns,
@@ -530,7 +460,7 @@ async fn an_untagged_oss_bucket_is_adopted_only_when_the_operator_allows_it() {
     );
 
     operator.kill();
-    let operator = operator_with(&bed, &ns, &["--adopt-buckets", &legacy]);
+    let operator = start_operator(&bed, &ns, &["--adopt-buckets", &legacy]);
     let status = ready_status(&client, &ns, "legacy", &operator).await;
     let bi = Api::<BucketIntegration>::namespaced(client.clone(), &ns)
         .get("legacy")
@@ -549,7 +479,7 @@ async fn an_untagged_oss_bucket_is_adopted_only_when_the_operator_allows_it() {
         "existing tags are kept"
     );
     let existing = cloud
-        .s3_compatible(REGION, &admin)
+        .s3_compatible(REGION, &admin, "operator")
         .get_object()
         .bucket(&legacy)
         .key("files/existing")
@@ -691,7 +621,7 @@ async fn the_operator_runs_by_rrsa_without_a_key_and_cannot_rewrite_its_own_perm
 #[tokio::test]
 async fn bucketwire_validate_proves_alibaba_wiring_from_a_terminal_and_names_what_broke() {
     let (bed, client, ns) = setup("alicli").await;
-    let operator = operator(&bed, &ns);
+    let operator = start_operator(&bed, &ns, &[]);
     let second = bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID");
     create(
         &client,
@@ -786,7 +716,7 @@ async fn bucketwire_validate_proves_alibaba_wiring_from_a_terminal_and_names_wha
     assert!(out.contains("cannot read BucketIntegration"), "{out}");
 
     // Cleanup by a new operator (retained buckets stay; role and policy go).
-    let operator = self::operator(&bed, &ns);
+    let operator = start_operator(&bed, &ns, &[]);
     deleted(&client, &ns, "milvus").await;
     deleted(&client, &ns, "zilliz").await;
     drop(operator);

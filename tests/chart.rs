@@ -122,6 +122,104 @@ fn every_operator_setting_is_set_by_the_chart() {
     }
 }
 
+/// The operator's own RRSA, as the chart wires it: a projected token of audience
+/// `sts.aliyuncs.com` mounted where `ALIBABA_CLOUD_OIDC_TOKEN_FILE` points, and the role and
+/// provider ARNs under the names the operator's credential chain reads
+/// (`bucketwire::provider::alibaba::*_ENV`; `tests/alibaba.rs` runs the operator by RRSA with
+/// exactly these). A key Secret and RRSA together are refused.
+#[test]
+fn the_chart_wires_the_operators_own_rrsa_with_no_key() {
+    use bucketwire::provider::alibaba::{
+        ACCESS_KEY_ID_ENV, OIDC_PROVIDER_ARN_ENV, OIDC_TOKEN_FILE_ENV, ROLE_ARN_ENV,
+    };
+    let role = "acs:ram::1234567890123456:role/BucketwireOperator";
+    let provider = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0123456789abcdef";
+    let rendered = render_with(&[
+        &format!("alibaba.rrsa.roleArn={role}"),
+        &format!("alibaba.rrsa.oidcProviderArn={provider}"),
+    ]);
+    let deployment: serde_json::Value = serde_yaml::Deserializer::from_str(&rendered)
+        .filter_map(|d| serde_json::Value::deserialize(d).ok())
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = |name: &str| {
+        container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(env(ROLE_ARN_ENV).as_deref(), Some(role));
+    assert_eq!(env(OIDC_PROVIDER_ARN_ENV).as_deref(), Some(provider));
+    assert_eq!(env(ACCESS_KEY_ID_ENV), None, "no key with RRSA");
+    let token_file = env(OIDC_TOKEN_FILE_ENV).expect("the token file");
+    let (dir, file) = token_file.rsplit_once('/').expect("a path");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {dir}: {container}"));
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    let token = &volume["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(token["audience"], "sts.aliyuncs.com");
+    assert_eq!(token["path"], file);
+
+    // Without RRSA: no token volume, no RRSA variables.
+    let plain = render();
+    assert!(!plain.contains(ROLE_ARN_ENV) && !plain.contains("rrsa-oidc-token"));
+    // Both identities, or half of RRSA: refused, naming what to fix.
+    let both = helm(
+        &[
+            "template",
+            "x",
+            "charts/bucketwire",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            "clusterName=c",
+            "--set",
+            DEPLOY_BOUNDARY,
+            "--set",
+            "alibaba.credentialsSecret=operator-key",
+            "--set",
+            &format!("alibaba.rrsa.roleArn={role}"),
+            "--set",
+            &format!("alibaba.rrsa.oidcProviderArn={provider}"),
+        ],
+        None,
+    );
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("set one"));
+    let half = helm(
+        &[
+            "template",
+            "x",
+            "charts/bucketwire",
+            "--kube-version",
+            "1.35.0",
+            "--set",
+            "clusterName=c",
+            "--set",
+            DEPLOY_BOUNDARY,
+            "--set",
+            &format!("alibaba.rrsa.roleArn={role}"),
+        ],
+        None,
+    );
+    assert!(!half.status.success());
+    assert!(String::from_utf8_lossy(&half.stderr).contains("alibaba.rrsa.oidcProviderArn is required"));
+}
+
 #[test]
 fn values_are_checked_against_the_schema() {
     let out = helm(

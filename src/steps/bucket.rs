@@ -872,8 +872,8 @@ pub fn is_probe_upload(key: &str) -> bool {
 }
 
 /// Aborts the multipart uploads interrupted validation probes left in an empty bucket about to be
-/// deleted; anyone else's upload is left alone.
-async fn abort_probe_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Error> {
+/// deleted; anyone else's upload is left alone. (OSS too, through its S3-compatible API.)
+pub async fn abort_probe_uploads(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), Error> {
     let uploads = s3
         .list_multipart_uploads()
         .bucket(bucket)

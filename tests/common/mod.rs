@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of these helpers
 
 pub mod admission;
+pub mod alibaba;
 pub mod aws;
 pub mod cli;
 pub mod integration;

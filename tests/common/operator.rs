@@ -117,10 +117,12 @@ impl Operator {
         self.child = Some(cmd.spawn().expect("the operator starts"));
     }
 
-    /// Restarts the operator without the extra environment (crash points).
+    /// Restarts the operator without its crash points (`BUCKETWIRE_CRASH_AT`,
+    /// `BUCKETWIRE_STOP_AFTER_AWS_CALLS`); the rest of its extra environment stays.
     pub fn restart_clean(&mut self, bed: &TestBed) {
         self.kill();
-        self.extra_env.clear();
+        self.extra_env
+            .retain(|(k, _)| k != "BUCKETWIRE_CRASH_AT" && k != "BUCKETWIRE_STOP_AFTER_AWS_CALLS");
         self.spawn(bed);
     }
 

@@ -219,6 +219,22 @@ def main():
     expect("DeletePolicy while attached: DeleteConflict.Policy.Role 409", lambda: ram.delete_policy(
         ram_models.DeletePolicyRequest(policy_name=policy)), "DeleteConflict.Policy.Role", 409)
 
+    # ListRoles / ListPolicies (the crash tests list every role and policy to find leftovers).
+    names, marker = [], None
+    while True:
+        listed = ram.list_roles(ram_models.ListRolesRequest(max_items=1, marker=marker)).body
+        names += [r.role_name for r in listed.roles.role]
+        if not listed.is_truncated:
+            break
+        marker = listed.marker
+    check("ListRoles: pages of 1 with IsTruncated and Marker, every role", {reader_role, other_role} <= set(names) and len(names) == len(set(names)), names)
+    policies = ram.list_policies(ram_models.ListPoliciesRequest(policy_type="Custom", max_items=1000)).body
+    check("ListPolicies (Custom): the policy, with its default version",
+          any(x.policy_name == policy and x.default_version == "v5" for x in policies.policies.policy) and policies.is_truncated is False,
+          policies.to_map())
+    expect("ListRoles with MaxItems 0: InvalidParameter.MaxItems.Range 400", lambda: ram.list_roles(ram_models.ListRolesRequest(max_items=0)),
+           "InvalidParameter.MaxItems.Range", 400)
+
     # --- tags --------------------------------------------------------------------------------
     ram.tag_resources(ram_models.TagResourcesRequest(resource_type="role", resource_names=[reader_role], tag=[
         ram_models.TagResourcesRequestTag(key="bucketwire.io/uid", value=ns), ram_models.TagResourcesRequestTag(key="owner", value="wire")]))

@@ -215,8 +215,14 @@ impl BucketStore for OssStore<'_> {
 }
 
 /// Deletes the bucket if it is empty (no object, version or delete marker); a non-empty one
-/// is never emptied: DeletionBlocked.
-pub async fn delete_if_empty(store: &OssStore<'_>, bucket: &str) -> Result<String, Error> {
+/// is never emptied: DeletionBlocked. The multipart uploads interrupted validation probes left
+/// are aborted first (through `s3`, OSS's S3-compatible API as the operator): OSS, like S3,
+/// refuses to delete a bucket that still has one.
+pub async fn delete_if_empty(
+    store: &OssStore<'_>,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<String, Error> {
     if store.info(bucket).await?.is_none() {
         return Ok(format!("bucket {bucket} was already gone"));
     }
@@ -231,12 +237,18 @@ pub async fn delete_if_empty(store: &OssStore<'_>, bucket: &str) -> Result<Strin
             detail: "it holds objects or object versions".into(),
         });
     }
-    store
-        .oss
-        .delete_bucket(store.key, bucket)
+    crate::steps::bucket::abort_probe_uploads(s3, bucket)
         .await
-        .map_err(store.failed("oss:DeleteBucket", bucket))?;
-    Ok(format!("deleted empty bucket {bucket}"))
+        .map_err(|e| super::validate::in_oss_terms(e, store.account, bucket))?;
+    match store.oss.delete_bucket(store.key, bucket).await {
+        Ok(()) => Ok(format!("deleted empty bucket {bucket}")),
+        // Something was written (or an upload begun) since the listing: not ours to remove.
+        Err(e) if e.code() == Some("BucketNotEmpty") => Err(Error::DeletionBlocked {
+            bucket: bucket.into(),
+            detail: e.to_string(),
+        }),
+        Err(e) => Err(store.failed("oss:DeleteBucket", bucket)(e)),
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,30 @@ pub const ROLE_ARN_ENV: &str = "ALIBABA_CLOUD_ROLE_ARN";
 pub const OIDC_PROVIDER_ARN_ENV: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
 pub const OIDC_TOKEN_FILE_ENV: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
 
+/// The session name of validation's AssumeRoleWithOIDC (counted as the workload's call).
+pub const WORKLOAD_SESSION: &str = "bucketwire-validation";
+
+/// Counts every Alibaba Cloud call for `/metrics` (`bucketwire_alibaba_calls_total`, when the
+/// operator gave a registry) and tells the crash tests' failpoint that a cloud call returned.
+#[derive(Clone, Debug, Default)]
+pub struct Calls(Option<crate::metrics::CallFamily>);
+
+impl Calls {
+    pub fn record(&self, identity: &'static str, service: &str, operation: &str, ok: bool) {
+        if let Some(family) = &self.0 {
+            family
+                .get_or_create(&crate::metrics::AwsCallLabels {
+                    identity: identity.into(),
+                    service: service.into(),
+                    operation: operation.into(),
+                    outcome: if ok { "success" } else { "error" }.into(),
+                })
+                .inc();
+        }
+        crate::failpoint::aws_call_returned();
+    }
+}
+
 /// STS credentials from AssumeRoleWithOIDC last 900 s (`services::assume_role_with_oidc`);
 /// the operator exchanges its token again when they are this old.
 const RRSA_REFRESH_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
@@ -131,6 +155,7 @@ pub struct Alibaba {
     credentials: Credentials,
     oss: Mutex<HashMap<String, Arc<Oss>>>,
     account: Mutex<Option<String>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Alibaba {
@@ -156,7 +181,19 @@ impl Alibaba {
             credentials,
             oss: Mutex::default(),
             account: Mutex::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts every call on `/metrics` (`bucketwire_alibaba_calls_total`).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.api.calls = Calls(Some(metrics.alibaba_calls.clone()));
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn calls(&self) -> Calls {
+        Calls(self.metrics.as_ref().map(|m| m.alibaba_calls.clone()))
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -179,7 +216,7 @@ impl Alibaba {
         let mut cache = self.oss.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(region.to_string())
-            .or_insert_with(|| Arc::new(Oss::new(self.endpoints.clone(), region)))
+            .or_insert_with(|| Arc::new(Oss::counted(self.endpoints.clone(), region, self.calls())))
             .clone()
     }
 
@@ -203,7 +240,8 @@ impl Alibaba {
     /// OSS's S3-compatible API in `region` (what Milvus uses): aws-sdk-s3, virtual-host style
     /// at `oss-<region>.aliyuncs.com` (OSS refuses path style), SigV4 with `key`, checksums
     /// only where an operation requires them (OSS does not take S3's newer checksum headers).
-    pub fn s3_compatible(&self, region: &str, key: &AccessKey) -> aws_sdk_s3::Client {
+    /// `identity` labels its calls on `/metrics` (`operator` or `workload`), as service `oss-s3`.
+    pub fn s3_compatible(&self, region: &str, key: &AccessKey, identity: &'static str) -> aws_sdk_s3::Client {
         use aws_sdk_s3::config::{
             BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
         };
@@ -227,9 +265,16 @@ impl Alibaba {
                 None,
                 "alibaba-cloud",
             ))
-            .http_client(http)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+            .http_client(http);
+        let config = match &self.metrics {
+            Some(metrics) => config.interceptor(crate::aws::CallCounter::new(
+                &metrics.alibaba_calls,
+                identity,
+                Some("oss-s3"),
+            )),
+            None => config,
+        };
+        aws_sdk_s3::Client::from_conf(config.build())
     }
 }
 

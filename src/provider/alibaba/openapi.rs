@@ -196,6 +196,7 @@ pub const CS: Service = Service {
 pub struct OpenApi {
     endpoints: Endpoints,
     connector: Connector,
+    pub(crate) calls: super::Calls,
 }
 
 impl std::fmt::Debug for OpenApi {
@@ -223,7 +224,11 @@ fn nonce() -> String {
 impl OpenApi {
     pub fn new(endpoints: Endpoints) -> Self {
         let connector = connector(&endpoints);
-        Self { endpoints, connector }
+        Self {
+            endpoints,
+            connector,
+            calls: super::Calls::default(),
+        }
     }
 
     pub fn endpoints(&self) -> &Endpoints {
@@ -257,8 +262,34 @@ impl OpenApi {
             .await
     }
 
+    /// One call, counted (`bucketwire_alibaba_calls_total`) once it has an answer or failed.
     #[allow(clippy::too_many_arguments)]
     async fn send(
+        &self,
+        service: Service,
+        host: &str,
+        method: &str,
+        path: &str,
+        action: &str,
+        params: &BTreeMap<String, String>,
+        key: Option<&AccessKey>,
+    ) -> Result<Value, ApiError> {
+        let answer = self
+            .send_uncounted(service, host, method, path, action, params, key)
+            .await;
+        // The validation's AssumeRoleWithOIDC is the workload's own call (its token is the
+        // credential); everything else is the operator's.
+        let identity = if params.get("RoleSessionName").map(String::as_str) == Some(super::WORKLOAD_SESSION) {
+            "workload"
+        } else {
+            "operator"
+        };
+        self.calls.record(identity, service.name, action, answer.is_ok());
+        answer
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_uncounted(
         &self,
         service: Service,
         host: &str,

@@ -103,6 +103,7 @@ pub struct Oss {
     endpoints: Endpoints,
     connector: Connector,
     region: String,
+    calls: super::Calls,
 }
 
 impl std::fmt::Debug for Oss {
@@ -238,15 +239,35 @@ impl<'a> Call<'a> {
 
 impl Oss {
     pub fn new(endpoints: Endpoints, region: &str) -> Self {
+        Self::counted(endpoints, region, super::Calls::default())
+    }
+
+    pub(crate) fn counted(endpoints: Endpoints, region: &str, calls: super::Calls) -> Self {
         Self {
             connector: connector(&endpoints),
             endpoints,
             region: region.to_string(),
+            calls,
         }
     }
 
-    /// Sends one signed request to `bucket`'s virtual host; answers (status, body).
+    /// Sends one signed request to `bucket`'s virtual host; answers (status, body). Counted
+    /// (`bucketwire_alibaba_calls_total`, service `oss`) once it has an answer or failed.
     async fn send(
+        &self,
+        call: Call<'_>,
+        key: &AccessKey,
+        bucket: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), OssError> {
+        let operation = call.operation;
+        let answer = self.send_uncounted(call, key, bucket, headers, body).await;
+        self.calls.record("operator", "oss", operation, answer.is_ok());
+        answer
+    }
+
+    async fn send_uncounted(
         &self,
         call: Call<'_>,
         key: &AccessKey,

@@ -567,7 +567,8 @@ pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), 
                 key,
                 account: &account,
             };
-            done.push(delete_ours_if_empty(&store, &bucket, &uid).await?);
+            let s3 = alibaba.s3_compatible(&bi.spec.region, key, "operator");
+            done.push(delete_ours_if_empty(&store, &s3, &bucket, &uid).await?);
         } else {
             done.push(format!(
                 "kept bucket {bucket} and its data (deletionPolicy Retain)"
@@ -583,7 +584,12 @@ pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), 
 }
 
 /// Deletes the bucket only if it carries this integration's uid tag and is empty.
-async fn delete_ours_if_empty(store: &OssStore<'_>, bucket: &str, uid: &str) -> Result<String, Error> {
+async fn delete_ours_if_empty(
+    store: &OssStore<'_>,
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    uid: &str,
+) -> Result<String, Error> {
     use crate::steps::bucket::{BucketStore, TagsAnswer};
     match store.get_tags(bucket).await {
         Ok(TagsAnswer::NoSuchBucket) => return Ok(format!("bucket {bucket} was already gone")),
@@ -600,5 +606,5 @@ async fn delete_ours_if_empty(store: &OssStore<'_>, bucket: &str, uid: &str) -> 
         }
         Err(e) => return Err(e),
     }
-    delete_if_empty(store, bucket).await
+    delete_if_empty(store, s3, bucket).await
 }

@@ -67,7 +67,7 @@ pub fn oss_action(s3_operation: &str) -> &'static str {
 }
 
 /// A probe failure in OSS's terms: the RAM action and the OSS resource.
-fn in_oss_terms(error: Error, account: &str, bucket: &str) -> Error {
+pub(crate) fn in_oss_terms(error: Error, account: &str, bucket: &str) -> Error {
     let (call, failure, class) = match error {
         Error::AccessDenied { call, failure } => (call, failure, CloudFailureClass::AccessDenied),
         Error::Throttled { call, failure } => (call, failure, CloudFailureClass::Throttled),
@@ -142,7 +142,7 @@ pub async fn run_rrsa(
             &target.role_arn,
             oidc_provider_arn,
             &token,
-            "bucketwire-validation",
+            super::WORKLOAD_SESSION,
         )
         .await;
     drop(token);
@@ -169,9 +169,9 @@ pub async fn run_rrsa(
             target.subject()
         ),
     );
-    let workload = alibaba.s3_compatible(&target.region, &credentials);
+    let workload = alibaba.s3_compatible(&target.region, &credentials, "workload");
     let operator = match alibaba.key().await {
-        Ok(key) => alibaba.s3_compatible(&target.region, &key),
+        Ok(key) => alibaba.s3_compatible(&target.region, &key, "operator"),
         Err(error) => return report.fail("cleanup", error),
     };
     // The bucket step has read its region with GetBucketInfo; OSS's S3-compatible

@@ -796,6 +796,40 @@ def get_role(fake, request):
     return {"Role": role_fields(account, find_role(account, name))}
 
 
+def page(request, items):
+    """RAM's pagination: MaxItems (1-1000, default 100) and the Marker of the previous page."""
+    try:
+        size = int(request.get("MaxItems") or 100)
+    except ValueError:
+        size = -1
+    if not 1 <= size <= 1000:
+        raise invalid("MaxItems", "Range", "The parameter - \"MaxItems\" MUST be in the range of 1 and 1000.")
+    start = int(request.get("Marker") or 0) if (request.get("Marker") or "0").isdigit() else 0
+    chunk = items[start:start + size]
+    more = start + size < len(items)
+    return chunk, ({"IsTruncated": True, "Marker": str(start + size)} if more else {"IsTruncated": False})
+
+
+def list_roles(fake, request):
+    """ListRoles: every role of the account, by name (tests list them to find leftovers)."""
+    account = request.caller.account
+    fake.require(request, "ram:ListRoles", ram_arn(account, "role", "*"))
+    roles = [account.roles[k] for k in sorted(account.roles)]
+    chunk, more = page(request, roles)
+    return {"Roles": {"Role": [role_fields(account, r) for r in chunk]}, **more}
+
+
+def list_policies(fake, request):
+    """ListPolicies with PolicyType Custom (System policies are not modelled in lists)."""
+    account = request.caller.account
+    fake.require(request, "ram:ListPolicies", ram_arn(account, "policy", "*"))
+    if request.get("PolicyType") not in (None, "", "Custom"):
+        return {"Policies": {"Policy": []}, "IsTruncated": False}
+    policies = [account.policies[k] for k in sorted(account.policies)]
+    chunk, more = page(request, policies)
+    return {"Policies": {"Policy": [policy_fields(p, attachments=False) for p in chunk]}, **more}
+
+
 def update_role(fake, request):
     account = request.caller.account
     name = request.get("RoleName", required=True)
@@ -1297,6 +1331,8 @@ OPERATIONS = {
     ("ram", "CreateRole"): Operation(create_role, "ram:CreateRole", "acs:ram:*:<account>:role/<RoleName>"),
     ("ram", "GetRole"): Operation(get_role, "ram:GetRole", "acs:ram:*:<account>:role/<RoleName>"),
     ("ram", "UpdateRole"): Operation(update_role, "ram:UpdateRole", "acs:ram:*:<account>:role/<RoleName>"),
+    ("ram", "ListRoles"): Operation(list_roles, "ram:ListRoles", "acs:ram:*:<account>:role/*"),
+    ("ram", "ListPolicies"): Operation(list_policies, "ram:ListPolicies", "acs:ram:*:<account>:policy/*"),
     ("ram", "DeleteRole"): Operation(delete_role, "ram:DeleteRole", "acs:ram:*:<account>:role/<RoleName>"),
     ("ram", "AttachPolicyToRole"): Operation(attach_policy_to_role, "ram:AttachPolicyToRole", "acs:ram:*:<account>:role/<RoleName> and acs:ram:*:<account>:policy/<PolicyName>"),
     ("ram", "DetachPolicyFromRole"): Operation(detach_policy_from_role, "ram:DetachPolicyFromRole", "acs:ram:*:<account>:role/<RoleName> and acs:ram:*:<account>:policy/<PolicyName>"),
