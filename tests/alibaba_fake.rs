@@ -135,3 +135,33 @@ async fn alibabas_sdks_read_the_fake_as_they_read_alibaba_cloud() {
     );
     assert_eq!(refused[0]["decisions"][0]["result"], "ImplicitDeny");
 }
+
+/// The OSS fake (tests/testbed/alibaba/oss.py) answers Alibaba's official OSS SDK
+/// (alibabacloud-oss-v2, OSS Signature V4) and boto3's S3 client (SigV4, virtual-host style) as
+/// OSS documents it: bucket settings, ACL and Block Public Access, encryption, policies,
+/// versioning, tags, objects, multipart uploads, conditional writes (`x-oss-forbid-overwrite`
+/// natively, `If-None-Match: *` on the S3-compatible API) and their errors. The script runs
+/// the fake in-process on loopback ports; it needs no test bed.
+#[test]
+fn the_oss_fake_answers_alibabas_oss_sdk_and_boto3_as_oss_does() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/target/testbed/venv/bin/python"))
+        .arg(format!("{root}/tests/testbed/alibaba/oss_wire_test.py"))
+        .output()
+        .expect("the venv's python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "oss_wire_test.py: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let checks = report["checks"].as_array().expect("checks");
+    assert!(checks.len() >= 70, "every check ran: {checks:?}");
+    for check in [
+        "S3 PutObject If-None-Match * on an existing key: PreconditionFailed 412",
+        "native x-oss-forbid-overwrite on an existing key: FileAlreadyExists 409",
+    ] {
+        assert!(checks.iter().any(|c| c == check), "{check}: {checks:?}");
+    }
+}
