@@ -721,3 +721,91 @@ async fn bucketwire_validate_proves_alibaba_wiring_from_a_terminal_and_names_wha
     deleted(&client, &ns, "zilliz").await;
     drop(operator);
 }
+
+#[tokio::test]
+async fn a_bucket_made_public_or_versioned_behind_the_operators_back_is_repaired() {
+    let (bed, client, ns) = setup("alisettings").await;
+    let operator = start_operator(&bed, &ns, &[]);
+    let second = bed.var("BUCKETWIRE_TESTBED_ALIBABA_SECOND_ACCOUNT_ID");
+    create(
+        &client,
+        &ns,
+        "zilliz",
+        json!({"provider": "alibaba", "region": REGION, "bucket": {"deletionPolicy": "Delete"},
+               "identity": {"mode": "CrossAccount", "crossAccount": {"trustedAccountId": second}}}),
+    )
+    .await;
+    let status = ready_status(&client, &ns, "zilliz", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let admin = admin(&bed);
+    let oss = cloud(&bed).oss(REGION);
+    let info = oss
+        .bucket_info(&admin, &bucket)
+        .await
+        .expect("GetBucketInfo")
+        .expect("bucket");
+    assert_eq!(
+        (
+            info.acl.as_str(),
+            info.block_public_access,
+            info.sse_algorithm.as_str()
+        ),
+        ("private", Some(true), "AES256"),
+        "{info:?}"
+    );
+
+    // Someone opens the bucket to the internet (Block Public Access off, then a public ACL)
+    // and turns versioning on.
+    oss.put_block_public_access(&admin, &bucket, false)
+        .await
+        .expect("PutBucketPublicAccessBlock");
+    oss.put_acl(&admin, &bucket, "public-read")
+        .await
+        .expect("PutBucketAcl");
+    oss.put_versioning(&admin, &bucket, true)
+        .await
+        .expect("PutBucketVersioning");
+    let repaired = wait_for(
+        "the bucket settings to be repaired",
+        Duration::from_secs(30),
+        || async {
+            let info = oss.bucket_info(&admin, &bucket).await.ok()??;
+            (info.acl == "private"
+                && info.block_public_access == Some(true)
+                && info.versioning == "Suspended")
+                .then_some(info)
+        },
+    )
+    .await;
+    assert_eq!(repaired.sse_algorithm, "AES256");
+    // The repair was the operator's, as its RAM user, with the calls its policy grants.
+    let key = operator_key(&bed);
+    let by_operator: Vec<String> = oss_requests(&bed)
+        .into_iter()
+        .filter(|r| {
+            r["host"]
+                .as_str()
+                .is_some_and(|h| h.starts_with(&format!("{bucket}.")))
+                && r["accessKeyId"] == key.id.as_str()
+        })
+        .filter(|r| r["status"].as_u64().is_some_and(|s| (200..300).contains(&s)))
+        .filter_map(|r| r["operation"].as_str().map(str::to_string))
+        .collect();
+    for operation in [
+        "PutBucketAcl",
+        "PutBucketPublicAccessBlock",
+        "PutBucketVersioning",
+    ] {
+        assert!(
+            by_operator.iter().any(|o| o == operation),
+            "{operation} by the operator: {by_operator:?}"
+        );
+    }
+    deleted(&client, &ns, "zilliz").await;
+    assert!(
+        oss.bucket_info(&admin, &bucket)
+            .await
+            .expect("GetBucketInfo")
+            .is_none()
+    );
+}

@@ -91,12 +91,12 @@ impl OssStore<'_> {
         match fix {
             "Acl" => self
                 .oss
-                .put_acl_private(self.key, bucket)
+                .put_acl(self.key, bucket, "private")
                 .await
                 .map_err(self.failed("oss:PutBucketAcl", bucket)),
             "BlockPublicAccess" => self
                 .oss
-                .put_block_public_access(self.key, bucket)
+                .put_block_public_access(self.key, bucket, true)
                 .await
                 .map_err(self.failed("oss:PutBucketPublicAccessBlock", bucket)),
             "Encryption" => {

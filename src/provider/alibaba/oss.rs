@@ -375,13 +375,13 @@ impl Oss {
         .map(drop)
     }
 
-    /// Makes the bucket's ACL private (PutBucketAcl).
-    pub async fn put_acl_private(&self, key: &AccessKey, bucket: &str) -> Result<(), OssError> {
+    /// Sets the bucket's ACL (PutBucketAcl): bucketwire only ever sets `private`.
+    pub async fn put_acl(&self, key: &AccessKey, bucket: &str, acl: &str) -> Result<(), OssError> {
         self.send(
             Call::new("PutBucketAcl", "PUT", "acl"),
             key,
             bucket,
-            &[("x-oss-acl", "private".into())],
+            &[("x-oss-acl", acl.into())],
             vec![],
         )
         .await
@@ -411,14 +411,22 @@ impl Oss {
             .await
     }
 
-    pub async fn put_block_public_access(&self, key: &AccessKey, bucket: &str) -> Result<(), OssError> {
-        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><PublicAccessBlockConfiguration><BlockPublicAccess>true</BlockPublicAccess></PublicAccessBlockConfiguration>";
+    /// Turns Block Public Access on or off: bucketwire only ever turns it on.
+    pub async fn put_block_public_access(
+        &self,
+        key: &AccessKey,
+        bucket: &str,
+        on: bool,
+    ) -> Result<(), OssError> {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><PublicAccessBlockConfiguration><BlockPublicAccess>{on}</BlockPublicAccess></PublicAccessBlockConfiguration>"
+        );
         self.put_xml(
             "PutBucketPublicAccessBlock",
             key,
             bucket,
             "publicAccessBlock",
-            body.into(),
+            body,
         )
         .await
     }
