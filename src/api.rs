@@ -158,6 +158,9 @@ const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket)
         .message("alibaba is only allowed when provider is alibaba")
         .field_path(".alibaba")
         .reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.alibaba) || !has(self.alibaba.rrsaInjection) || self.alibaba.rrsaInjection == 'Values' || (has(self.identity) && has(self.identity.mode) && self.identity.mode == 'RRSA')")
+        .message("alibaba.rrsaInjection: Webhook is for identity.mode RRSA (across accounts no Pod gets credentials)")
+        .field_path(".alibaba.rrsaInjection"),
     validation = Rule::new("!(has(self.provider) && self.provider == 'alibaba') || !has(self.milvus) || !has(self.milvus.milvusRef)")
         .message("milvus.milvusRef is not supported with provider alibaba yet: use the values ConfigMap")
         .field_path(".milvus.milvusRef"),
@@ -244,6 +247,25 @@ pub struct AlibabaSpec {
     /// `oss-<region>-internal.aliyuncs.com` (no internet egress).
     #[serde(default)]
     pub internal_endpoint: bool,
+
+    /// How Milvus's Pods get the RRSA token and variables (`identity.mode: RRSA`): `Values`
+    /// (the default: the values ConfigMap carries the projected token and the three
+    /// `ALIBABA_CLOUD_*` variables; no add-on needed) or `Webhook` (ACK's ack-pod-identity-webhook
+    /// injects them: bucketwire annotates the ServiceAccount with
+    /// `pod-identity.alibabacloud.com/role-name`; the namespace needs the label
+    /// `pod-identity.alibabacloud.com/injection: 'on'`, which bucketwire does not set).
+    #[serde(default)]
+    pub rrsa_injection: RrsaInjection,
+}
+
+/// Who puts the RRSA token and variables into Milvus's Pods.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RrsaInjection {
+    /// The values ConfigMap: works without any add-on.
+    #[default]
+    Values,
+    /// ACK's pod-identity webhook, from the ServiceAccount's annotation.
+    Webhook,
 }
 
 /// The bucket and how it is configured.

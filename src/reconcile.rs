@@ -723,6 +723,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         &r.service_account,
         spec.service_account.create,
         &r.name,
+        crate::documents::ROLE_ARN_ANNOTATION,
         annotation,
     )
     .await?;
@@ -1684,8 +1685,15 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
 
     let role_arn = recorded.and_then(|s| s.role_arn.as_deref());
     done.extend(
-        kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, role_arn)
-            .await?,
+        kubernetes::release_service_account(
+            &ctx.client,
+            &namespace,
+            &service_account,
+            &name,
+            crate::documents::ROLE_ARN_ANNOTATION,
+            role_arn,
+        )
+        .await?,
     );
 
     // The Milvus object's storage fields bucketwire applied: released, the object kept.

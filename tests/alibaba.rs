@@ -809,3 +809,129 @@ async fn a_bucket_made_public_or_versioned_behind_the_operators_back_is_repaired
             .is_none()
     );
 }
+
+/// RRSA through ACK's pod-identity webhook (`alibaba.rrsaInjection: Webhook`): the
+/// ServiceAccount carries the webhook's role-name annotation and the values carry no RRSA
+/// variables (the webhook injects them; the test bed has no such webhook, so what it injects is
+/// not exercised here); Ready says the namespace label and the restart it needs. Switching back
+/// to the values removes exactly bucketwire's annotation.
+#[tokio::test]
+async fn rrsa_through_acks_pod_identity_webhook_annotates_the_service_account_instead() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::ResourceExt;
+    use kube::api::{Patch, PatchParams};
+
+    let (bed, client, ns) = setup("aliwebhook").await;
+    let operator = start_operator(&bed, &ns, &[]);
+    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    // An existing ServiceAccount (as Milvus's chart makes it): bucketwire only annotates it.
+    sa_api
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "milvus"}})).expect("sa"),
+        )
+        .await
+        .expect("ServiceAccount");
+    create(
+        &client,
+        &ns,
+        "milvus",
+        json!({"provider": "alibaba", "region": REGION, "identity": {"mode": "RRSA"},
+               "serviceAccount": {"create": false}, "alibaba": {"rrsaInjection": "Webhook"}}),
+    )
+    .await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    let bi = api.get("milvus").await.expect("integration");
+    let ready = condition(&bi, "Ready").expect("Ready");
+    assert!(
+        ready.message.contains(&format!(
+            "kubectl label namespace {ns} pod-identity.alibabacloud.com/injection=on"
+        )),
+        "{}",
+        ready.message
+    );
+    assert_eq!(condition(&bi, "Validated").expect("Validated").status, "True");
+    let role_name = status
+        .role_arn
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next())
+        .expect("role")
+        .to_string();
+    let annotation = |sa: &ServiceAccount| {
+        sa.annotations()
+            .get("pod-identity.alibabacloud.com/role-name")
+            .cloned()
+    };
+    let sa = sa_api.get("milvus").await.expect("sa");
+    assert_eq!(annotation(&sa).as_deref(), Some(role_name.as_str()));
+    let values = |cm: ConfigMap| -> Value {
+        serde_yaml::from_str(&cm.data.expect("data")["values.yaml"]).expect("values.yaml")
+    };
+    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let webhook_values = values(cm_api.get("milvus-milvus-values").await.expect("values"));
+    assert_eq!(webhook_values["externalS3"]["useIAM"], true);
+    assert!(
+        webhook_values["standalone"]["extraEnv"].is_null() && webhook_values["volumes"].is_null(),
+        "no RRSA variables or token volume with the webhook: {webhook_values:#}"
+    );
+
+    // Back to the values: the annotation goes, the variables come.
+    api.patch(
+        "milvus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"alibaba": {"rrsaInjection": "Values"}}})),
+    )
+    .await
+    .expect("patch");
+    wait_for(
+        "the webhook annotation to go",
+        Duration::from_secs(30),
+        || async {
+            let sa = sa_api.get("milvus").await.ok()?;
+            let cm = cm_api.get("milvus-milvus-values").await.ok()?;
+            (annotation(&sa).is_none() && !values(cm)["standalone"]["extraEnv"].is_null()).then_some(())
+        },
+    )
+    .await;
+
+    // Someone else's webhook annotation is reported, not removed or overwritten.
+    sa_api
+        .patch(
+            "milvus",
+            &PatchParams::apply("gitops"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": "milvus", "annotations": {"pod-identity.alibabacloud.com/role-name": "someone-elses"}}})),
+        )
+        .await
+        .expect("annotate");
+    api.patch(
+        "milvus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"bucketwire.io/validate": "now"}}})),
+    )
+    .await
+    .expect("nudge");
+    let refused = wait_condition(
+        &client,
+        &ns,
+        "milvus",
+        "Ready",
+        "False",
+        Some("ServiceAccountOwnedElsewhere"),
+        &operator,
+    )
+    .await;
+    let refused = condition(&refused, "Ready").expect("Ready");
+    assert!(refused.message.contains("gitops"), "{}", refused.message);
+    assert_eq!(
+        annotation(&sa_api.get("milvus").await.expect("sa")).as_deref(),
+        Some("someone-elses")
+    );
+    deleted(&client, &ns, "milvus").await;
+    assert_eq!(
+        annotation(&sa_api.get("milvus").await.expect("sa kept")).as_deref(),
+        Some("someone-elses"),
+        "the ServiceAccount (not bucketwire's) and the other annotation stay"
+    );
+}

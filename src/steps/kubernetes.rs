@@ -62,9 +62,10 @@ fn created_by_us(sa: &ServiceAccount, integration: &str) -> bool {
         && labels.get(LABEL_INTEGRATION).map(String::as_str) == Some(integration)
 }
 
-/// Which manager owns the role annotation of a ServiceAccount (from its managedFields).
-fn annotation_manager(sa: &ServiceAccount) -> Option<String> {
-    let key = format!("f:{ROLE_ARN_ANNOTATION}");
+/// Which manager owns the role annotation `annotation` of a ServiceAccount (from its
+/// managedFields).
+fn annotation_manager(sa: &ServiceAccount, annotation: &str) -> Option<String> {
+    let key = format!("f:{annotation}");
     sa.metadata.managed_fields.as_ref()?.iter().find_map(|entry| {
         let owns = entry
             .fields_v1
@@ -77,15 +78,19 @@ fn annotation_manager(sa: &ServiceAccount) -> Option<String> {
     })
 }
 
-/// IRSA (`role_arn` given): annotates (creating it if allowed) the ServiceAccount with the role
-/// ARN. Pod Identity (`None`): the ServiceAccount carries no role annotation (with both, the
-/// SDKs use IRSA): bucketwire's own is removed, anyone else's is reported.
+/// `key` is the role annotation of the identity mechanism: IRSA's `eks.amazonaws.com/role-arn`
+/// or ACK's pod-identity webhook's `pod-identity.alibabacloud.com/role-name`. Given a value
+/// (IRSA; RRSA through the webhook), annotates the ServiceAccount (creating it if allowed).
+/// Without one (Pod Identity; RRSA through the values) the ServiceAccount must not carry that
+/// annotation (with both, the SDKs use IRSA; the webhook would inject a second set of
+/// variables): bucketwire's own is removed, anyone else's is reported.
 pub async fn reconcile_service_account(
     client: &Client,
     namespace: &str,
     name: &str,
     create: bool,
     integration: &str,
+    key: &str,
     role_arn: Option<&str>,
 ) -> Result<Outcome, Error> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
@@ -95,7 +100,7 @@ pub async fn reconcile_service_account(
         .map_err(Error::kube("get ServiceAccount"))?;
     let annotation = existing
         .as_ref()
-        .and_then(|sa| sa.annotations().get(ROLE_ARN_ANNOTATION).cloned());
+        .and_then(|sa| sa.annotations().get(key).cloned());
     let labels = match &existing {
         None if !create => {
             return Err(Error::ServiceAccountNotFound {
@@ -113,21 +118,31 @@ pub async fn reconcile_service_account(
                 }
                 (None, None) => {
                     return Ok(Outcome::up_to_date(format!(
-                        "ServiceAccount {namespace}/{name} exists, without {ROLE_ARN_ANNOTATION} (Pod Identity)"
+                        "ServiceAccount {namespace}/{name} exists, without {key}"
                     )));
                 }
                 (None, Some(_)) => {
-                    let manager = annotation_manager(sa).unwrap_or_default();
+                    let manager = annotation_manager(sa, key).unwrap_or_default();
                     let ours = [service_account_manager(integration), FIELD_MANAGER.to_string()];
                     if !ours.contains(&manager) {
-                        return Err(Error::IrsaAnnotationPresent {
-                            namespace: namespace.into(),
-                            name: name.into(),
-                            manager: if manager.is_empty() {
-                                "an unknown manager".into()
-                            } else {
-                                manager
-                            },
+                        let manager = if manager.is_empty() {
+                            "an unknown manager".to_string()
+                        } else {
+                            manager
+                        };
+                        return Err(if key == ROLE_ARN_ANNOTATION {
+                            Error::IrsaAnnotationPresent {
+                                namespace: namespace.into(),
+                                name: name.into(),
+                                manager,
+                            }
+                        } else {
+                            Error::ServiceAccountOwnedElsewhere {
+                                namespace: namespace.into(),
+                                name: name.into(),
+                                manager,
+                                annotation: key.into(),
+                            }
                         });
                     }
                 }
@@ -139,7 +154,7 @@ pub async fn reconcile_service_account(
     };
     let mut metadata = json!({"name": name, "namespace": namespace, "labels": labels});
     if let Some(role_arn) = role_arn {
-        metadata["annotations"] = json!({ROLE_ARN_ANNOTATION: role_arn});
+        metadata["annotations"] = json!({ key: role_arn });
     }
     let patch = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata});
     // No force: a conflict means someone else sets this annotation. Without the annotation
@@ -159,7 +174,7 @@ pub async fn reconcile_service_account(
                     namespace: namespace.into(),
                     name: name.into(),
                     manager,
-                    annotation: ROLE_ARN_ANNOTATION.into(),
+                    annotation: key.into(),
                 },
                 None => Error::kube("apply ServiceAccount")(err),
             });
@@ -177,11 +192,14 @@ pub async fn reconcile_service_account(
     }
     Ok(match (existing, role_arn) {
         (None, _) => Outcome::created(format!("created ServiceAccount {namespace}/{name}")),
-        (Some(_), Some(_)) => Outcome::drift_corrected(format!(
-            "annotated ServiceAccount {namespace}/{name} with {ROLE_ARN_ANNOTATION}"
+        (Some(_), Some(_)) => {
+            Outcome::drift_corrected(format!("annotated ServiceAccount {namespace}/{name} with {key}"))
+        }
+        (Some(_), None) if key == ROLE_ARN_ANNOTATION => Outcome::drift_corrected(format!(
+            "removed bucketwire's {key} from ServiceAccount {namespace}/{name}: with Pod Identity it must not carry one (the SDKs would use IRSA)"
         )),
         (Some(_), None) => Outcome::drift_corrected(format!(
-            "removed bucketwire's {ROLE_ARN_ANNOTATION} from ServiceAccount {namespace}/{name}: with Pod Identity it must not carry one (the SDKs would use IRSA)"
+            "removed bucketwire's {key} from ServiceAccount {namespace}/{name}: the values carry the RRSA variables, so the webhook must not inject them too"
         )),
     })
 }
@@ -193,6 +211,7 @@ pub async fn release_service_account(
     namespace: &str,
     name: &str,
     integration: &str,
+    key: &str,
     role_arn: Option<&str>,
 ) -> Result<Option<String>, Error> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
@@ -210,7 +229,7 @@ pub async fn release_service_account(
         return Ok(Some(format!("deleted ServiceAccount {namespace}/{name}")));
     }
     // Only our own annotation: another integration's (or anyone else's) value stays.
-    let annotation = sa.annotations().get(ROLE_ARN_ANNOTATION).map(String::as_str);
+    let annotation = sa.annotations().get(key).map(String::as_str);
     if annotation.is_none() || annotation != role_arn {
         return Ok(None);
     }
@@ -223,7 +242,7 @@ pub async fn release_service_account(
             .map_err(Error::kube("release ServiceAccount annotation"))?;
     }
     Ok(Some(format!(
-        "removed {ROLE_ARN_ANNOTATION} from ServiceAccount {namespace}/{name}"
+        "removed {key} from ServiceAccount {namespace}/{name}"
     )))
 }
 

@@ -16,6 +16,11 @@ pub const POLICY_MAX: usize = 128;
 /// The audience RRSA tokens carry, and that the cluster's OIDC provider lists as client ID.
 pub const STS_AUDIENCE: &str = "sts.aliyuncs.com";
 
+/// The ServiceAccount annotation ACK's ack-pod-identity-webhook reads: the RAM role's name.
+pub const WEBHOOK_ROLE_ANNOTATION: &str = "pod-identity.alibabacloud.com/role-name";
+/// The namespace label that turns the webhook on (`on`); bucketwire never sets it.
+pub const WEBHOOK_INJECTION_LABEL: &str = "pod-identity.alibabacloud.com/injection";
+
 /// Derived OSS bucket name: `<prefix><namespace>-<name>-<hash>`, within OSS's rules. `prefix`
 /// is the operator's allowed prefix, or `bw-`.
 pub fn bucket_name(owner: Owner<'_>, prefix: Option<&str>) -> String {

@@ -47,6 +47,8 @@ pub struct Resolved {
     /// RRSA: the ACK cluster whose OIDC provider the role trusts.
     pub ack_cluster: Option<String>,
     pub internal_endpoint: bool,
+    /// RRSA through ACK's pod-identity webhook (the ServiceAccount's annotation), not the values.
+    pub webhook: bool,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -136,6 +138,10 @@ pub fn resolve(bi: &BucketIntegration, settings: &Settings) -> Result<Resolved, 
             .unwrap_or_else(|| format!("{name}-milvus-values")),
         ack_cluster,
         internal_endpoint: spec.alibaba.as_ref().is_some_and(|a| a.internal_endpoint),
+        webhook: spec
+            .alibaba
+            .as_ref()
+            .is_some_and(|a| a.rrsa_injection == crate::api::RrsaInjection::Webhook),
         tags: documents::ownership_tags(&settings.cluster_name, &namespace, &name, &uid, &spec.bucket.tags),
         namespace,
         name,
@@ -407,26 +413,38 @@ pub(crate) async fn run_steps(
         return Ok(());
     };
 
-    // 4. ServiceAccount: no annotation (Milvus reads the RRSA variables from its values).
+    // 4. ServiceAccount: through the values, no annotation (Milvus reads the RRSA variables
+    //    from them); through ACK's pod-identity webhook, the role-name annotation it reads (and
+    //    then not the variables in the values too).
     let outcome = kubernetes::reconcile_service_account(
         &ctx.client,
         &r.namespace,
         &r.service_account,
         spec.service_account.create,
         &r.name,
-        None,
+        ali_naming::WEBHOOK_ROLE_ANNOTATION,
+        r.webhook.then_some(r.role_name.as_str()),
     )
     .await?;
     report.steps.push(("ServiceAccountReady", Ok(outcome), ""));
+    if r.webhook {
+        report.notes.push(format!(
+            "ACK's pod-identity webhook injects the RRSA variables only in a namespace labelled {}=on (kubectl label namespace {} {}=on) and only into Pods started after that: restart Milvus",
+            ali_naming::WEBHOOK_INJECTION_LABEL,
+            r.namespace,
+            ali_naming::WEBHOOK_INJECTION_LABEL
+        ));
+    }
 
-    // 5. Milvus values: OSS through its S3-compatible API, with the RRSA token and variables.
+    // 5. Milvus values: OSS through its S3-compatible API, with the RRSA token and variables
+    //    unless the webhook injects them.
     let values = ali_documents::milvus_values(
         &r.service_account,
         &r.bucket,
         &spec.bucket.root_path,
         &r.region,
         &ali_naming::oss_host(&r.region, r.internal_endpoint),
-        Some((&role.arn, &provider_arn)),
+        (!r.webhook).then_some((role.arn.as_str(), provider_arn.as_str())),
     );
     let yaml = serde_yaml::to_string(&values).map_err(|e| Error::InvalidSpec(format!("values: {e}")))?;
     let owner = bi
@@ -550,7 +568,15 @@ pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), 
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| name.clone());
     done.extend(
-        kubernetes::release_service_account(&ctx.client, &namespace, &service_account, &name, None).await?,
+        kubernetes::release_service_account(
+            &ctx.client,
+            &namespace,
+            &service_account,
+            &name,
+            ali_naming::WEBHOOK_ROLE_ANNOTATION,
+            Some(&role_name),
+        )
+        .await?,
     );
     let recorded_bucket = recorded
         .and_then(|s| s.bucket.as_ref())
