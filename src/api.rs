@@ -122,7 +122,7 @@ const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket)
         .message("bucket.encryption.kmsKeyArn must be in the partition of spec.region (aws, aws-cn or aws-us-gov)")
         .field_path(".bucket.encryption.kmsKeyArn"),
     validation = Rule::new("!has(self.milvus) || !has(self.milvus.milvusRef) || !has(self.identity) || !has(self.identity.mode) || self.identity.mode != 'CrossAccount'")
-        .message("milvus.milvusRef needs a workload identity (IRSA or PodIdentity): with CrossAccount there is no Milvus in this cluster")
+        .message("milvus.milvusRef needs a workload identity (IRSA, PodIdentity or RRSA): with CrossAccount there is no Milvus in this cluster")
         .field_path(".milvus.milvusRef"),
     validation = Rule::new(AWS_REGION_RULE)
         .message("region must be an AWS region name such as us-east-2, cn-north-1 or us-gov-west-1")
@@ -161,9 +161,6 @@ const ADOPTED_BUCKET_RULE: &str = "!has(self.status) || !has(self.status.bucket)
     validation = Rule::new("!has(self.alibaba) || !has(self.alibaba.rrsaInjection) || self.alibaba.rrsaInjection == 'Values' || (has(self.identity) && has(self.identity.mode) && self.identity.mode == 'RRSA')")
         .message("alibaba.rrsaInjection: Webhook is for identity.mode RRSA (across accounts no Pod gets credentials)")
         .field_path(".alibaba.rrsaInjection"),
-    validation = Rule::new("!(has(self.provider) && self.provider == 'alibaba') || !has(self.milvus) || !has(self.milvus.milvusRef)")
-        .message("milvus.milvusRef is not supported with provider alibaba yet: use the values ConfigMap")
-        .field_path(".milvus.milvusRef"),
 )]
 pub struct BucketIntegrationSpec {
     /// The cloud of the bucket: `aws` (S3 and IAM, the default) or `alibaba` (OSS and RAM).

@@ -50,13 +50,15 @@ pub enum Error {
 
     /// Another field manager (a GitOps tool, a person) owns a storage field of the Milvus object.
     #[error(
-        "Milvus {namespace}/{name}: {fields} owned by {manager}; bucketwire does not force it. Remove the field from {manager}'s configuration (bucketwire sets it) or set it to the same value"
+        "Milvus {namespace}/{name}: {fields} owned by {manager}; bucketwire does not force it. Remove the field from {manager}'s configuration (bucketwire sets it) or set it to the same value{hint}"
     )]
     MilvusFieldConflict {
         namespace: String,
         name: String,
         manager: String,
         fields: String,
+        /// What else the user can do, where there is something (empty otherwise).
+        hint: String,
     },
 
     /// The Milvus object already runs in-cluster MinIO: switching it to S3 would leave its data.

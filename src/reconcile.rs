@@ -26,7 +26,7 @@ use crate::provider::alibaba::{self, Alibaba, Credentials};
 use crate::settings::Settings;
 use crate::steps::bucket::DesiredBucket;
 use crate::steps::iam::{DesiredPolicy, DesiredRole};
-use crate::steps::{Outcome, bucket, iam, kubernetes, milvus_operator, pod_identity};
+use crate::steps::{Outcome, bucket, iam, iam_view, kubernetes, milvus_operator, pod_identity};
 use crate::validate;
 use crate::{allow, documents};
 
@@ -46,6 +46,8 @@ pub struct Context {
     providers: Mutex<HashSet<String>>,
     /// Consecutive failed reconciles per integration (namespace/name), for the retry backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// IAM's bulk view (GetAccountAuthorizationDetails), shared by every steady resync.
+    pub iam_view: iam_view::SharedView,
     /// Alibaba Cloud (`provider: alibaba`): its clients and the operator's credentials, or why
     /// there are none.
     pub alibaba: Result<Alibaba, String>,
@@ -73,6 +75,7 @@ impl Context {
             clusters: Mutex::default(),
             providers: Mutex::default(),
             failures: Mutex::default(),
+            iam_view: iam_view::SharedView::default(),
         }
     }
 }
@@ -322,6 +325,104 @@ fn steps(bi: &BucketIntegration) -> Vec<&'static str> {
     steps
 }
 
+/// A Milvus object named before (or no longer named) gives back bucketwire's fields first,
+/// then status forgets it.
+pub(crate) async fn release_previous_milvus_object(
+    bi: &BucketIntegration,
+    ctx: &Context,
+    report: &mut Report,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    let target = milvus_target(bi);
+    let Some(previous) = report.status.milvus_object.clone() else {
+        return Ok(());
+    };
+    if target.as_deref() == Some(previous.as_str()) {
+        return Ok(());
+    }
+    let manager = kubernetes::service_account_manager(name);
+    if let Some(message) = milvus_operator::release(&ctx.client, namespace, &previous, &manager).await? {
+        info!("{message}");
+        publish(ctx, bi, "MilvusReady", EventType::Normal, "Released", &message).await;
+    }
+    report.status.milvus_object = None;
+    record_status(
+        bi,
+        ctx,
+        json!({"milvusObject": null}),
+        "forget the released Milvus object",
+    )
+    .await
+}
+
+/// The Milvus Operator's Milvus object, when the integration names one: its storage fields, by
+/// server-side apply as this integration (no force). The object is recorded before the first
+/// write, so a crash never leaves fields nobody releases.
+pub(crate) async fn wire_milvus_object(
+    bi: &BucketIntegration,
+    ctx: &Context,
+    report: &mut Report,
+    namespace: &str,
+    name: &str,
+    desired: &milvus_operator::DesiredStorage,
+) -> Result<(), Error> {
+    let Some(target) = milvus_target(bi) else {
+        return Ok(());
+    };
+    if report.status.milvus_object.as_deref() != Some(target.as_str()) {
+        record_status(
+            bi,
+            ctx,
+            json!({"milvusObject": target}),
+            "record the Milvus object",
+        )
+        .await?;
+        report.status.milvus_object = Some(target.clone());
+    }
+    let manager = kubernetes::service_account_manager(name);
+    let outcome = milvus_operator::reconcile(&ctx.client, namespace, &target, &manager, desired).await?;
+    report.steps.push(("MilvusReady", Ok(outcome), ""));
+    Ok(())
+}
+
+/// Cleanup: the storage fields bucketwire applied to the Milvus object status records are
+/// released; the object and the user's fields stay.
+pub(crate) async fn release_recorded_milvus_object(
+    bi: &BucketIntegration,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let Some(milvus) = bi.status.as_ref().and_then(|s| s.milvus_object.clone()) else {
+        return Ok(None);
+    };
+    let namespace = bi.namespace().unwrap_or_default();
+    let manager = kubernetes::service_account_manager(&bi.name_any());
+    milvus_operator::release(&ctx.client, &namespace, &milvus, &manager).await
+}
+
+/// Whether the integration is in steady state: Ready for its current generation, with no
+/// validation asked for. Only such a resync may trust IAM's bulk view (a changed spec, a failed
+/// step or an on-demand validation reads everything it writes after).
+pub fn steady(bi: &BucketIntegration) -> bool {
+    let Some(status) = bi.status.as_ref() else {
+        return false;
+    };
+    status.observed_generation.is_some()
+        && status.observed_generation == bi.metadata.generation
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+        && !bi.annotations().contains_key(VALIDATE_ANNOTATION)
+}
+
+/// How old IAM's bulk view may be: a quarter of the resync interval, so drift made right after
+/// one read is seen within 1.25 intervals, for four bulk reads per interval (a page per thousand
+/// roles and policies each).
+pub fn iam_view_max_age(settings: &Settings) -> Duration {
+    settings.resync_interval / 4
+}
+
 /// The Milvus object the integration wires, if any.
 fn milvus_target(bi: &BucketIntegration) -> Option<String> {
     bi.spec
@@ -559,7 +660,25 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         tags: r.tags.clone(),
         uid: r.uid.clone(),
     };
-    let outcome = iam::reconcile_policy(&iam_client, &desired_policy).await?;
+    // A steady resync first looks at IAM's bulk view: what it shows unchanged costs no call.
+    let view = match (steady(bi), ctx.settings.iam_bulk_reads) {
+        (true, true) => {
+            ctx.iam_view
+                .get(
+                    &iam_client,
+                    &ctx.settings.role_path,
+                    iam_view_max_age(&ctx.settings),
+                )
+                .await
+        }
+        _ => None,
+    };
+    let outcome = match &view {
+        Some(view) if view.policy_unchanged(&desired_policy) => {
+            Outcome::up_to_date(format!("policy {} matches (IAM's bulk view)", desired_policy.arn))
+        }
+        _ => iam::reconcile_policy(&iam_client, &desired_policy).await?,
+    };
     report.iam_changed |= outcome.changed();
     report.steps.push(("PolicyReady", Ok(outcome), ""));
     crate::failpoint::crash_point("after-policy");
@@ -625,7 +744,14 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         outcome,
         arn: role_arn,
         boundary_set_by_us,
-    } = iam::reconcile_role(&iam_client, &desired_role).await?;
+    } = match view.as_ref().and_then(|v| v.role_unchanged(&desired_role)) {
+        Some(seen) => iam::RoleReport {
+            outcome: Outcome::up_to_date(format!("role {} matches (IAM's bulk view)", seen.arn)),
+            arn: seen.arn.clone(),
+            boundary_set_by_us: iam::boundary_kept(seen.boundary.as_deref(), &desired_role),
+        },
+        None => iam::reconcile_role(&iam_client, &desired_role).await?,
+    };
     report.status.permissions_boundary_arn = boundary_set_by_us;
     report.iam_changed |= outcome.changed();
     report.status.role_arn = Some(role_arn.clone());
@@ -660,27 +786,7 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         }
     }
 
-    // A Milvus object named before (or no longer named) gives back bucketwire's fields first.
-    let manager = kubernetes::service_account_manager(&r.name);
-    let target = milvus_target(bi);
-    if let Some(previous) = report.status.milvus_object.clone()
-        && target.as_deref() != Some(previous.as_str())
-    {
-        if let Some(message) =
-            milvus_operator::release(&ctx.client, &r.namespace, &previous, &manager).await?
-        {
-            info!("{message}");
-            publish(ctx, bi, "MilvusReady", EventType::Normal, "Released", &message).await;
-        }
-        report.status.milvus_object = None;
-        record_status(
-            bi,
-            ctx,
-            json!({"milvusObject": null}),
-            "forget the released Milvus object",
-        )
-        .await?;
-    }
+    release_previous_milvus_object(bi, ctx, report, &r.namespace, &r.name).await?;
     let Some(trust_anchor) = trust_anchor else {
         // Across accounts there is no ServiceAccount and no Helm values: the other account uses
         // the role. What can be validated from here is checked from here.
@@ -788,30 +894,14 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     .await?;
     report.steps.push(("ValuesReady", Ok(outcome), ""));
 
-    // 5b. The Milvus Operator's Milvus object, when the integration names one: its storage
-    //     fields, by server-side apply as this integration (no force).
-    if let Some(target) = target {
-        if report.status.milvus_object.as_deref() != Some(target.as_str()) {
-            // Recorded before the first write, so a crash never leaves fields nobody releases.
-            record_status(
-                bi,
-                ctx,
-                json!({"milvusObject": target}),
-                "record the Milvus object",
-            )
-            .await?;
-            report.status.milvus_object = Some(target.clone());
-        }
-        let desired = milvus_operator::DesiredStorage {
-            bucket: r.bucket.clone(),
-            root_path: spec.bucket.root_path.clone(),
-            region: r.region.clone(),
-            service_account: r.service_account.clone(),
-        };
-        let outcome =
-            milvus_operator::reconcile(&ctx.client, &r.namespace, &target, &manager, &desired).await?;
-        report.steps.push(("MilvusReady", Ok(outcome), ""));
-    }
+    // 5b. The Milvus Operator's Milvus object, when the integration names one.
+    let desired = milvus_operator::DesiredStorage::aws(
+        &r.bucket,
+        &spec.bucket.root_path,
+        &r.region,
+        &r.service_account,
+    );
+    wire_milvus_object(bi, ctx, report, &r.namespace, &r.name, &desired).await?;
 
     // 6. Validate, as the Milvus ServiceAccount.
     report.validated = Some(if spec.validation.enabled {
@@ -1697,17 +1787,7 @@ async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Erro
     );
 
     // The Milvus object's storage fields bucketwire applied: released, the object kept.
-    if let Some(milvus) = recorded.and_then(|s| s.milvus_object.clone()) {
-        done.extend(
-            milvus_operator::release(
-                &ctx.client,
-                &namespace,
-                &milvus,
-                &kubernetes::service_account_manager(&name),
-            )
-            .await?,
-        );
-    }
+    done.extend(release_recorded_milvus_object(bi, ctx).await?);
 
     let recorded_bucket = bi
         .status

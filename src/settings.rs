@@ -90,6 +90,13 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_IAM_REQUESTS_PER_SECOND", default_value = "10")]
     pub iam_requests_per_second: NonZeroU32,
 
+    /// Steady resyncs read IAM in bulk (GetAccountAuthorizationDetails, a page per thousand
+    /// roles and policies) and per resource only where that view shows drift. Off by default
+    /// until the published operator policy grants `iam:GetAccountAuthorizationDetails` (issue
+    /// 18); off, each role and policy is read, as before.
+    #[arg(long, env = "BUCKETWIRE_IAM_BULK_READS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub iam_bulk_reads: bool,
+
     /// Objects per page when the operator lists BucketIntegrations and ConfigMaps (smaller pages
     /// keep the peak memory of a (re)start low; at least 1).
     #[arg(long, env = "BUCKETWIRE_LIST_PAGE_SIZE", default_value_t = 100,

@@ -367,3 +367,165 @@ async fn the_integration_first_then_the_milvus_object_and_retargeting_releases_t
         .expect("integration");
     assert_eq!(bi.status.and_then(|s| s.milvus_object).as_deref(), Some("second"));
 }
+
+/// `provider: alibaba` (the test bed's FAKES of RAM, STS, ACK and OSS): the same object wired to
+/// OSS through RRSA. Without ACK's webhook the RRSA token and variables go on every component
+/// (`spec.components.env`/`volumes`/`volumeMounts`); with it they are released and the
+/// ServiceAccount annotated instead. A GitOps tool that owns the Pods' env is a conflict that
+/// names the webhook option, and with it the integration is Ready without touching that env.
+#[tokio::test]
+async fn an_alibaba_milvus_object_gets_oss_and_rrsa_and_the_webhook_option_releases_the_pod_fields() {
+    use bucketwire::provider::alibaba::documents::{rrsa_env, rrsa_volume_mounts, rrsa_volumes};
+    use common::alibaba::{REGION, start_operator};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+
+    let (bed, client, ns) = setup("milvusali").await;
+    install_milvus_crd(&client).await;
+    gitops_apply(&client, &ns, "my-milvus", user_spec()).await;
+    let operator = start_operator(&bed, &ns, &[]);
+    let rrsa = |name: &str, injection: &str| {
+        json!({"provider": "alibaba", "region": REGION, "identity": {"mode": "RRSA"},
+               "serviceAccount": {"name": name},
+               "alibaba": {"rrsaInjection": injection},
+               "milvus": {"milvusRef": {"name": name}}})
+    };
+    // The ServiceAccount is named after the Milvus object, so each integration has its own.
+    gitops_apply(&client, &ns, "gitops-env", {
+        let mut spec = user_spec();
+        spec["components"]["env"] = json!([{"name": "TEAM", "value": "search"}]);
+        spec
+    })
+    .await;
+    create(&client, &ns, "milvus", rrsa("my-milvus", "Values")).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let api: Api<BucketIntegration> = Api::namespaced(client.clone(), &ns);
+    let bi = api.get("milvus").await.expect("integration");
+    assert_eq!(condition(&bi, "Validated").expect("Validated").status, "True");
+    let ready = condition(&bi, "MilvusReady").expect("MilvusReady");
+    assert_eq!(ready.status, "True", "{ready:?}");
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+    let role_arn = status.role_arn.expect("role");
+    let provider_arn = status.oidc_provider_arn.expect("provider");
+    assert_eq!(
+        provider_arn,
+        bed.var("BUCKETWIRE_TESTBED_ALIBABA_OIDC_PROVIDER_ARN")
+    );
+
+    let spec = spec_of(&client, &ns, "my-milvus").await;
+    assert_eq!(
+        spec["dependencies"]["storage"],
+        json!({"external": true, "type": "S3", "endpoint": "oss-cn-hangzhou.aliyuncs.com:443", "secretRef": ""})
+    );
+    assert_eq!(
+        spec["config"]["minio"],
+        json!({"bucketName": bucket, "rootPath": "files", "useSSL": true, "useIAM": true,
+               "cloudProvider": "aliyun", "region": REGION, "useVirtualHost": true})
+    );
+    assert_eq!(spec["components"]["serviceAccountName"], "my-milvus");
+    assert_eq!(spec["components"]["env"], rrsa_env(&role_arn, &provider_arn));
+    assert_eq!(spec["components"]["volumes"], rrsa_volumes());
+    assert_eq!(spec["components"]["volumeMounts"], rrsa_volume_mounts());
+    assert_eq!(
+        spec["components"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "sts.aliyuncs.com"
+    );
+    assert_eq!(
+        spec["components"]["image"], "milvusdb/milvus:v2.6.0",
+        "the user's field stays"
+    );
+    let ours = owned_by(&client, &ns, "my-milvus", "bucketwire/milvus").await;
+    for field in [
+        ".spec.components.env",
+        ".spec.components.volumeMounts",
+        ".spec.components.volumes",
+        ".spec.config.minio.useVirtualHost",
+    ] {
+        assert!(ours.contains(&field.to_string()), "{field} not in {ours:?}");
+    }
+
+    // The webhook option: the Pod fields are released (nobody else set them, so they go), the
+    // storage wiring stays, the ServiceAccount carries the webhook's annotation.
+    api.patch(
+        "milvus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"alibaba": {"rrsaInjection": "Webhook"}}})),
+    )
+    .await
+    .expect("patch");
+    let role_name = role_arn.rsplit('/').next().expect("role name").to_string();
+    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "the Pod fields to be released",
+        Duration::from_secs(30),
+        || async {
+            let spec = spec_of(&client, &ns, "my-milvus").await;
+            let sa = sa_api.get("my-milvus").await.ok()?;
+            let annotated =
+                sa.annotations().get("pod-identity.alibabacloud.com/role-name") == Some(&role_name);
+            (annotated && spec["components"]["env"].is_null() && spec["components"]["volumes"].is_null())
+                .then_some(spec)
+        },
+    )
+    .await;
+    let spec = spec_of(&client, &ns, "my-milvus").await;
+    assert!(spec["components"]["volumeMounts"].is_null(), "{spec}");
+    assert_eq!(spec["config"]["minio"]["cloudProvider"], "aliyun");
+    assert_eq!(spec["components"]["serviceAccountName"], "my-milvus");
+
+    // A GitOps tool owns the Pods' env: a conflict naming the field, its manager and the
+    // webhook option; the tool's env is not touched.
+    create(&client, &ns, "second", rrsa("gitops-env", "Values")).await;
+    let bi = wait_condition(
+        &client,
+        &ns,
+        "second",
+        "MilvusReady",
+        "False",
+        Some("MilvusFieldConflict"),
+        &operator,
+    )
+    .await;
+    let message = condition(&bi, "MilvusReady").expect("MilvusReady").message;
+    assert!(
+        message.contains(".spec.components.env")
+            && message.contains(GITOPS)
+            && message.contains("spec.alibaba.rrsaInjection: Webhook"),
+        "{message}"
+    );
+    assert_eq!(
+        spec_of(&client, &ns, "gitops-env").await["components"]["env"],
+        json!([{"name": "TEAM", "value": "search"}])
+    );
+    api.patch(
+        "second",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"alibaba": {"rrsaInjection": "Webhook"}}})),
+    )
+    .await
+    .expect("patch");
+    wait_condition(&client, &ns, "second", "MilvusReady", "True", None, &operator).await;
+    let spec = spec_of(&client, &ns, "gitops-env").await;
+    assert_eq!(
+        spec["components"]["env"],
+        json!([{"name": "TEAM", "value": "search"}])
+    );
+    assert_eq!(spec["config"]["minio"]["useVirtualHost"], true);
+
+    // Deletion releases exactly bucketwire's fields; the object and the user's fields stay.
+    api.delete("milvus", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for("the integration to be gone", Duration::from_secs(60), || async {
+        api.get_opt("milvus").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        owned_by(&client, &ns, "my-milvus", "bucketwire/milvus")
+            .await
+            .is_empty()
+    );
+    let spec = spec_of(&client, &ns, "my-milvus").await;
+    assert_eq!(spec["config"]["minio"], Value::Null, "{spec}");
+    assert_eq!(spec["mode"], "standalone");
+    assert_eq!(spec["components"]["image"], "milvusdb/milvus:v2.6.0");
+}

@@ -219,6 +219,17 @@ pub fn boundary_change(
     }
 }
 
+/// Pure: the boundary bucketwire has set on a role whose boundary needs no change: the
+/// configured one, or the one it set earlier if that is still there.
+pub fn boundary_kept(current: Option<&str>, desired: &DesiredRole) -> Option<String> {
+    desired.permissions_boundary.clone().or_else(|| {
+        desired
+            .boundary_set_by_us
+            .clone()
+            .filter(|b| Some(b.as_str()) == current)
+    })
+}
+
 /// Creates the role, or repairs its trust policy, permissions boundary, attachments and inline
 /// policies.
 pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) -> Result<RoleReport, Error> {
@@ -301,20 +312,13 @@ pub async fn reconcile_role(iam: &aws_sdk_iam::Client, desired: &DesiredRole) ->
     let boundary = role
         .permissions_boundary()
         .and_then(|b| b.permissions_boundary_arn());
-    let mut boundary_set_by_us = desired
-        .boundary_set_by_us
-        .clone()
-        .filter(|b| Some(b.as_str()) == boundary);
+    let boundary_set_by_us;
     match boundary_change(
         boundary,
         desired.permissions_boundary.as_deref(),
         desired.boundary_set_by_us.as_deref(),
     ) {
-        BoundaryChange::None => {
-            if desired.permissions_boundary.is_some() {
-                boundary_set_by_us = desired.permissions_boundary.clone();
-            }
-        }
+        BoundaryChange::None => boundary_set_by_us = boundary_kept(boundary, desired),
         BoundaryChange::Put(b) => {
             iam.put_role_permissions_boundary()
                 .role_name(&desired.name)

@@ -30,11 +30,56 @@ pub struct DesiredStorage {
     pub root_path: String,
     pub region: String,
     pub service_account: String,
+    /// `host:port` of the store's S3-compatible endpoint (Milvus always speaks S3 to it).
+    pub endpoint: String,
+    /// Milvus's `minio.cloudProvider`: `aws` or `aliyun` (which credential chain `useIAM` reads).
+    pub cloud_provider: &'static str,
+    /// Virtual-host addressing (`minio.useVirtualHost`): OSS refuses path-style requests.
+    pub virtual_host: bool,
+    /// What every component's Pod needs beyond the ServiceAccount (RRSA without ACK's webhook:
+    /// the variables, the token volume and its mount); `None` leaves those fields alone.
+    pub pods: Option<PodWiring>,
+}
+
+/// `spec.components.{env, volumes, volumeMounts}` of a Milvus object. The CRD declares them as
+/// plain lists, so server-side apply treats each list as one field: whoever else sets one of
+/// them is a conflict (reported, never forced).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodWiring {
+    pub env: Value,
+    pub volumes: Value,
+    pub volume_mounts: Value,
+}
+
+impl DesiredStorage {
+    /// The AWS wiring: S3's regional endpoint, IAM through the ServiceAccount.
+    pub fn aws(bucket: &str, root_path: &str, region: &str, service_account: &str) -> Self {
+        DesiredStorage {
+            bucket: bucket.into(),
+            root_path: root_path.into(),
+            region: region.into(),
+            service_account: service_account.into(),
+            endpoint: format!("{}:443", crate::naming::s3_host(region)),
+            cloud_provider: "aws",
+            virtual_host: false,
+            pods: None,
+        }
+    }
+
+    /// `s3://bucket/root` or `oss://bucket/root`, for messages.
+    fn url(&self) -> String {
+        let scheme = if self.cloud_provider == "aliyun" {
+            "oss"
+        } else {
+            "s3"
+        };
+        format!("{scheme}://{}/{}", self.bucket, self.root_path)
+    }
 }
 
 /// Pure: the apply configuration: exactly bucketwire's fields.
 pub fn storage_patch(namespace: &str, name: &str, desired: &DesiredStorage) -> Value {
-    json!({
+    let mut patch = json!({
         "apiVersion": "milvus.io/v1beta1",
         "kind": "Milvus",
         "metadata": {"name": name, "namespace": namespace},
@@ -42,7 +87,7 @@ pub fn storage_patch(namespace: &str, name: &str, desired: &DesiredStorage) -> V
             "dependencies": {"storage": {
                 "external": true,
                 "type": "S3",
-                "endpoint": format!("{}:443", crate::naming::s3_host(&desired.region)),
+                "endpoint": desired.endpoint,
                 // Explicitly empty: a secret left from before the move to IAM would give Milvus
                 // static keys (or a missing secret) instead of the role.
                 "secretRef": "",
@@ -52,12 +97,22 @@ pub fn storage_patch(namespace: &str, name: &str, desired: &DesiredStorage) -> V
                 "rootPath": desired.root_path,
                 "useSSL": true,
                 "useIAM": true,
-                "cloudProvider": "aws",
+                "cloudProvider": desired.cloud_provider,
                 "region": desired.region,
             }},
             "components": {"serviceAccountName": desired.service_account},
         },
-    })
+    });
+    if desired.virtual_host {
+        patch["spec"]["config"]["minio"]["useVirtualHost"] = json!(true);
+    }
+    if let Some(pods) = &desired.pods {
+        let components = &mut patch["spec"]["components"];
+        components["env"] = pods.env.clone();
+        components["volumes"] = pods.volumes.clone();
+        components["volumeMounts"] = pods.volume_mounts.clone();
+    }
+    patch
 }
 
 /// Pure: the object only says who it belongs to: applying it as our manager releases every
@@ -150,6 +205,13 @@ pub async fn reconcile(
                 } else {
                     other
                 },
+                hint: if fields.iter().any(|f| {
+                    f.starts_with(".spec.components.env") || f.starts_with(".spec.components.volume")
+                }) {
+                    " (the Pods' env and volumes carry RRSA's variables and token here: with provider alibaba, spec.alibaba.rrsaInjection: Webhook leaves them to ACK's pod-identity webhook)".into()
+                } else {
+                    String::new()
+                },
                 fields: if fields.is_empty() {
                     status.message.clone()
                 } else {
@@ -161,15 +223,28 @@ pub async fn reconcile(
     };
     Ok(if applied.resource_version() == before {
         Outcome::up_to_date(format!(
-            "Milvus {namespace}/{name} uses s3://{}/{} through IAM as ServiceAccount {}",
-            desired.bucket, desired.root_path, desired.service_account
+            "Milvus {namespace}/{name} uses {} through {} as ServiceAccount {}",
+            desired.url(),
+            identity(desired),
+            desired.service_account
         ))
     } else {
         Outcome::drift_corrected(format!(
-            "applied the storage wiring to Milvus {namespace}/{name}: external S3 s3://{}/{} with useIAM, ServiceAccount {}",
-            desired.bucket, desired.root_path, desired.service_account
+            "applied the storage wiring to Milvus {namespace}/{name}: external {} with useIAM through {}, ServiceAccount {}",
+            desired.url(),
+            identity(desired),
+            desired.service_account
         ))
     })
+}
+
+/// How the Milvus Pods get their credentials, for messages.
+fn identity(desired: &DesiredStorage) -> &'static str {
+    match (desired.cloud_provider, desired.pods.is_some()) {
+        ("aliyun", true) => "RRSA (the token and variables on every component)",
+        ("aliyun", false) => "RRSA (ACK's pod-identity webhook)",
+        _ => "IAM",
+    }
 }
 
 /// Gives up every field `manager` applied to `namespace/name` (the object and the user's fields
@@ -203,12 +278,7 @@ mod tests {
     use super::*;
 
     fn desired(region: &str) -> DesiredStorage {
-        DesiredStorage {
-            bucket: "bw-b".into(),
-            root_path: "files".into(),
-            region: region.into(),
-            service_account: "milvus".into(),
-        }
+        DesiredStorage::aws("bw-b", "files", region, "milvus")
     }
 
     #[test]

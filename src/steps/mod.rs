@@ -4,6 +4,7 @@
 
 pub mod bucket;
 pub mod iam;
+pub mod iam_view;
 pub mod kubernetes;
 pub mod milvus_operator;
 pub mod pod_identity;

@@ -165,6 +165,28 @@ pub fn rrsa_env(role_arn: &str, oidc_provider_arn: &str) -> Value {
     ])
 }
 
+/// The Pod volumes RRSA needs: a projected ServiceAccount token with audience
+/// `sts.aliyuncs.com`, refreshed by the kubelet.
+pub fn rrsa_volumes() -> Value {
+    json!([{
+        "name": RRSA_TOKEN_VOLUME,
+        "projected": {"sources": [{"serviceAccountToken": {
+            "audience": STS_AUDIENCE,
+            "expirationSeconds": 3600,
+            "path": "token",
+        }}]},
+    }])
+}
+
+/// Where every Milvus container reads that token (`ALIBABA_CLOUD_OIDC_TOKEN_FILE`).
+pub fn rrsa_volume_mounts() -> Value {
+    json!([{
+        "name": RRSA_TOKEN_VOLUME,
+        "mountPath": RRSA_TOKEN_DIR,
+        "readOnly": true,
+    }])
+}
+
 /// The Milvus Helm values for OSS through RRSA: `externalS3` with `cloudProvider: aliyun`,
 /// `useIAM`, virtual-host addressing (OSS refuses path style) and TLS on 443, no keys, no
 /// MinIO; the ServiceAccount; a projected ServiceAccount token with audience
@@ -198,19 +220,8 @@ pub fn milvus_values(
         },
     });
     if let Some((role_arn, provider_arn)) = rrsa {
-        values["volumes"] = json!([{
-            "name": RRSA_TOKEN_VOLUME,
-            "projected": {"sources": [{"serviceAccountToken": {
-                "audience": STS_AUDIENCE,
-                "expirationSeconds": 3600,
-                "path": "token",
-            }}]},
-        }]);
-        values["volumeMounts"] = json!([{
-            "name": RRSA_TOKEN_VOLUME,
-            "mountPath": RRSA_TOKEN_DIR,
-            "readOnly": true,
-        }]);
+        values["volumes"] = rrsa_volumes();
+        values["volumeMounts"] = rrsa_volume_mounts();
         for component in CHART_COMPONENTS {
             values[*component] = json!({"extraEnv": rrsa_env(role_arn, provider_arn)});
         }

@@ -25,7 +25,7 @@ use crate::naming::Owner;
 use crate::reconcile::{Context, Report, StatusJournal, disabled, judge_validation, publish, record_status};
 use crate::settings::Settings;
 use crate::steps::bucket::{self, DesiredBucket, Known};
-use crate::steps::kubernetes;
+use crate::steps::{kubernetes, milvus_operator};
 use crate::validate::{self, Check, Target, WorkloadIdentity};
 
 /// Everything derived from the spec, the settings and what status recorded (pure).
@@ -389,6 +389,7 @@ pub(crate) async fn run_steps(
     report.steps.push(("RoleReady", Ok(role.outcome), ""));
     crate::failpoint::crash_point("after-role");
 
+    crate::reconcile::release_previous_milvus_object(bi, ctx, report, &r.namespace, &r.name).await?;
     let Some((provider_arn, _issuer)) = provider else {
         // Across accounts: no ServiceAccount, no values; what can be checked from here is.
         report.validated = Some(if spec.validation.enabled {
@@ -460,6 +461,25 @@ pub(crate) async fn run_steps(
     )
     .await?;
     report.steps.push(("ValuesReady", Ok(outcome), ""));
+
+    // 5b. The Milvus Operator's Milvus object, when the integration names one: the same wiring
+    //     in its own fields (the RRSA token and variables on every component unless the webhook
+    //     injects them).
+    let desired = milvus_operator::DesiredStorage {
+        bucket: r.bucket.clone(),
+        root_path: spec.bucket.root_path.clone(),
+        region: r.region.clone(),
+        service_account: r.service_account.clone(),
+        endpoint: format!("{}:443", ali_naming::oss_host(&r.region, r.internal_endpoint)),
+        cloud_provider: "aliyun",
+        virtual_host: true,
+        pods: (!r.webhook).then(|| milvus_operator::PodWiring {
+            env: ali_documents::rrsa_env(&role.arn, &provider_arn),
+            volumes: ali_documents::rrsa_volumes(),
+            volume_mounts: ali_documents::rrsa_volume_mounts(),
+        }),
+    };
+    crate::reconcile::wire_milvus_object(bi, ctx, report, &r.namespace, &r.name, &desired).await?;
 
     // 6. Validate, as the Milvus ServiceAccount.
     report.validated = Some(if spec.validation.enabled {
@@ -535,7 +555,8 @@ pub fn check_cross_account(
 }
 
 /// Cleanup of an Alibaba integration: RAM role (policy detached) and RAM policy, each only if
-/// tagged as this integration's; bucketwire's ServiceAccount; the bucket only with
+/// tagged as this integration's; bucketwire's ServiceAccount; bucketwire's fields of the Milvus
+/// object (the object kept); the bucket only with
 /// deletionPolicy Delete, created by this integration, tagged as its own, and empty.
 pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
     let namespace = bi.namespace().unwrap_or_default();
@@ -578,6 +599,7 @@ pub async fn cleanup_steps(bi: &BucketIntegration, ctx: &Context) -> Result<(), 
         )
         .await?,
     );
+    done.extend(crate::reconcile::release_recorded_milvus_object(bi, ctx).await?);
     let recorded_bucket = recorded
         .and_then(|s| s.bucket.as_ref())
         .and_then(|b| b.name.clone());

@@ -1,0 +1,148 @@
+//! IAM's bulk view on steady resyncs (issue 18, in progress; `--iam-bulk-reads`, off by
+//! default until the published operator policy grants the bulk read). Against moto and the
+//! test bed's IAM policy evaluator: an operator whose policy is the published one plus
+//! `iam:GetAccountAuthorizationDetails` on `*` resyncs a Ready integration with bulk reads and
+//! no per-resource IAM read, and a trust policy changed out of band, which the view shows, is
+//! read per resource and repaired.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use bucketwire::documents::parse_document;
+use common::aws::{self, OperatorSettings};
+use common::integration::{create, ready_status};
+use common::operator::Operator;
+use common::{setup, wait_for};
+
+/// IAM calls of the operator's identity, by operation.
+async fn iam_calls(operator: &Operator) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for ((service, operation, _), n) in operator.aws_calls().await {
+        if service.eq_ignore_ascii_case("iam") {
+            *out.entry(operation).or_default() += n;
+        }
+    }
+    out
+}
+
+const PER_RESOURCE_READS: &[&str] = &[
+    "GetRole",
+    "GetPolicy",
+    "GetPolicyVersion",
+    "ListAttachedRolePolicies",
+    "ListRolePolicies",
+];
+
+fn per_resource_reads(calls: &BTreeMap<String, u64>) -> u64 {
+    PER_RESOURCE_READS
+        .iter()
+        .map(|op| calls.get(*op).copied().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn steady_resyncs_read_iam_in_bulk_and_drift_the_view_shows_is_repaired() {
+    let (bed, client, ns) = setup("iambulk").await;
+    let mut policy = aws::rendered_operator_policy(
+        &bed,
+        &OperatorSettings::testbed(&bed),
+        bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY"),
+    );
+    policy["Statement"]
+        .as_array_mut()
+        .expect("statements")
+        .push(json!({
+        "Sid": "ReadIamInBulk", "Effect": "Allow",
+        "Action": "iam:GetAccountAuthorizationDetails", "Resource": "*"}));
+    let identity = aws::operator_identity_with_policy(&bed, bed.var("AWS_REGION"), &policy).await;
+    // A resync every 4 s, the view at most 1 s old; validation off, so only IAM and S3 reads.
+    let operator = Operator::start_as(
+        &bed,
+        &ns,
+        &["--iam-bulk-reads", "true", "--resync-interval", "4s"],
+        &[],
+        &identity,
+    );
+    create(
+        &client,
+        &ns,
+        "bulk",
+        json!({"region": "us-east-2", "validation": {"enabled": false}}),
+    )
+    .await;
+    let status = ready_status(&client, &ns, "bulk", &operator).await;
+    let role_name = status
+        .role_arn
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next())
+        .expect("role")
+        .to_string();
+
+    // Three steady resyncs (each a bulk read, the view being older than a second by then).
+    let before = iam_calls(&operator).await;
+    let after = wait_for("three bulk reads", Duration::from_secs(40), || async {
+        let now = iam_calls(&operator).await;
+        let bulk = |c: &BTreeMap<String, u64>| c.get("GetAccountAuthorizationDetails").copied().unwrap_or(0);
+        (bulk(&now) >= bulk(&before) + 3).then_some(now)
+    })
+    .await;
+    assert_eq!(
+        per_resource_reads(&after),
+        per_resource_reads(&before),
+        "steady resyncs read no role or policy one by one: {before:?} -> {after:?}"
+    );
+    let writes: u64 = after
+        .iter()
+        .filter(|(op, _)| !(op.starts_with("Get") || op.starts_with("List")))
+        .map(|(_, n)| n)
+        .sum::<u64>()
+        - before
+            .iter()
+            .filter(|(op, _)| !(op.starts_with("Get") || op.starts_with("List")))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    assert_eq!(writes, 0, "{before:?} -> {after:?}");
+
+    // The trust widened out of band: the view shows it, the full reads find it and repair it.
+    let iam = aws::iam(&bed, "us-east-1").await;
+    let trust = |iam: aws_sdk_iam::Client, name: String| async move {
+        parse_document(
+            iam.get_role()
+                .role_name(&name)
+                .send()
+                .await
+                .ok()?
+                .role?
+                .assume_role_policy_document()?,
+        )
+    };
+    let expected = trust(iam.clone(), role_name.clone()).await.expect("trust");
+    let mut widened = expected.clone();
+    let sub_key = widened["Statement"][0]["Condition"]["StringEquals"]
+        .as_object()
+        .and_then(|m| m.keys().find(|k| k.ends_with(":sub")).cloned())
+        .expect("sub condition");
+    widened["Statement"][0]["Condition"]["StringEquals"][&sub_key] =
+        json!(format!("system:serviceaccount:{ns}:intruder"));
+    iam.update_assume_role_policy()
+        .role_name(&role_name)
+        .policy_document(widened.to_string())
+        .send()
+        .await
+        .expect("trust changed");
+    wait_for("the trust to be repaired", Duration::from_secs(40), || async {
+        let now = trust(iam.clone(), role_name.clone()).await?;
+        bucketwire::documents::documents_equivalent(&now, &expected).then_some(())
+    })
+    .await;
+    let repaired = iam_calls(&operator).await;
+    assert!(
+        repaired.get("UpdateAssumeRolePolicy").copied().unwrap_or(0) >= 1
+            && per_resource_reads(&repaired) > per_resource_reads(&after),
+        "the drift went through the full reads: {repaired:?}"
+    );
+}
