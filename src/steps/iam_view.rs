@@ -5,9 +5,8 @@
 //! unchanged in that view makes no IAM call of its own; one whose view shows drift, or that is
 //! missing from it, falls back to the per-resource reads (and writes) of `steps::iam`.
 //!
-//! The view is a read-only shortcut: it never decides a write. What it keeps is small: a
-//! SHA-256 of each document's canonical form, not the document, so ten thousand roles and
-//! policies cost a few MiB.
+//! The view is a read-only shortcut: it never decides a write. It keeps a SHA-256 of each
+//! document's canonical form (32 bytes), not the document's text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
