@@ -49,6 +49,12 @@ pub fn transient_retry_delay(failures: u32, jitter: f64) -> Duration {
 
 pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let metrics = Metrics::new();
+    metrics
+        .aws_rate_limit
+        .get_or_create(&crate::metrics::AwsServiceLabels {
+            service: "iam".into(),
+        })
+        .set(i64::from(settings.iam_requests_per_second.get()));
     let client = counted_client(metrics.clone()).await?;
     let aws = Aws::load(
         settings.aws_endpoint_url.clone(),
@@ -282,6 +288,19 @@ async fn reconcile(
     bi: Arc<BucketIntegration>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+    if let Some(delay) = first_check_delay(&bi, &ctx) {
+        // Its status stands until then: the gauge counts it meanwhile.
+        let conditions = bi.status.as_ref().map(|s| {
+            s.conditions
+                .iter()
+                .map(|c| (c.type_.clone(), c.status.clone()))
+                .collect()
+        });
+        ctx.metrics.set_conditions(&object_key(&bi), conditions);
+        info!(name = %bi.name_any(), namespace = ?bi.namespace(), first_check_in = ?delay,
+            "steady integration: first check at its phase of the restart spread");
+        return Ok(Action::requeue(delay));
+    }
     let started = Instant::now();
     let ns = bi.namespace().unwrap_or_default();
     let api: Api<BucketIntegration> = Api::namespaced(ctx.client.clone(), &ns);
@@ -349,6 +368,23 @@ fn error_policy(
     warn!(name = %bi.name_any(), namespace = ?bi.namespace(), %err, terminal, failures, retry_in = ?delay, "reconcile error");
     ctx.metrics.retry_delay.observe(delay.as_secs_f64());
     Action::requeue(delay)
+}
+
+/// How long a steady integration (Ready for its generation, not being deleted) that this
+/// process sees for the first time waits before its first check: its phase of the restart
+/// spread. Changed specs, not-Ready integrations and deletions go at once (`None`).
+fn first_check_delay(bi: &BucketIntegration, ctx: &Context) -> Option<Duration> {
+    let uid = bi.uid()?;
+    let first = ctx
+        .seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(uid.clone());
+    if !first || bi.metadata.deletion_timestamp.is_some() || !reconcile::steady(bi) {
+        return None;
+    }
+    let delay = crate::cadence::phase(&uid, ctx.settings.restart_spread());
+    (!delay.is_zero()).then_some(delay)
 }
 
 fn object_key(bi: &BucketIntegration) -> String {

@@ -8,6 +8,7 @@
 pub mod allow;
 pub mod api;
 pub mod aws;
+pub mod cadence;
 pub mod controller;
 pub mod crd;
 pub mod documents;

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub alibaba_calls: CallFamily,
     pub aws_request_duration: Family<AwsServiceLabels, Histogram>,
     pub aws_rate_limit_wait: Family<AwsServiceLabels, Counter<f64, AtomicU64>>,
+    /// The client-side rate limit in force, per service that has one (IAM).
+    pub aws_rate_limit: Family<AwsServiceLabels, Gauge>,
     pub kubernetes_requests: Family<KubernetesRequestLabels, Counter>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
@@ -98,6 +100,12 @@ impl Metrics {
             "aws_rate_limit_wait_seconds",
             "Time requests waited for the client-side rate limit (IAM) before being sent",
             aws_rate_limit_wait.clone(),
+        );
+        let aws_rate_limit = Family::<AwsServiceLabels, Gauge>::default();
+        registry.register(
+            "aws_rate_limit_requests_per_second",
+            "The client-side limit on requests per second (retries included), per service that has one",
+            aws_rate_limit.clone(),
         );
         let kubernetes_requests = Family::<KubernetesRequestLabels, Counter>::default();
         registry.register(
@@ -135,6 +143,7 @@ impl Metrics {
             alibaba_calls,
             aws_request_duration,
             aws_rate_limit_wait,
+            aws_rate_limit,
             kubernetes_requests,
             reconciles,
             reconcile_duration,

@@ -48,6 +48,11 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// IAM's bulk view (GetAccountAuthorizationDetails), shared by every steady resync.
     pub iam_view: iam_view::SharedView,
+    /// When each integration last read all its bucket's settings.
+    pub bucket_reads: crate::cadence::BucketReads,
+    /// Integrations (by uid) this process has seen: a steady one seen for the first time waits
+    /// for its phase of the restart spread.
+    pub seen: Mutex<HashSet<String>>,
     /// Alibaba Cloud (`provider: alibaba`): its clients and the operator's credentials, or why
     /// there are none.
     pub alibaba: Result<Alibaba, String>,
@@ -76,6 +81,8 @@ impl Context {
             providers: Mutex::default(),
             failures: Mutex::default(),
             iam_view: iam_view::SharedView::default(),
+            bucket_reads: crate::cadence::BucketReads::default(),
+            seen: Mutex::default(),
         }
     }
 }
@@ -598,7 +605,18 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     };
     let s3 = ctx.aws.s3(&r.region);
     let journal = StatusJournal::new(bi, ctx);
-    let (bucket_outcome, adopted_kms_key) = bucket::reconcile(
+    // A steady resync reads one bucket setting, all of them once per bucket-settings interval.
+    let read = if steady(bi)
+        && !ctx.bucket_reads.full_due(
+            &r.uid,
+            ctx.settings.bucket_settings_interval,
+            ctx.settings.resync_interval,
+        ) {
+        bucket::BucketRead::Steady
+    } else {
+        bucket::BucketRead::Full
+    };
+    let (bucket_outcome, adopted_kms_key, read) = bucket::reconcile(
         &s3,
         &desired_bucket,
         bucket::Known {
@@ -608,8 +626,12 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         },
         ctx.settings.may_adopt(&r.bucket),
         &journal,
+        read,
     )
     .await?;
+    if read == bucket::BucketRead::Full {
+        ctx.bucket_reads.record_full(&r.uid);
+    }
     journal
         .bucket_done(
             spec.bucket.create,
@@ -790,7 +812,13 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
     let Some(trust_anchor) = trust_anchor else {
         // Across accounts there is no ServiceAccount and no Helm values: the other account uses
         // the role. What can be validated from here is checked from here.
-        report.validated = Some(if spec.validation.enabled {
+        let kept = (!write_probe_due(bi, report, &ctx.settings))
+            .then(|| kept_validation(bi))
+            .flatten();
+        report.validated = Some(if let (true, Some(kept)) = (spec.validation.enabled, kept) {
+            // Steady: the region is recorded, and the steps just confirmed role and policy.
+            kept
+        } else if spec.validation.enabled {
             let target = validate::CrossAccountTarget {
                 role_name: r.role_name.clone(),
                 role_arn,
@@ -917,14 +945,30 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
             access: spec.access,
             probe_id: r.uid.clone(),
         };
-        let outcome = validate::run(&ctx.client, &ctx.aws, &target).await;
-        judge_validation(
-            bi,
-            &outcome.summary(&target),
-            outcome,
-            report.iam_changed,
-            ctx.settings.propagation_timeout,
-        )
+        // A steady resync checks read-only; a failed check runs the full probe, which says why.
+        let kept = if write_probe_due(bi, report, &ctx.settings) {
+            None
+        } else {
+            let check = validate::run_read_only(&ctx.client, &ctx.aws, &target).await;
+            if !check.succeeded() {
+                info!(namespace = %r.namespace, name = %r.name, summary = %check.summary(&target),
+                    "the read-only check failed; running the full probe");
+            }
+            check.succeeded().then(|| kept_validation(bi)).flatten()
+        };
+        match kept {
+            Some(kept) => kept,
+            None => {
+                let outcome = validate::run(&ctx.client, &ctx.aws, &target).await;
+                judge_validation(
+                    bi,
+                    &outcome.summary(&target),
+                    outcome,
+                    report.iam_changed,
+                    ctx.settings.propagation_timeout,
+                )
+            }
+        }
     } else {
         disabled()
     });
@@ -959,6 +1003,58 @@ async fn remove_association(ctx: &Context, r: &Resolved, recorded: &str) -> Resu
         uid: r.uid.clone(),
     };
     pod_identity::delete_ours(&ctx.aws.eks(&found.region), &desired, Some(recorded)).await
+}
+
+/// Whether this reconcile runs the full validation probe (which writes a probe object as the
+/// workload), rather than the read-only check: always unless the resync is steady, changed
+/// nothing and finds Validated True; and on a steady one when `--write-probe-interval` is set
+/// and the last passed probe (`status.lastValidated`) is older than it.
+pub(crate) fn write_probe_due(bi: &BucketIntegration, report: &Report, settings: &Settings) -> bool {
+    let changed = report.iam_changed
+        || report
+            .steps
+            .iter()
+            // ("Adopted" is also what every resync of an adopted bucket says.)
+            .any(|(_, outcome, _)| {
+                outcome
+                    .as_ref()
+                    .map_or(true, |o| matches!(o.reason, "Created" | "DriftCorrected"))
+            });
+    let status = bi.status.as_ref();
+    let validated = status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Validated" && c.status == "True")
+    });
+    let stale = settings.write_probe_interval.is_some_and(|interval| {
+        status
+            .and_then(|s| s.last_validated.as_ref())
+            .is_none_or(|Time(last)| {
+                jiff::Timestamp::now().duration_since(*last)
+                    >= jiff::SignedDuration::try_from(interval).unwrap_or(jiff::SignedDuration::MAX)
+            })
+    });
+    !steady(bi) || changed || !validated || stale
+}
+
+/// The Validated condition a steady resync keeps when its read-only check passed (or, across
+/// accounts, when the steps confirmed what validation checks): the last one, unchanged, so
+/// `lastValidated` still says when the full probe last passed.
+pub(crate) fn kept_validation(bi: &BucketIntegration) -> Option<Validated> {
+    let condition = bi
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Validated" && c.status == "True")?;
+    Some(Validated {
+        status: "True",
+        reason: condition.reason.clone(),
+        message: condition.message.clone(),
+        retry: None,
+        passed_now: false,
+        transient: false,
+    })
 }
 
 pub(crate) fn disabled() -> Validated {
@@ -1583,6 +1679,9 @@ pub async fn publish(
 /// Ready condition say why: an Event alone may not be possible (a terminating namespace refuses
 /// new Events).
 pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
+    if let Some(uid) = bi.uid() {
+        ctx.bucket_reads.forget(&uid);
+    }
     if crd_being_deleted(ctx).await {
         // An uninstall, not a user's decision to clean up: every Milvus keeps its bucket, role,
         // policy and ServiceAccount annotation; the integration is only released.

@@ -75,6 +75,26 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_RESYNC_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
+    /// How often a steady resync reads all of a bucket's settings (tags, ownership controls,
+    /// encryption, policy, versioning), each integration at its own phase of the interval; the
+    /// resyncs between read only the public access block (an adopted bucket: its encryption).
+    /// At most the resync interval (`0s`): every resync reads them all.
+    #[arg(long, env = "BUCKETWIRE_BUCKET_SETTINGS_INTERVAL", default_value = "6h", value_parser = parse_duration)]
+    pub bucket_settings_interval: Duration,
+
+    /// How often a steady resync runs the full validation probe (writes and deletes a probe
+    /// object as the workload) rather than the read-only check (assume the role, HeadBucket,
+    /// GetObject of an absent key). Unset: never; the probe then runs only on a create, a spec
+    /// change, a repair, a failure, or the `bucketwire.io/validate` annotation.
+    #[arg(long, env = "BUCKETWIRE_WRITE_PROBE_INTERVAL", value_parser = parse_duration)]
+    pub write_probe_interval: Option<Duration>,
+
+    /// After a start (a restart, a new leader), how far apart the first checks of steady
+    /// integrations (Ready for their generation) are spread, each at its own phase; the others
+    /// are reconciled at once. Unset: the resync interval. `0s`: no spread.
+    #[arg(long, env = "BUCKETWIRE_RESTART_SPREAD", value_parser = parse_duration)]
+    pub restart_spread: Option<Duration>,
+
     /// How long a failed validation may be IAM propagating a change (reported as Propagating and
     /// retried with backoff) before its precise reason is reported.
     #[arg(long, env = "BUCKETWIRE_PROPAGATION_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
@@ -91,10 +111,10 @@ pub struct Settings {
     pub iam_requests_per_second: NonZeroU32,
 
     /// Steady resyncs read IAM in bulk (GetAccountAuthorizationDetails, a page per thousand
-    /// roles and policies) and per resource only where that view shows drift. Off by default
-    /// until the published operator policy grants `iam:GetAccountAuthorizationDetails` (issue
-    /// 18); off, each role and policy is read, as before.
-    #[arg(long, env = "BUCKETWIRE_IAM_BULK_READS", default_value_t = false, action = clap::ArgAction::Set)]
+    /// roles and policies) and per resource only where that view shows drift. Needs
+    /// `iam:GetAccountAuthorizationDetails` on `*` (the published policy's `ReadIamInBulk`);
+    /// off, or refused, each role and policy is read on every resync.
+    #[arg(long, env = "BUCKETWIRE_IAM_BULK_READS", default_value_t = true, action = clap::ArgAction::Set)]
     pub iam_bulk_reads: bool,
 
     /// Objects per page when the operator lists BucketIntegrations and ConfigMaps (smaller pages
@@ -148,6 +168,11 @@ pub enum LogFormat {
 pub const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 impl Settings {
+    /// The window over which steady integrations' first checks are spread after a start.
+    pub fn restart_spread(&self) -> Duration {
+        self.restart_spread.unwrap_or(self.resync_interval)
+    }
+
     /// The namespace of the leader-election Lease: `--leader-election-namespace` or
     /// POD_NAMESPACE, else the in-cluster namespace file, else `default` (outside a cluster).
     pub fn lease_namespace(&self) -> String {

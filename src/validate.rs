@@ -276,9 +276,72 @@ pub fn probe_failure(call: Call, bucket: &str, failure: AwsFailure) -> Error {
 /// Runs every check in order and stops at the first failure.
 pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
     let mut report = Report::default();
-    let credentials = match &target.identity {
+    let credentials = match workload_credentials(client, aws, target, &mut report).await {
+        Ok(Some(credentials)) => credentials,
+        // Only static checks were possible, and they passed.
+        Ok(None) => return report,
+        Err((name, error)) => return report.fail(name, error),
+    };
+    let s3 = aws.workload_s3(&target.region, credentials);
+    probe(&s3, &aws.s3(&target.region), target, true, report).await
+}
+
+/// The read-only check of a steady resync: the workload's credentials as the full run gets
+/// them (the token, the role assumed), then HeadBucket (s3:ListBucket) and a GetObject of the
+/// probe key, absent, whose NoSuchKey proves s3:GetObject allowed. No write in the bucket; what
+/// only a write would show (a denied PutObject, a KMS key the workload may not encrypt with)
+/// waits for the next full probe.
+pub async fn run_read_only(client: &Client, aws: &Aws, target: &Target) -> Report {
+    let mut report = Report::default();
+    let credentials = match workload_credentials(client, aws, target, &mut report).await {
+        Ok(Some(credentials)) => credentials,
+        Ok(None) => return report,
+        Err((name, error)) => return report.fail(name, error),
+    };
+    let s3 = aws.workload_s3(&target.region, credentials);
+    if let Err(error) = head_bucket(&s3, &target.bucket, &target.region).await {
+        return report.fail("head-bucket", error);
+    }
+    report.pass(
+        "head-bucket",
+        format!("HeadBucket s3://{} (s3:ListBucket)", target.bucket),
+    );
+    let key = target.probe_key();
+    match s3.get_object().bucket(&target.bucket).key(&key).send().await {
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            if failure.is_code("NoSuchKey") || failure.status == Some(404) {
+                report.pass(
+                    "get",
+                    format!("GetObject s3://{}/{key} allowed (no such key)", target.bucket),
+                );
+                report
+            } else {
+                report.fail("get", probe_error(target, Operation::GetObject, &key, failure))
+            }
+        }
+        // A probe object left by an interrupted probe: the full probe removes it.
+        Ok(_) => report.fail(
+            "get",
+            Error::InvalidSpec(format!(
+                "s3://{}/{key} exists (left by an interrupted probe)",
+                target.bucket
+            )),
+        ),
+    }
+}
+
+/// The workload's credentials, as its SDK gets them (`None`: only static checks were possible,
+/// and they passed, recorded in `report`).
+async fn workload_credentials(
+    client: &Client,
+    aws: &Aws,
+    target: &Target,
+    report: &mut Report,
+) -> Result<Option<aws_sdk_s3::config::Credentials>, (&'static str, Error)> {
+    match &target.identity {
         WorkloadIdentity::Irsa { provider_arn } => {
-            irsa_credentials(client, aws, target, provider_arn, &mut report).await
+            irsa_credentials(client, aws, target, provider_arn, report).await
         }
         WorkloadIdentity::PodIdentity {
             cluster,
@@ -294,21 +357,13 @@ pub async fn run(client: &Client, aws: &Aws, target: &Target) -> Report {
                 association_arn,
                 association_checked: *association_checked,
             };
-            pod_identity_credentials(client, aws, target, &pod_identity, &mut report).await
+            pod_identity_credentials(client, aws, target, &pod_identity, report).await
         }
         WorkloadIdentity::Rrsa { .. } => Err((
             "token",
             Error::InvalidSpec("an RRSA identity is validated against Alibaba Cloud, not AWS".into()),
         )),
-    };
-    let credentials = match credentials {
-        Ok(Some(credentials)) => credentials,
-        // Only static checks were possible, and they passed.
-        Ok(None) => return report,
-        Err((name, error)) => return report.fail(name, error),
-    };
-    let s3 = aws.workload_s3(&target.region, credentials);
-    probe(&s3, &aws.s3(&target.region), target, true, report).await
+    }
 }
 
 /// The workload's calls on its bucket, as Milvus makes them, through any S3-compatible API

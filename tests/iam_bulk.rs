@@ -1,9 +1,9 @@
-//! IAM's bulk view on steady resyncs (issue 18, in progress; `--iam-bulk-reads`, off by
-//! default until the published operator policy grants the bulk read). Against moto and the
-//! test bed's IAM policy evaluator: an operator whose policy is the published one plus
-//! `iam:GetAccountAuthorizationDetails` on `*` resyncs a Ready integration with bulk reads and
-//! no per-resource IAM read, and a trust policy changed out of band, which the view shows, is
-//! read per resource and repaired.
+//! IAM's bulk view on steady resyncs (issue 18; `--iam-bulk-reads`, on by default). Against
+//! moto and the test bed's IAM policy evaluator: the operator, with the published policy (which
+//! grants `iam:GetAccountAuthorizationDetails` on `*` as `ReadIamInBulk`), resyncs a Ready
+//! integration with bulk reads and no per-resource IAM read, and a trust policy changed out of
+//! band, which the view shows, is read per resource and repaired. Refused, the bulk read falls
+//! back to the per-resource reads: tests/operator_policy.rs shows that.
 
 mod common;
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use bucketwire::documents::parse_document;
-use common::aws::{self, OperatorSettings};
+use common::aws;
 use common::integration::{create, ready_status};
 use common::operator::Operator;
 use common::{setup, wait_for};
@@ -47,26 +47,8 @@ fn per_resource_reads(calls: &BTreeMap<String, u64>) -> u64 {
 #[tokio::test]
 async fn steady_resyncs_read_iam_in_bulk_and_drift_the_view_shows_is_repaired() {
     let (bed, client, ns) = setup("iambulk").await;
-    let mut policy = aws::rendered_operator_policy(
-        &bed,
-        &OperatorSettings::testbed(&bed),
-        bed.var("BUCKETWIRE_TESTBED_PERMISSIONS_BOUNDARY"),
-    );
-    policy["Statement"]
-        .as_array_mut()
-        .expect("statements")
-        .push(json!({
-        "Sid": "ReadIamInBulk", "Effect": "Allow",
-        "Action": "iam:GetAccountAuthorizationDetails", "Resource": "*"}));
-    let identity = aws::operator_identity_with_policy(&bed, bed.var("AWS_REGION"), &policy).await;
     // A resync every 4 s, the view at most 1 s old; validation off, so only IAM and S3 reads.
-    let operator = Operator::start_as(
-        &bed,
-        &ns,
-        &["--iam-bulk-reads", "true", "--resync-interval", "4s"],
-        &[],
-        &identity,
-    );
+    let operator = Operator::start(&bed, &ns, &["--resync-interval", "4s"]);
     create(
         &client,
         &ns,

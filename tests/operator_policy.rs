@@ -3,11 +3,14 @@
 //! boundary) carrying the published policy, rendered for the test bed, without that statement,
 //! through the scenario that needs it: a create (IRSA), a create of a versioned bucket, a create
 //! interrupted by a crash, a create over IAM entities an earlier integration of the same name
-//! left, a boundary removed out of band, an SSE-KMS key allowed by alias, a delete, or a create
-//! and a delete in mode PodIdentity (against the test bed's EKS fake). The test
-//! asserts exactly the condition the user then sees, which names the IAM action refused, the
-//! resource and the API operation, and the Event that goes with it. Each scenario also runs
-//! with the whole policy, which must see it through: the refusal is the statement's doing.
+//! left, a boundary removed out of band, an SSE-KMS key allowed by alias, a delete, a create
+//! and a delete in mode PodIdentity (against the test bed's EKS fake), or steady resyncs. The
+//! test asserts exactly the condition the user then sees, which names the IAM action refused,
+//! the resource and the API operation, and the Event that goes with it. The one exception is
+//! the bulk read of steady resyncs (`ReadIamInBulk`): refused, it only costs calls, so the
+//! integration stays Ready, the refusal is logged with the action, and the resyncs read each
+//! role and policy instead. Each scenario also runs with the whole policy, which must see it
+//! through: the refusal is the statement's doing.
 //!
 //! The table (statement -> scenario -> refused action -> condition) is recorded as
 //! `operator_policy_statements`.
@@ -51,6 +54,8 @@ enum Scenario {
     CreatePodIdentity,
     /// A Ready PodIdentity integration, deleted (its association goes first).
     DeletePodIdentity,
+    /// A Ready integration resynced (every 2 s) with nothing to change.
+    SteadyResync,
 }
 
 impl Scenario {
@@ -66,6 +71,7 @@ impl Scenario {
             Self::Delete => "delete (deletionPolicy Delete)",
             Self::CreatePodIdentity => "create (PodIdentity)",
             Self::DeletePodIdentity => "delete (PodIdentity)",
+            Self::SteadyResync => "steady resyncs, nothing to change",
         }
     }
 }
@@ -180,6 +186,19 @@ const CASES: &[Case] = &[
         action: "iam:GetPolicy",
         operation: "GetPolicy",
         resource: |n| n.policy_arn.clone(),
+        refused_as: None,
+    },
+    Case {
+        sid: "ReadIamInBulk",
+        scenario: Scenario::SteadyResync,
+        // Refused, the bulk read costs nothing but calls: the integration stays Ready and its
+        // role and policy are read one by one, as without the bulk view.
+        condition: "Ready",
+        status: "True",
+        reason: "Ready",
+        action: "iam:GetAccountAuthorizationDetails",
+        operation: "GetAccountAuthorizationDetails",
+        resource: |_| "*".into(),
         refused_as: None,
     },
     Case {
@@ -405,6 +424,8 @@ fn spec(scenario: Scenario, key: &str) -> Value {
         Scenario::KmsAlias => {
             json!({"region": "us-east-2", "bucket": {"encryption": {"type": "SSE-KMS", "kmsKeyArn": key}}})
         }
+        // Only the operator's own reads on resync (no validation probe).
+        Scenario::SteadyResync => json!({"region": "us-east-2", "validation": {"enabled": false}}),
         _ => json!({"region": "us-east-2"}),
     }
 }
@@ -566,6 +587,11 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
         finish(bed, &client, &ns, operator).await;
         return json!({"scenario": scenario.name(), "withTheWholePolicy": seen});
     };
+    if scenario == Scenario::SteadyResync {
+        let row = bulk_read_refused(&client, &ns, case, &operator).await;
+        finish(bed, &client, &ns, operator).await;
+        return row;
+    }
     let bi = wait_condition(
         &client,
         &ns,
@@ -645,6 +671,85 @@ async fn run(bed: &TestBed, scenario: Scenario, identity: &Identity, expect: Opt
         "condition": {"type": case.condition, "status": seen.status, "reason": seen.reason, "message": seen.message},
         "ready": {"status": ready.status, "reason": ready.reason},
         "event": event,
+    })
+}
+
+/// The operator's IAM reads of one role or policy (what the bulk view saves on a steady resync).
+const PER_RESOURCE_IAM_READS: &[&str] = &[
+    "GetRole",
+    "GetPolicy",
+    "GetPolicyVersion",
+    "ListAttachedRolePolicies",
+    "ListRolePolicies",
+];
+
+/// The operator's IAM calls so far: (bulk reads that succeeded, bulk reads refused, reads of
+/// one role or policy).
+async fn iam_reads(operator: &Operator) -> (u64, u64, u64) {
+    let mut counts = (0, 0, 0);
+    for ((service, operation, outcome), n) in operator.aws_calls().await {
+        if !service.eq_ignore_ascii_case("iam") {
+            continue;
+        }
+        match (operation.as_str(), outcome.as_str()) {
+            ("GetAccountAuthorizationDetails", "success") => counts.0 += n,
+            ("GetAccountAuthorizationDetails", _) => counts.1 += n,
+            (op, _) if PER_RESOURCE_IAM_READS.contains(&op) => counts.2 += n,
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// Three steady resyncs' worth of bulk reads after Ready (the view is at most half a 2 s resync
+/// old): returns the counts before and after.
+async fn three_bulk_reads(
+    client: &Client,
+    ns: &str,
+    operator: &Operator,
+    refused: bool,
+) -> ((u64, u64, u64), (u64, u64, u64)) {
+    wait_condition(client, ns, NAME, "Ready", "True", None, operator).await;
+    let before = iam_reads(operator).await;
+    let after = wait_for("three bulk reads", Duration::from_secs(40), || async {
+        let now = iam_reads(operator).await;
+        let bulk = |c: (u64, u64, u64)| if refused { c.1 } else { c.0 };
+        (bulk(now) >= bulk(before) + 3).then_some(now)
+    })
+    .await;
+    (before, after)
+}
+
+/// Without `ReadIamInBulk`: every bulk read is refused, the refusal is logged with the IAM
+/// action, the resyncs read the role and policy one by one, and the integration stays Ready.
+async fn bulk_read_refused(client: &Client, ns: &str, case: &Case, operator: &Operator) -> Value {
+    let (before, after) = three_bulk_reads(client, ns, operator, true).await;
+    assert!(
+        after.2 > before.2,
+        "{}: refused, the resyncs read per resource: {before:?} -> {after:?}",
+        case.sid
+    );
+    let call = format!("{} on * ({})", case.action, case.operation);
+    let log = operator.log();
+    let logged = log
+        .lines()
+        .find(|l| {
+            l.contains(&format!("AccessDenied: {call}: "))
+                && l.contains(&format!("is not authorized to perform: {}", case.action))
+        })
+        .unwrap_or_else(|| panic!("{}: the refusal is logged with the IAM action:\n{log}", case.sid))
+        .to_string();
+    let bi = wait_condition(client, ns, NAME, "Ready", "True", None, operator).await;
+    let ready = condition(&bi, "Ready").expect("ready");
+    json!({
+        "statement": case.sid,
+        "scenario": Scenario::SteadyResync.name(),
+        "refused": {"action": case.action, "resource": "*", "operation": case.operation},
+        "condition": {"type": "Ready", "status": ready.status, "reason": ready.reason, "message": ready.message},
+        "ready": {"status": ready.status, "reason": ready.reason},
+        "log": logged,
+        "iamReadsOverThreeResyncs": {"bulkRefused": after.1 - before.1, "perResource": after.2 - before.2},
+        "event": null,
     })
 }
 
@@ -729,6 +834,18 @@ async fn succeeded(
         Scenario::KmsAlias => wait("BucketReady", None).await,
         Scenario::Create | Scenario::CrashAfterCreateBucket => wait("Ready", None).await,
         Scenario::CreatePodIdentity => wait("Validated", Some("Validated")).await,
+        Scenario::SteadyResync => {
+            let (before, after) = three_bulk_reads(client, ns, operator, false).await;
+            assert_eq!(
+                (after.1, after.2),
+                (before.1, before.2),
+                "steady resyncs read IAM in bulk only: {before:?} -> {after:?}"
+            );
+            format!(
+                "{} bulk reads over the steady resyncs, no role or policy read one by one",
+                after.0 - before.0
+            )
+        }
     }
 }
 

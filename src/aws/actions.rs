@@ -433,9 +433,6 @@ mod tests {
             // the operator creates (docs/decisions.md). The operator still asks, and is refused,
             // when it runs without --permissions-boundary on a role whose boundary it set.
             .filter(|a| *a != "iam:DeleteRolePermissionsBoundary")
-            // The bulk read is opt-in (--iam-bulk-reads, issue 18 in progress) and not yet in
-            // the published policy; tests/iam_bulk.rs grants it to its own operator role.
-            .filter(|a| *a != "iam:GetAccountAuthorizationDetails")
             .map(str::to_string)
             .collect();
         let missing: Vec<_> = needed.difference(&granted).collect();

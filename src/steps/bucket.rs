@@ -241,9 +241,57 @@ impl BucketStore for S3<'_> {
     }
 }
 
+/// How much of the bucket a reconcile reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketRead {
+    /// Its tags (ownership), then every setting, repairing what drifted.
+    Full,
+    /// A steady resync between full reads (`--bucket-settings-interval`): one read. A created
+    /// bucket's public access block, the setting whose drift could expose it to anyone (and
+    /// which keeps a public policy or ACL from being added); an adopted bucket's encryption,
+    /// whose KMS key the role's policy names. Anything but the expected answer (drift, a
+    /// missing bucket, a refusal from a bucket of this name in another account) falls back to
+    /// the full read, which repairs or reports it.
+    Steady,
+}
+
 /// Runs the bucket step. Also returns, for an adopted bucket, the KMS key its default
-/// encryption actually uses.
+/// encryption actually uses, and whether it read everything (`BucketRead::Full`).
 pub async fn reconcile(
+    s3: &aws_sdk_s3::Client,
+    desired: &DesiredBucket,
+    known: Known,
+    may_adopt: bool,
+    journal: &impl Journal,
+    read: BucketRead,
+) -> Result<(Outcome, Option<String>, BucketRead), Error> {
+    // Settled: found in its region before, and created by this integration or recorded adopted.
+    let settled = known.region_verified && desired.create != known.adopted;
+    if read == BucketRead::Steady && settled {
+        let bucket = desired.name.as_str();
+        if desired.create {
+            if matches!(public_access_blocked(s3, bucket).await, Ok(true)) {
+                // The full read's words: the condition does not change between the two.
+                return Ok((
+                    Outcome::up_to_date(format!("bucket {bucket} in {}", desired.region)),
+                    None,
+                    BucketRead::Steady,
+                ));
+            }
+        } else if let Ok(Some(((algorithm, key), _))) = observe_encryption(s3, bucket).await {
+            let key = algorithm.starts_with("aws:kms").then_some(key).flatten();
+            return Ok((
+                Outcome::adopted(format!("using adopted bucket {bucket} in {}", desired.region)),
+                key,
+                BucketRead::Steady,
+            ));
+        }
+    }
+    let (outcome, key) = reconcile_full(s3, desired, known, may_adopt, journal).await?;
+    Ok((outcome, key, BucketRead::Full))
+}
+
+async fn reconcile_full(
     s3: &aws_sdk_s3::Client,
     desired: &DesiredBucket,
     known: Known,
@@ -578,8 +626,9 @@ async fn put_tags(
     Ok(())
 }
 
-async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<ObservedSettings, Error> {
-    let pab = match s3.get_public_access_block().bucket(bucket).send().await {
+/// Whether all four of the bucket's public access blocks are on.
+async fn public_access_blocked(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, Error> {
+    Ok(match s3.get_public_access_block().bucket(bucket).send().await {
         Ok(out) => out.public_access_block_configuration().is_some_and(|c| {
             c.block_public_acls() == Some(true)
                 && c.ignore_public_acls() == Some(true)
@@ -592,7 +641,11 @@ async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Obser
             on_bucket(s3, Operation::GetPublicAccessBlock, bucket),
         )?
         .is_some(),
-    };
+    })
+}
+
+async fn observe_settings(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<ObservedSettings, Error> {
+    let pab = public_access_blocked(s3, bucket).await?;
     let owner_enforced = match s3.get_bucket_ownership_controls().bucket(bucket).send().await {
         Ok(out) => out.ownership_controls().is_some_and(|c| {
             c.rules()

@@ -17,6 +17,10 @@ pub struct Operator {
     identity: Identity,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
+    /// The tests' cadence: every resync reads every bucket setting and runs the full probe, and
+    /// a restart checks everything at once when the resync is long (see `spawn`). Off, only
+    /// the flags given apply (the production defaults: `start_with_production_cadence`).
+    test_cadence: bool,
     log_path: std::path::PathBuf,
 }
 
@@ -32,6 +36,16 @@ impl Operator {
         Self::start_as(bed, namespace, extra_args, env, &Identity::testbed(bed))
     }
 
+    /// Starts the operator with the production cadence of steady resyncs (one bucket setting
+    /// read, the read-only validation check, the restart spread), unless `extra_args` say
+    /// otherwise; the rest as `start`.
+    pub fn start_with_production_cadence(bed: &TestBed, namespace: &str, extra_args: &[&str]) -> Self {
+        let mut op = Self::build(namespace, extra_args, &[], &Identity::testbed(bed));
+        op.test_cadence = false;
+        op.spawn(bed);
+        op
+    }
+
     /// Starts the operator with the credentials, boundary and prefix of `identity`.
     pub fn start_as(
         bed: &TestBed,
@@ -40,11 +54,18 @@ impl Operator {
         env: &[(&str, &str)],
         identity: &Identity,
     ) -> Self {
+        let mut op = Self::build(namespace, extra_args, env, identity);
+        op.spawn(bed);
+        op
+    }
+
+    fn build(namespace: &str, extra_args: &[&str], env: &[(&str, &str)], identity: &Identity) -> Self {
         let log_dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/operator-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let mut op = Self {
+        Self {
             child: None,
+            test_cadence: true,
             namespace: namespace.to_string(),
             identity: identity.clone(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -54,9 +75,7 @@ impl Operator {
                 "{namespace}-{}.log",
                 NEXT_LOG.fetch_add(1, Ordering::Relaxed)
             )),
-        };
-        op.spawn(bed);
-        op
+        }
     }
 
     fn spawn(&mut self, bed: &TestBed) {
@@ -104,8 +123,21 @@ impl Operator {
         if !given("--bucket-prefix") {
             cmd.arg("--bucket-prefix").arg(&self.identity.bucket_prefix);
         }
-        if !self.extra_args.iter().any(|a| a == "--resync-interval") {
+        if !given("--resync-interval") {
             cmd.arg("--resync-interval").arg("2s");
+        }
+        if self.test_cadence {
+            // What the tests of drift repair and validation expect of every resync.
+            for flag in ["--bucket-settings-interval", "--write-probe-interval"] {
+                if !given(flag) {
+                    cmd.arg(flag).arg("0s");
+                }
+            }
+            // A long resync is a test counting one restart's calls: no spread. (With the
+            // tests' 2 s resync, the spread, 2 s, applies.)
+            if given("--resync-interval") && !given("--restart-spread") {
+                cmd.arg("--restart-spread").arg("0s");
+            }
         }
         // Each test's operators elect their leader through a Lease in the test's own namespace.
         if !self.extra_args.iter().any(|a| a == "--leader-election-namespace") {
