@@ -1,10 +1,13 @@
 //! `make bench`: the operator against the test bed with N BucketIntegrations, several times,
 //! measured from outside (the operator's /metrics, /proc, the API server's watch).
 //!
-//! Each run: start an operator (release build) for a fresh namespace; create N integrations
-//! and time each one from its create to Ready; let it idle; restart it (the new process
-//! reconciles every integration once: a no-op resync, measured exactly); delete them all and
-//! wait until they are gone. Results go to BENCHMARKS.md and bench/results.json.
+//! Each run: start an operator (release build, the production cadence of steady resyncs) for a
+//! fresh namespace; create N integrations and time each one from its create to Ready; let it
+//! idle; restart it without the restart spread (the new process reconciles every integration
+//! once: a no-op resync, measured exactly); restart it again with a 60 s resync and spread and
+//! count the calls of its first 10 s (a sixth of the window, as 10 minutes are of an hour);
+//! delete them all and wait until they are gone. Results go to BENCHMARKS.md and
+//! bench/results.json.
 //!
 //! `cargo bench --bench operator -- --sizes 100,1000 --repetitions 3` runs it; without
 //! `--bench` (as `cargo test --benches` runs it) it is a smoke run: N = 3, once, report to
@@ -96,6 +99,7 @@ async fn main() {
             "iam_requests_per_second": args.iam_requests_per_second,
             "repetitions": args.repetitions,
             "build": "release (cargo bench profile)",
+            "cadence": "production defaults (iam bulk reads, bucket settings every 6h, read-only validation on steady resyncs, resync 1h)",
         }),
         summaries: args
             .sizes
@@ -131,25 +135,10 @@ fn check(run: &Run) {
         "a no-op resync wrote to AWS with the operator's credentials: {:?}",
         run.resync
     );
-    // As the workload, a resync writes exactly what the validation probe writes: its probe
-    // objects, put and deleted, and one small multipart upload (the calls Milvus's large
-    // segment uploads make).
-    let workload_writes: Vec<&String> = run
-        .resync_workload
-        .by_operation
-        .keys()
-        .filter(|op| !is_workload_read(op.split_once(':').map(|(_, o)| o).unwrap_or(op)))
-        .collect();
+    // As the workload, a steady resync writes nothing: the read-only check.
     assert_eq!(
-        workload_writes,
-        [
-            "S3:CompleteMultipartUpload",
-            "S3:CreateMultipartUpload",
-            "S3:DeleteObject",
-            "S3:PutObject",
-            "S3:UploadPart"
-        ],
-        "the resync's writes as the workload: {:?}",
+        run.resync_workload.mutating, 0.0,
+        "a no-op resync wrote as the workload: {:?}",
         run.resync_workload
     );
     assert!(
@@ -160,6 +149,9 @@ fn check(run: &Run) {
     assert!(run.create.mutating > 0.0 && run.delete.mutating > 0.0, "{run:?}");
     assert_eq!(run.ready_seconds.count, run.n, "every integration became Ready");
 }
+
+/// The first sixth of the bench's one-minute restart spread.
+const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Serialize, Debug)]
 struct Run {
@@ -178,6 +170,10 @@ struct Run {
     /// `mutating` counts writes (S3 puts, deletes and the multipart upload; AssumeRoleWithWebIdentity writes
     /// nothing).
     resync_workload: Calls,
+    /// What a restart with the spread made in the first sixth of its window (10 s of 60 s), per
+    /// integration, as the operator and as the workload.
+    restart_window: Calls,
+    restart_window_workload: Calls,
     delete_seconds: f64,
     peak_rss_mib: f64,
     /// Operator CPU over the whole run (both processes).
@@ -427,7 +423,7 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     let emulator_cpu_start = emulator_pid.map(cpu_seconds).unwrap_or(0.0);
     let apiserver_cpu_start = apiserver_pid.map(cpu_seconds).unwrap_or(0.0);
 
-    let mut operator = Operator::start(bed, &ns, &operator_args);
+    let mut operator = Operator::start_with_production_cadence(bed, &ns, &operator_args);
     let pid = operator.pid().expect("the operator runs");
     let start = Snapshot::take(&operator).await;
 
@@ -508,7 +504,9 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         operator.wait_for_exit(Duration::from_secs(30)),
         "the operator stops on SIGTERM"
     );
-    let operator = Operator::start(bed, &ns, &operator_args);
+    let mut no_spread = operator_args.clone();
+    no_spread.extend(["--restart-spread", "0s"]);
+    let mut operator = Operator::start_with_production_cadence(bed, &ns, &no_spread);
     let pid = operator.pid().expect("the operator runs");
     let restarted = Snapshot::take(&operator).await;
     let deadline = Instant::now() + Duration::from_secs(120 + n as u64);
@@ -523,6 +521,26 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+
+    let resynced_cpu = cpu_seconds(pid);
+    let resynced_rss = peak_rss_mib(pid);
+
+    // A restart with the spread: what its first sixth of the window costs. The bench's
+    // window is a minute (a 60 s resync and spread), so the first 10 s stand for the first 10
+    // minutes of the production hour.
+    operator.terminate();
+    assert!(
+        operator.wait_for_exit(Duration::from_secs(30)),
+        "the operator stops on SIGTERM"
+    );
+    let mut spread_args = operator_args.clone();
+    spread_args[1] = "60s";
+    spread_args.extend(["--restart-spread", "60s"]);
+    let operator = Operator::start_with_production_cadence(bed, &ns, &spread_args);
+    let pid = operator.pid().expect("the operator runs");
+    let spread_start = Snapshot::take(&operator).await;
+    tokio::time::sleep(RESTART_WINDOW).await;
+    let spread_end = Snapshot::take(&operator).await;
 
     // Delete everything and wait until the finalizers let go.
     let delete_start = Instant::now();
@@ -545,17 +563,17 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     }
     let delete_seconds = delete_start.elapsed().as_secs_f64();
     let deleted = Snapshot::take(&operator).await;
-    let second_cpu = cpu_seconds(pid);
-    let second_rss = peak_rss_mib(pid);
+    let second_cpu = cpu_seconds(pid) + resynced_cpu;
+    let second_rss = peak_rss_mib(pid).max(resynced_rss);
     drop(operator);
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await;
 
-    // Both processes' counters, summed (the second starts from zero).
+    // The processes' counters, summed (each starts from zero).
     let total = |f: fn(&Snapshot) -> &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
         let mut sum = f(&first_final).clone();
-        for (k, v) in f(&deleted) {
+        for (k, v) in f(&resynced).iter().chain(f(&deleted)) {
             *sum.entry(k.clone()).or_default() += v;
         }
         sum
@@ -569,7 +587,9 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         ready_seconds,
         create: Calls::between(&start, &converged, n),
         resync: Calls::between(&restarted, &resynced, n),
-        delete: Calls::between(&resynced, &deleted, n),
+        delete: Calls::between(&spread_end, &deleted, n),
+        restart_window: Calls::between(&spread_start, &spread_end, n),
+        restart_window_workload: Calls::workload_between(&spread_start, &spread_end, n),
         validation_calls_per_integration: Calls::workload_between(&start, &converged, n).per_integration,
         resync_workload: Calls::workload_between(&restarted, &resynced, n),
         delete_seconds,
@@ -588,7 +608,9 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
             .collect(),
         aws_requests: requests.values().sum(),
         aws_request_seconds: seconds.values().sum(),
-        rate_limit_wait_seconds: first_final.rate_limit_wait + deleted.rate_limit_wait,
+        rate_limit_wait_seconds: first_final.rate_limit_wait
+            + resynced.rate_limit_wait
+            + deleted.rate_limit_wait,
         emulator_cpu_seconds: emulator_pid.map(cpu_seconds).unwrap_or(0.0) - emulator_cpu_start,
         apiserver_cpu_seconds: apiserver_pid.map(cpu_seconds).unwrap_or(0.0) - apiserver_cpu_start,
     }
@@ -691,6 +713,21 @@ impl Summary {
             figure(&|r| r.resync_workload.per_integration),
         );
         figures.insert("resync_workload_writes", figure(&|r| r.resync_workload.mutating));
+        figures.insert(
+            "resync_both_calls",
+            figure(&|r| r.resync.per_integration + r.resync_workload.per_integration),
+        );
+        figures.insert(
+            "restart_window_calls",
+            figure(&|r| r.restart_window.per_integration + r.restart_window_workload.per_integration),
+        );
+        figures.insert(
+            "restart_window_share",
+            figure(&|r| {
+                (r.resync.per_integration + r.resync_workload.per_integration) * RESTART_WINDOW.as_secs_f64()
+                    / 60.0
+            }),
+        );
         figures.insert("delete_calls", figure(&|r| r.delete.per_integration));
         figures.insert("delete_mutating", figure(&|r| r.delete.mutating));
         figures.insert("delete_reads", figure(&|r| r.delete.reads));
@@ -775,7 +812,7 @@ fn markdown(report: &Report) -> String {
         .collect();
     let _ = writeln!(out, "| figure | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
-    let rows: [(&str, &str, usize); 28] = [
+    let rows: [(&str, &str, usize); 31] = [
         ("batch_seconds", "whole batch, first create to last Ready (s)", 1),
         ("ready_p50_seconds", "create to Ready, p50 (s)", 2),
         ("ready_p95_seconds", "create to Ready, p95 (s)", 2),
@@ -809,6 +846,21 @@ fn markdown(report: &Report) -> String {
             "resync_workload_writes",
             "… of which writes (probe puts, deletes and multipart upload)",
             2,
+        ),
+        (
+            "resync_both_calls",
+            "AWS calls per no-op resync of one, both identities",
+            2,
+        ),
+        (
+            "restart_window_calls",
+            "restart with the spread: AWS calls per integration in the first 10 s of a 60 s window (both identities)",
+            3,
+        ),
+        (
+            "restart_window_share",
+            "… one resync window's calls spread over the same 10 s",
+            3,
         ),
         ("delete_calls", "AWS calls to delete one, operator's identity", 2),
         ("delete_mutating", "… of which mutating", 2),

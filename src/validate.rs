@@ -538,13 +538,27 @@ async fn irsa_credentials(
             ),
             None => return Err(failed("STS returned no credentials".into())),
         },
-        Err(err) => return Err(failed(AwsFailure::from_sdk(&err).to_string())),
+        Err(err) => {
+            let failure = AwsFailure::from_sdk(&err);
+            if says_nothing_about_trust(&failure) {
+                let call = Call::new(Operation::AssumeRoleWithWebIdentity, target.role_arn.clone());
+                return Err(("assume-role", Error::aws(call, failure)));
+            }
+            return Err(failed(failure.to_string()));
+        }
     };
     report.pass(
         "assume-role",
         format!("AssumeRoleWithWebIdentity {} as {subject}", target.role_arn),
     );
     Ok(Some(credentials))
+}
+
+/// Pure: whether STS's refusal to hand out credentials is about STS, not the role's trust:
+/// throttling, a 5xx or a lost connection. Such a failure is retried with backoff (a transient
+/// error), never reported as AssumeRoleFailed and left until the next resync.
+pub fn says_nothing_about_trust(failure: &AwsFailure) -> bool {
+    failure.is_throttling() || failure.status.is_none_or(|s| s >= 500)
 }
 
 /// The EKS side of a Pod Identity validation.
@@ -1657,6 +1671,39 @@ mod tests {
     use super::*;
     use crate::documents::trust_policy;
     use serde_json::json;
+
+    #[test]
+    fn only_a_refusal_of_the_trust_is_assume_role_failed() {
+        use crate::aws::AwsFailure;
+        let failure = |code: Option<&str>, status: Option<u16>| AwsFailure {
+            code: code.map(str::to_string),
+            status,
+            message: String::new(),
+        };
+        // Retried with backoff: throttling, STS's 5xx, a connection lost before an answer.
+        assert!(super::says_nothing_about_trust(&failure(
+            Some("Throttling"),
+            Some(400)
+        )));
+        assert!(super::says_nothing_about_trust(&failure(
+            Some("InternalError"),
+            Some(500)
+        )));
+        assert!(super::says_nothing_about_trust(&failure(None, None)));
+        // The trust's answer: reported as AssumeRoleFailed.
+        assert!(!super::says_nothing_about_trust(&failure(
+            Some("AccessDenied"),
+            Some(403)
+        )));
+        assert!(!super::says_nothing_about_trust(&failure(
+            Some("InvalidIdentityToken"),
+            Some(400)
+        )));
+        assert!(!super::says_nothing_about_trust(&failure(
+            Some("ExpiredTokenException"),
+            Some(400)
+        )));
+    }
 
     const ISSUER: &str = "https://oidc.eks.us-east-2.amazonaws.com/id/ABC";
     const PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-2.amazonaws.com/id/ABC";

@@ -113,6 +113,8 @@ fn every_operator_setting_is_set_by_the_chart() {
         "watchNamespace=milvus",
         "alibaba.ackClusterId=c0123456789abcdef",
         "alibaba.endpointUrl=http://127.0.0.1:5001",
+        "writeProbeInterval=24h",
+        "restartSpread=30m",
     ]);
     for var in vars {
         assert!(

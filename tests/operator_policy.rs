@@ -156,8 +156,9 @@ const CASES: &[Case] = &[
     },
     Case {
         sid: "ReadOwnRoles",
-        scenario: Scenario::Create,
-        // The first reconcile creates the role; the next one may not read it.
+        // The first reconcile creates the role, and steady resyncs see it in IAM's bulk view;
+        // the drift that view shows is read per resource, which is refused.
+        scenario: Scenario::BoundaryRemoved,
         condition: "RoleReady",
         status: "False",
         reason: "AccessDenied",
