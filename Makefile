@@ -20,7 +20,7 @@ HELM := $(TESTBED)/bin/helm
 DEPLOY_RENDER_ARGS := template bucketwire charts/bucketwire --namespace bucketwire-system --kube-version 1.35.0 --set clusterName=my-eks-cluster \
   --set permissionsBoundary=arn:aws:iam::123456789012:policy/bucketwire-boundary
 
-.PHONY: help build test unit integration reliability bench lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean node-packages
+.PHONY: help build test unit integration reliability bench bench-scale lint fmt crds deploy testbed testbed-up testbed-down testbed-status testbed-lock demo clean node-packages
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,6 +68,15 @@ bench: testbed ## measure the operator with N integrations; writes BENCHMARKS.md
 	$(CARGO) bench --locked --bench operator --no-run
 	$(VENV)/bin/python tests/testbed/testbed.py up
 	@status=0; $(CARGO) bench --locked --bench operator -- $(BENCH_ARGS) || status=$$?; \
+	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
+
+# N = 10,000, once (issue 18): the raised IAM rate to create and delete (the emulator-bound
+# part), the production rate in the steady phases. About an hour on the 2-core test machine.
+SCALE_ARGS ?= --sizes 10000 --repetitions 1 --report bench/SCALE.md --json bench/scale.json
+bench-scale: testbed ## measure N = 10,000; writes bench/SCALE.md and bench/scale.json
+	$(CARGO) bench --locked --bench operator --no-run
+	$(VENV)/bin/python tests/testbed/testbed.py up
+	@status=0; $(CARGO) bench --locked --bench operator -- $(SCALE_ARGS) || status=$$?; \
 	  $(PYTHON) tests/testbed/testbed.py down || status=1; exit $$status
 
 demo: testbed ## start the test bed, run the operator, wire the example, show it Ready, stop

@@ -3,11 +3,12 @@
 //!
 //! Each run: start an operator (release build, the production cadence of steady resyncs) for a
 //! fresh namespace; create N integrations and time each one from its create to Ready; let it
-//! idle; restart it without the restart spread (the new process reconciles every integration
-//! once: a no-op resync, measured exactly); restart it again with a 60 s resync and spread and
-//! count the calls of its first 10 s (a sixth of the window, as 10 minutes are of an hour);
-//! delete them all and wait until they are gone. Results go to BENCHMARKS.md and
-//! bench/results.json.
+//! idle; restart it without the restart spread, at the production IAM rate (the new process
+//! reconciles every integration once: a no-op resync, measured exactly); restart it again with
+//! the spread over a window W that stands for the hour (`resync_window`) and count the calls
+//! of W's first sixth (a restart's first 10 minutes) and of all of W (the average resync, a
+//! sixth of them with the full bucket read); restart it once more and delete them all, waiting
+//! until they are gone. Results go to BENCHMARKS.md and bench/results.json.
 //!
 //! `cargo bench --bench operator -- --sizes 100,1000 --repetitions 3` runs it; without
 //! `--bench` (as `cargo test --benches` runs it) it is a smoke run: N = 3, once, report to
@@ -49,6 +50,10 @@ struct Args {
     /// adds is reported either way.
     #[arg(long, default_value_t = 100)]
     iam_requests_per_second: u32,
+    /// The --iam-requests-per-second of the restarted operators (the no-op resync and the
+    /// restart's window): the production default, which a steady state must fit in.
+    #[arg(long, default_value_t = 10)]
+    steady_iam_requests_per_second: u32,
     /// Where the Markdown report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     report: PathBuf,
@@ -99,7 +104,8 @@ async fn main() {
             "iam_requests_per_second": args.iam_requests_per_second,
             "repetitions": args.repetitions,
             "build": "release (cargo bench profile)",
-            "cadence": "production defaults (iam bulk reads, bucket settings every 6h, read-only validation on steady resyncs, resync 1h)",
+            "steady_iam_requests_per_second": args.steady_iam_requests_per_second,
+            "cadence": "production defaults (iam bulk reads, bucket settings every 6 resync intervals, read-only validation on steady resyncs); resync 1h, and W (resync_window) in the restart's window",
         }),
         summaries: args
             .sizes
@@ -118,7 +124,7 @@ async fn main() {
         serde_json::to_string_pretty(&report).expect("json") + "\n",
     )
     .expect("the JSON results are written");
-    std::fs::write(&args.report, markdown(&report)).expect("the report is written");
+    std::fs::write(&args.report, markdown(&report, &args.json)).expect("the report is written");
     eprintln!(
         "bench: wrote {} and {}",
         args.report.display(),
@@ -141,6 +147,18 @@ fn check(run: &Run) {
         "a no-op resync wrote as the workload: {:?}",
         run.resync_workload
     );
+    // Nor does a whole window of them, the full bucket reads included.
+    assert_eq!(
+        run.window.mutating + run.window_workload.mutating,
+        0.0,
+        "a steady window wrote: {:?} {:?}",
+        run.window,
+        run.window_workload
+    );
+    assert!(
+        run.window_reconciles > 0.0,
+        "nothing was checked in the window: {run:?}"
+    );
     assert!(
         run.resync.per_integration > 0.0,
         "the resync read nothing: {:?}",
@@ -150,8 +168,19 @@ fn check(run: &Run) {
     assert_eq!(run.ready_seconds.count, run.n, "every integration became Ready");
 }
 
-/// The first sixth of the bench's one-minute restart spread.
-const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// The bench's stand-in for the production hour (the resync interval and restart spread):
+/// about 60 ms per integration, which lets the test bed check each one in it, and at least 30 s.
+/// The bucket settings' interval is six of these, as 6 h are of the hour, and a restart's
+/// first sixth stands for its first 10 minutes.
+fn resync_window(n: usize) -> Duration {
+    Duration::from_millis((n as u64 * 60).max(30_000))
+}
+
+/// Starts an operator with the production cadence and these flags.
+fn start_operator(bed: &TestBed, namespace: &str, args: &[String]) -> Operator {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Operator::start_with_production_cadence(bed, namespace, &args)
+}
 
 #[derive(Serialize, Debug)]
 struct Run {
@@ -170,10 +199,17 @@ struct Run {
     /// `mutating` counts writes (S3 puts, deletes and the multipart upload; AssumeRoleWithWebIdentity writes
     /// nothing).
     resync_workload: Calls,
-    /// What a restart with the spread made in the first sixth of its window (10 s of 60 s), per
-    /// integration, as the operator and as the workload.
+    /// What a restart with the spread made in the first sixth of its window, per integration,
+    /// as the operator and as the workload.
     restart_window: Calls,
     restart_window_workload: Calls,
+    /// The same restart over its whole window: each integration checked once, a sixth of them
+    /// with the full bucket read (the steady state's average resync).
+    window: Calls,
+    window_workload: Calls,
+    /// Reconciles in the window, per integration (1.0: each checked once).
+    window_reconciles: f64,
+    window_seconds: f64,
     delete_seconds: f64,
     peak_rss_mib: f64,
     /// Operator CPU over the whole run (both processes).
@@ -498,15 +534,35 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     let first_rss = peak_rss_mib(pid);
     let first_final = Snapshot::take(&operator).await;
 
-    // A restart reconciles every integration once: the no-op resync.
-    operator.terminate();
-    assert!(
-        operator.wait_for_exit(Duration::from_secs(30)),
-        "the operator stops on SIGTERM"
-    );
-    let mut no_spread = operator_args.clone();
-    no_spread.extend(["--restart-spread", "0s"]);
-    let mut operator = Operator::start_with_production_cadence(bed, &ns, &no_spread);
+    // A restart reconciles every integration once: the no-op resync. From here on, until the
+    // deletes, the operator runs at the production IAM rate: a steady state must fit in it.
+    let restart = |operator: &mut Operator| {
+        operator.terminate();
+        assert!(
+            operator.wait_for_exit(Duration::from_secs(30)),
+            "the operator stops on SIGTERM"
+        );
+    };
+    restart(&mut operator);
+    let steady_rate = args.steady_iam_requests_per_second.to_string();
+    let steady_args = |resync: &str, spread: &str, settings: &str| -> Vec<String> {
+        [
+            "--resync-interval",
+            resync,
+            "--restart-spread",
+            spread,
+            "--bucket-settings-interval",
+            settings,
+            "--max-concurrent-reconciles",
+            &args.concurrency.to_string(),
+            "--iam-requests-per-second",
+            &steady_rate,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let no_spread = steady_args("1h", "0s", "6h");
+    let mut operator = start_operator(bed, &ns, &no_spread);
     let pid = operator.pid().expect("the operator runs");
     let restarted = Snapshot::take(&operator).await;
     let deadline = Instant::now() + Duration::from_secs(120 + n as u64);
@@ -521,28 +577,37 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let mut cpu = cpu_seconds(pid);
+    let mut rss = peak_rss_mib(pid);
 
-    let resynced_cpu = cpu_seconds(pid);
-    let resynced_rss = peak_rss_mib(pid);
-
-    // A restart with the spread: what its first sixth of the window costs. The bench's
-    // window is a minute (a 60 s resync and spread), so the first 10 s stand for the first 10
-    // minutes of the production hour.
-    operator.terminate();
-    assert!(
-        operator.wait_for_exit(Duration::from_secs(30)),
-        "the operator stops on SIGTERM"
-    );
-    let mut spread_args = operator_args.clone();
-    spread_args[1] = "60s";
-    spread_args.extend(["--restart-spread", "60s"]);
-    let operator = Operator::start_with_production_cadence(bed, &ns, &spread_args);
+    // A restart with the spread, over one whole resync window: the production cadence scaled
+    // down (a window W for the hour, 6 W for the bucket settings' 6 h), so that every
+    // integration is checked once in it and a sixth of them read all their bucket settings.
+    // Its first sixth stands for a restart's first 10 minutes; the whole window is the steady
+    // state's average resync.
+    restart(&mut operator);
+    let window = resync_window(n);
+    let secs = |d: Duration| format!("{}ms", d.as_millis());
+    let spread_args = steady_args(&secs(window), &secs(window), &secs(window * 6));
+    let mut operator = start_operator(bed, &ns, &spread_args);
     let pid = operator.pid().expect("the operator runs");
-    let spread_start = Snapshot::take(&operator).await;
-    tokio::time::sleep(RESTART_WINDOW).await;
-    let spread_end = Snapshot::take(&operator).await;
+    let window_start = Snapshot::take(&operator).await;
+    let started = Instant::now();
+    tokio::time::sleep(window / 6).await;
+    let first_sixth = Snapshot::take(&operator).await;
+    tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
+    let window_end = Snapshot::take(&operator).await;
+    cpu += cpu_seconds(pid);
+    rss = rss.max(peak_rss_mib(pid));
 
-    // Delete everything and wait until the finalizers let go.
+    // Delete everything (at the raised rate again, the spread pushed out of the way so the
+    // steady checks do not mix in) and wait until the finalizers let go.
+    restart(&mut operator);
+    let mut delete_args = operator_args.clone();
+    delete_args.extend(["--restart-spread", "24h"]);
+    let operator = Operator::start_with_production_cadence(bed, &ns, &delete_args);
+    let pid = operator.pid().expect("the operator runs");
+    let delete_start_calls = Snapshot::take(&operator).await;
     let delete_start = Instant::now();
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
@@ -563,8 +628,8 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     }
     let delete_seconds = delete_start.elapsed().as_secs_f64();
     let deleted = Snapshot::take(&operator).await;
-    let second_cpu = cpu_seconds(pid) + resynced_cpu;
-    let second_rss = peak_rss_mib(pid).max(resynced_rss);
+    cpu += cpu_seconds(pid);
+    rss = rss.max(peak_rss_mib(pid));
     drop(operator);
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
@@ -573,7 +638,7 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     // The processes' counters, summed (each starts from zero).
     let total = |f: fn(&Snapshot) -> &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
         let mut sum = f(&first_final).clone();
-        for (k, v) in f(&resynced).iter().chain(f(&deleted)) {
+        for (k, v) in f(&resynced).iter().chain(f(&window_end)).chain(f(&deleted)) {
             *sum.entry(k.clone()).or_default() += v;
         }
         sum
@@ -587,14 +652,18 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         ready_seconds,
         create: Calls::between(&start, &converged, n),
         resync: Calls::between(&restarted, &resynced, n),
-        delete: Calls::between(&spread_end, &deleted, n),
-        restart_window: Calls::between(&spread_start, &spread_end, n),
-        restart_window_workload: Calls::workload_between(&spread_start, &spread_end, n),
+        delete: Calls::between(&delete_start_calls, &deleted, n),
+        restart_window: Calls::between(&window_start, &first_sixth, n),
+        restart_window_workload: Calls::workload_between(&window_start, &first_sixth, n),
+        window: Calls::between(&window_start, &window_end, n),
+        window_workload: Calls::workload_between(&window_start, &window_end, n),
+        window_reconciles: (window_end.reconciles - window_start.reconciles) / n as f64,
+        window_seconds: window.as_secs_f64(),
         validation_calls_per_integration: Calls::workload_between(&start, &converged, n).per_integration,
         resync_workload: Calls::workload_between(&restarted, &resynced, n),
         delete_seconds,
-        peak_rss_mib: first_rss.max(second_rss),
-        operator_cpu_seconds: first_cpu + second_cpu,
+        peak_rss_mib: first_rss.max(rss),
+        operator_cpu_seconds: first_cpu + cpu,
         idle_cpu_cores,
         kubernetes_requests,
         aws_seconds_per_request: seconds
@@ -610,6 +679,7 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         aws_request_seconds: seconds.values().sum(),
         rate_limit_wait_seconds: first_final.rate_limit_wait
             + resynced.rate_limit_wait
+            + window_end.rate_limit_wait
             + deleted.rate_limit_wait,
         emulator_cpu_seconds: emulator_pid.map(cpu_seconds).unwrap_or(0.0) - emulator_cpu_start,
         apiserver_cpu_seconds: apiserver_pid.map(cpu_seconds).unwrap_or(0.0) - apiserver_cpu_start,
@@ -717,15 +787,32 @@ impl Summary {
             "resync_both_calls",
             figure(&|r| r.resync.per_integration + r.resync_workload.per_integration),
         );
+        figures.insert("window_seconds", figure(&|r| r.window_seconds));
+        figures.insert("window_reconciles", figure(&|r| r.window_reconciles));
+        figures.insert("window_calls", figure(&|r| r.window.per_integration));
+        figures.insert("window_reads", figure(&|r| r.window.reads));
+        figures.insert(
+            "window_workload_calls",
+            figure(&|r| r.window_workload.per_integration),
+        );
+        figures.insert(
+            "window_writes",
+            figure(&|r| r.window.mutating + r.window_workload.mutating),
+        );
         figures.insert(
             "restart_window_calls",
             figure(&|r| r.restart_window.per_integration + r.restart_window_workload.per_integration),
         );
         figures.insert(
             "restart_window_share",
+            figure(&|r| (r.window.per_integration + r.window_workload.per_integration) / 6.0),
+        );
+        figures.insert(
+            "restart_window_ratio",
             figure(&|r| {
-                (r.resync.per_integration + r.resync_workload.per_integration) * RESTART_WINDOW.as_secs_f64()
-                    / 60.0
+                let share = (r.window.per_integration + r.window_workload.per_integration) / 6.0;
+                (r.restart_window.per_integration + r.restart_window_workload.per_integration)
+                    / share.max(f64::MIN_POSITIVE)
             }),
         );
         figures.insert("delete_calls", figure(&|r| r.delete.per_integration));
@@ -786,15 +873,16 @@ struct Report {
     runs: Vec<Run>,
 }
 
-fn markdown(report: &Report) -> String {
+fn markdown(report: &Report, json: &std::path::Path) -> String {
     use std::fmt::Write;
     let m = &report.machine;
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
         out,
-        "Generated by `make bench` (benches/operator.rs); the raw figures are in bench/results.json.\n\
-         How to read them, and what was changed to meet the targets: docs/benchmarks.md.\n"
+        "Generated by `make bench` or `make bench-scale` (benches/operator.rs); the raw figures are in {}.\n\
+         How to read them, and what was changed to meet the targets: docs/benchmarks.md.\n",
+        json.display()
     );
     let _ = writeln!(
         out,
@@ -812,7 +900,7 @@ fn markdown(report: &Report) -> String {
         .collect();
     let _ = writeln!(out, "| figure | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
-    let rows: [(&str, &str, usize); 31] = [
+    let rows: [(&str, &str, usize); 38] = [
         ("batch_seconds", "whole batch, first create to last Ready (s)", 1),
         ("ready_p50_seconds", "create to Ready, p50 (s)", 2),
         ("ready_p95_seconds", "create to Ready, p95 (s)", 2),
@@ -853,15 +941,34 @@ fn markdown(report: &Report) -> String {
             2,
         ),
         (
+            "window_seconds",
+            "restart with the spread: its resync window W, standing for the hour (s)",
+            0,
+        ),
+        ("window_reconciles", "… checks per integration in W", 2),
+        (
+            "window_calls",
+            "… AWS calls per integration in W, operator's identity (the average no-op resync: a sixth read every bucket setting)",
+            3,
+        ),
+        ("window_reads", "… of which reads", 3),
+        (
+            "window_workload_calls",
+            "… AWS calls per integration in W, as the workload",
+            2,
+        ),
+        ("window_writes", "… writes in W, either identity", 2),
+        (
             "restart_window_calls",
-            "restart with the spread: AWS calls per integration in the first 10 s of a 60 s window (both identities)",
+            "… AWS calls per integration in W's first sixth (the restart's first 10 minutes), both identities",
             3,
         ),
         (
             "restart_window_share",
-            "… one resync window's calls spread over the same 10 s",
+            "… W's calls spread over the same sixth",
             3,
         ),
+        ("restart_window_ratio", "… first sixth / share", 2),
         ("delete_calls", "AWS calls to delete one, operator's identity", 2),
         ("delete_mutating", "… of which mutating", 2),
         ("delete_reads", "… of which reads", 2),
@@ -888,6 +995,46 @@ fn markdown(report: &Report) -> String {
             .map(|s| {
                 let f = s.figures[key];
                 format!("{:.d$} ({:.d$} – {:.d$})", f.median, f.min, f.max, d = digits)
+            })
+            .collect();
+        let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\n## Targets (issue 18; they are set for N = 10,000)\n\n\
+         Medians; \"met\" when every run meets it.\n"
+    );
+    let _ = writeln!(out, "| target | {} |", header.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
+    let targets: [(&str, &str, f64, usize); 4] = [
+        (
+            "window_calls",
+            "a no-op resync, operator's identity, both services: ≤ 2 AWS calls per integration on average",
+            2.0,
+            3,
+        ),
+        (
+            "window_writes",
+            "writes in a steady window, either identity: 0",
+            0.0,
+            2,
+        ),
+        (
+            "restart_window_ratio",
+            "a restart's first sixth of the window: ≤ one window's share of calls (ratio ≤ 1)",
+            1.0,
+            2,
+        ),
+        ("peak_rss_mib", "operator peak RSS: ≤ 64 MiB", 64.0, 1),
+    ];
+    for (key, label, limit, digits) in targets {
+        let cells: Vec<String> = report
+            .summaries
+            .iter()
+            .map(|s| {
+                let f = s.figures[key];
+                let verdict = if f.max <= limit { "met" } else { "not met" };
+                format!("{:.d$} ({verdict})", f.median, d = digits)
             })
             .collect();
         let _ = writeln!(out, "| {label} | {} |", cells.join(" | "));

@@ -6,6 +6,9 @@
 //!   read-only check (the role assumed, HeadBucket, a GetObject of an absent key): no write
 //!   anywhere, no object in the bucket. A public access block removed out of band is repaired,
 //!   and the repair is followed by the full write probe.
+//! - The same for the other modes: a cross-account integration makes no call as anyone but
+//!   the operator (its Validated is kept); a Pod Identity one also describes its association
+//!   (EKS) and asks the EKS Auth fake for the workload's credentials, then reads as above.
 //! - After a restart, a changed spec is reconciled at once, and each steady integration waits
 //!   for its own phase of the restart spread (`bucketwire::cadence::phase`) before any call.
 
@@ -42,15 +45,14 @@ fn delta(before: &Calls, after: &Calls) -> BTreeMap<String, u64> {
     out
 }
 
-#[tokio::test]
-async fn a_steady_resync_reads_one_bucket_setting_and_iam_in_bulk_and_validates_without_writing() {
-    let (bed, client, ns) = setup("steady").await;
-    let operator = Operator::start_with_production_cadence(&bed, &ns, &["--resync-interval", "3s"]);
-    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
-    let status = ready_status(&client, &ns, "milvus", &operator).await;
-    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
-
-    // Three resyncs of the Ready integration.
+/// Waits for three resyncs of the one Ready integration and checks what they cost as the
+/// operator: the public access block once per resync, IAM in bulk at most once per resync, and
+/// `also` (the mode's own reads) at most once per resync; and no write with either identity.
+/// Returns the resyncs and the calls made as the operator and as the workload.
+async fn three_steady_resyncs(
+    operator: &Operator,
+    also: &[&str],
+) -> (u64, BTreeMap<String, u64>, BTreeMap<String, u64>) {
     let (ops, work, reconciles) = (
         operator.aws_calls().await,
         operator.workload_calls().await,
@@ -65,8 +67,8 @@ async fn a_steady_resync_reads_one_bucket_setting_and_iam_in_bulk_and_validates_
     let operator_calls = delta(&ops, &operator.aws_calls().await);
     let workload_calls = delta(&work, &operator.workload_calls().await);
 
-    // As the operator: the public access block once per resync, IAM in bulk at most once.
-    let allowed = ["s3:GetPublicAccessBlock", "iam:GetAccountAuthorizationDetails"];
+    let mut allowed = vec!["s3:GetPublicAccessBlock", "iam:GetAccountAuthorizationDetails"];
+    allowed.extend(also);
     assert!(
         operator_calls.keys().all(|op| allowed.contains(&op.as_str())),
         "{resyncs} steady resyncs, as the operator: {operator_calls:?}"
@@ -80,23 +82,39 @@ async fn a_steady_resync_reads_one_bucket_setting_and_iam_in_bulk_and_validates_
         pab + 1 >= resyncs && pab <= resyncs + 1,
         "one bucket read per resync: {resyncs} resyncs, {operator_calls:?}"
     );
-    let bulk = operator_calls
-        .get("iam:GetAccountAuthorizationDetails")
-        .copied()
-        .unwrap_or(0);
-    assert!(bulk <= resyncs + 1, "{operator_calls:?}");
+    for op in allowed.iter().skip(1) {
+        let n = operator_calls.get(*op).copied().unwrap_or(0);
+        assert!(
+            n <= resyncs + 1,
+            "{op} at most once per resync: {operator_calls:?}"
+        );
+    }
+    assert!(
+        workload_calls
+            .iter()
+            .chain(&operator_calls)
+            .all(|(op, _)| op.starts_with("sts:")
+                || op.starts_with("eks auth:")
+                || is_read(op.split(':').nth(1).unwrap_or(op))),
+        "no write anywhere: {operator_calls:?} {workload_calls:?}"
+    );
+    (resyncs, operator_calls, workload_calls)
+}
+
+#[tokio::test]
+async fn a_steady_resync_reads_one_bucket_setting_and_iam_in_bulk_and_validates_without_writing() {
+    let (bed, client, ns) = setup("steady").await;
+    let operator = Operator::start_with_production_cadence(&bed, &ns, &["--resync-interval", "3s"]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    let status = ready_status(&client, &ns, "milvus", &operator).await;
+    let bucket = status.bucket.and_then(|b| b.name).expect("bucket");
+
+    let (resyncs, operator_calls, workload_calls) = three_steady_resyncs(&operator, &[]).await;
     // As the workload: the read-only check only.
     let read_only = ["sts:AssumeRoleWithWebIdentity", "s3:HeadBucket", "s3:GetObject"];
     assert!(
         !workload_calls.is_empty() && workload_calls.keys().all(|op| read_only.contains(&op.as_str())),
         "{resyncs} steady resyncs, as the workload: {workload_calls:?}"
-    );
-    assert!(
-        workload_calls
-            .iter()
-            .chain(&operator_calls)
-            .all(|(op, _)| op.starts_with("sts:") || is_read(op.split(':').nth(1).unwrap_or(op))),
-        "no write anywhere: {operator_calls:?} {workload_calls:?}"
     );
     let s3 = aws::s3(&bed, "us-east-2").await;
     let versions = s3
@@ -156,6 +174,72 @@ async fn a_steady_resync_reads_one_bucket_setting_and_iam_in_bulk_and_validates_
     .await;
     assert!(probed.contains_key("s3:DeleteObject"), "{probed:?}");
     wait_ready(&client, &ns, "milvus", &operator).await;
+}
+
+#[tokio::test]
+async fn a_steady_cross_account_resync_reads_one_bucket_setting_and_makes_no_call_as_anyone_else() {
+    let (bed, client, ns) = setup("steady-x").await;
+    let args = [
+        "--resync-interval",
+        "3s",
+        "--allowed-trusted-accounts",
+        "999988887777",
+    ];
+    let operator = Operator::start_with_production_cadence(&bed, &ns, &args);
+    let spec = json!({"region": "us-east-2",
+        "identity": {"mode": "CrossAccount", "crossAccount": {"trustedAccountId": "999988887777"}}});
+    create(&client, &ns, "milvus", spec).await;
+    ready_status(&client, &ns, "milvus", &operator).await;
+    let (resyncs, operator_calls, workload_calls) = three_steady_resyncs(&operator, &[]).await;
+    // The trusted account's side is not ours to act as on every resync: Validated is kept.
+    assert!(
+        workload_calls.is_empty(),
+        "{resyncs} steady resyncs, as anyone but the operator: {workload_calls:?}"
+    );
+    common::results::record(
+        "steady_resync_calls_cross_account",
+        &json!({
+            "test": "tests/steady_state.rs::a_steady_cross_account_resync_reads_one_bucket_setting_and_makes_no_call_as_anyone_else",
+            "settings": "production defaults, resync 3s",
+            "resyncs": resyncs,
+            "operatorCalls": operator_calls,
+            "workloadCalls": workload_calls,
+        }),
+    );
+}
+
+#[tokio::test]
+async fn a_steady_pod_identity_resync_also_reads_its_association_and_validates_read_only() {
+    let (bed, client, ns) = setup("steady-p").await;
+    let operator = Operator::start_with_production_cadence(&bed, &ns, &["--resync-interval", "3s"]);
+    let spec = json!({"region": "us-east-2", "identity": {"mode": "PodIdentity"}});
+    create(&client, &ns, "milvus", spec).await;
+    ready_status(&client, &ns, "milvus", &operator).await;
+    // The association has no bulk read that shows its role: it is described on each resync.
+    // The operator asks EKS Auth for the workload's credentials as the node's agent would.
+    let (resyncs, operator_calls, workload_calls) = three_steady_resyncs(
+        &operator,
+        &[
+            "eks:DescribePodIdentityAssociation",
+            "eks auth:AssumeRoleForPodIdentity",
+        ],
+    )
+    .await;
+    let read_only = ["s3:HeadBucket", "s3:GetObject"];
+    assert!(
+        !workload_calls.is_empty() && workload_calls.keys().all(|op| read_only.contains(&op.as_str())),
+        "{resyncs} steady resyncs, as the workload: {workload_calls:?}"
+    );
+    common::results::record(
+        "steady_resync_calls_pod_identity",
+        &json!({
+            "test": "tests/steady_state.rs::a_steady_pod_identity_resync_also_reads_its_association_and_validates_read_only",
+            "settings": "production defaults, resync 3s",
+            "resyncs": resyncs,
+            "operatorCalls": operator_calls,
+            "workloadCalls": workload_calls,
+        }),
+    );
 }
 
 #[tokio::test]
