@@ -128,3 +128,64 @@ async fn steady_resyncs_read_iam_in_bulk_and_drift_the_view_shows_is_repaired() 
         "the drift went through the full reads: {repaired:?}"
     );
 }
+
+/// The test bed pages GetAccountAuthorizationDetails as IAM does (moto answers everything at
+/// once): the SDK's paginator, two entities a page, sees the same roles and policies as one
+/// read of a thousand, over several truncated pages. At ten thousand integrations the
+/// operator's bulk view is twenty such pages (`make bench-scale`).
+#[tokio::test]
+async fn the_test_bed_pages_the_bulk_read_as_iam_does() {
+    use aws_sdk_iam::types::EntityType;
+    let (bed, client, ns) = setup("iam-pages").await;
+    let operator = Operator::start(&bed, &ns, &[]);
+    create(&client, &ns, "milvus", json!({"region": "us-east-2"})).await;
+    ready_status(&client, &ns, "milvus", &operator).await;
+    let iam = aws::iam(&bed, "us-east-2").await;
+    let entities = |page: &aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsOutput| {
+        let mut names: Vec<String> = page
+            .role_detail_list()
+            .iter()
+            .filter_map(|r| r.role_name().map(|n| format!("role {n}")))
+            .collect();
+        names.extend(
+            page.policies()
+                .iter()
+                .filter_map(|p| p.arn().map(|a| format!("policy {a}"))),
+        );
+        names
+    };
+    let whole = iam
+        .get_account_authorization_details()
+        .filter(EntityType::Role)
+        .filter(EntityType::LocalManagedPolicy)
+        .max_items(1000)
+        .send()
+        .await
+        .expect("GetAccountAuthorizationDetails");
+    assert!(
+        !whole.is_truncated(),
+        "the test bed holds under a thousand entities"
+    );
+    let mut expected = entities(&whole);
+    assert!(expected.len() >= 2, "{expected:?}");
+
+    let mut pages = iam
+        .get_account_authorization_details()
+        .filter(EntityType::Role)
+        .filter(EntityType::LocalManagedPolicy)
+        .max_items(2)
+        .into_paginator()
+        .send();
+    let (mut seen, mut truncated) = (vec![], 0);
+    while let Some(page) = pages.next().await {
+        let page = page.expect("a page");
+        let names = entities(&page);
+        assert!(names.len() <= 2, "MaxItems 2, got {names:?}");
+        truncated += usize::from(page.is_truncated());
+        seen.extend(names);
+    }
+    assert!(truncated >= 1, "more than one page");
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "the pages hold what one read holds, once each");
+}

@@ -29,6 +29,10 @@ Authentication corrections:
 3. IAM refuses a permissions boundary that names no policy (CreateRole,
    PutRolePermissionsBoundary: NoSuchEntity); moto stores the ARN, leaving a role bounded by
    nothing that exists.
+4. GetAccountAuthorizationDetails pages as IAM does: at most MaxItems entities (users, groups,
+   roles and policies together; 100 unless asked, 1000 at most) per answer, with IsTruncated and
+   a Marker to go on from. moto answers everything at once, whatever MaxItems says, which at
+   ten thousand integrations is one answer of tens of megabytes that IAM never sends.
 
 Plain HTTP: with MOTO_INSECURE_PORT set, the same emulator also listens on that port, and
 requests arriving there have `aws:SecureTransport` = false. The main port stands for AWS's HTTPS
@@ -66,6 +70,7 @@ from moto.core.responses import BaseResponse  # noqa: E402
 from moto.iam import access_control  # noqa: E402
 from moto.iam.access_control import CreateAccessKeyFailure, IAMRequestBase, PermissionResult  # noqa: E402
 from moto.iam.models import IAMBackend  # noqa: E402
+from moto.iam.responses import IamResponse  # noqa: E402
 from moto.s3.models import FakeBucket  # noqa: E402
 
 
@@ -110,6 +115,40 @@ def put_role_permissions_boundary(self, role_name, permissions_boundary):
 
 IAMBackend.create_role = create_role
 IAMBackend.put_role_permissions_boundary = put_role_permissions_boundary
+
+
+def get_account_authorization_details(self):
+    """IAM's paging of GetAccountAuthorizationDetails (correction 4): the entities in one
+    order, MaxItems at a time; the Marker is the offset of the next one."""
+    from moto.core.responses import ActionResult
+    from moto.iam.exceptions import ValidationError
+
+    details = self.backend.get_account_authorization_details(self._get_param("Filter", []))
+    lists = [
+        ("UserDetailList", list(details["users"])),
+        ("GroupDetailList", list(details["groups"])),
+        ("RoleDetailList", list(details["roles"])),
+        ("Policies", list(details["managed_policies"])),
+    ]
+    try:
+        max_items = int(self._get_param("MaxItems") or 100)
+        start = int(self._get_param("Marker") or 0)
+    except ValueError:
+        raise ValidationError("Invalid MaxItems or Marker")
+    if not 1 <= max_items <= 1000:
+        raise ValidationError("MaxItems must be between 1 and 1000")
+    end = start + max_items
+    result, offset = {}, 0
+    for name, items in lists:
+        result[name] = items[max(start - offset, 0) : max(end - offset, 0)]
+        offset += len(items)
+    result["IsTruncated"] = end < offset
+    if end < offset:
+        result["Marker"] = str(end)
+    return ActionResult(result)
+
+
+IamResponse.get_account_authorization_details = get_account_authorization_details
 
 _authorize_normal_action = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 
