@@ -760,6 +760,9 @@ struct Summary {
     create_by_operation: BTreeMap<String, f64>,
     resync_by_operation: BTreeMap<String, f64>,
     resync_workload_by_operation: BTreeMap<String, f64>,
+    /// The restart's whole window W (the average steady resync), per integration.
+    window_by_operation: BTreeMap<String, f64>,
+    window_workload_by_operation: BTreeMap<String, f64>,
     delete_by_operation: BTreeMap<String, f64>,
 }
 
@@ -860,6 +863,8 @@ impl Summary {
             create_by_operation: by_operation(&|r| &r.create.by_operation),
             resync_by_operation: by_operation(&|r| &r.resync.by_operation),
             resync_workload_by_operation: by_operation(&|r| &r.resync_workload.by_operation),
+            window_by_operation: by_operation(&|r| &r.window.by_operation),
+            window_workload_by_operation: by_operation(&|r| &r.window_workload.by_operation),
             delete_by_operation: by_operation(&|r| &r.delete.by_operation),
         }
     }
@@ -1049,6 +1054,13 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
             "No-op resync, as the workload (validation probe)",
             |s: &Summary| &s.resync_workload_by_operation,
         ),
+        (
+            "The restart's window W (the average steady resync)",
+            |s: &Summary| &s.window_by_operation,
+        ),
+        ("The restart's window W, as the workload", |s: &Summary| {
+            &s.window_workload_by_operation
+        }),
         ("Delete", |s: &Summary| &s.delete_by_operation),
     ] {
         let _ = writeln!(
@@ -1064,7 +1076,7 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
             let cells: Vec<String> = report
                 .summaries
                 .iter()
-                .map(|s| format!("{:.2}", pick(s).get(op).copied().unwrap_or(0.0)))
+                .map(|s| format!("{:.3}", pick(s).get(op).copied().unwrap_or(0.0)))
                 .collect();
             let _ = writeln!(out, "| {op} | {} |", cells.join(" | "));
         }
