@@ -132,7 +132,7 @@ async fn steady_resyncs_read_iam_in_bulk_and_drift_the_view_shows_is_repaired() 
 /// The test bed pages GetAccountAuthorizationDetails as IAM does (moto answers everything at
 /// once): the SDK's paginator, two entities a page, sees the same roles and policies as one
 /// read of a thousand, over several truncated pages. At ten thousand integrations the
-/// operator's bulk view is twenty such pages (`make bench-scale`).
+/// operator's bulk view would be twenty pages of a thousand (`make bench-scale` runs 4000: eight).
 #[tokio::test]
 async fn the_test_bed_pages_the_bulk_read_as_iam_does() {
     use aws_sdk_iam::types::EntityType;
