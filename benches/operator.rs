@@ -7,8 +7,8 @@
 //! reconciles every integration once: a no-op resync, measured exactly); restart it again with
 //! the spread over a window W that stands for the hour (`resync_window`) and count the calls
 //! of W's first sixth (a restart's first 10 minutes) and of all of W (each checked once, with
-//! fewer full bucket reads than the steady sixth); restart it once more and delete them all, waiting
-//! until they are gone. Results go to BENCHMARKS.md and bench/results.json.
+//! fewer full bucket reads than the steady sixth); restart it once more and delete them all,
+//! waiting until they are gone. Results go to BENCHMARKS.md and bench/results.json.
 //!
 //! `cargo bench --bench operator -- --sizes 100,1000 --repetitions 3` runs it; without
 //! `--bench` (as `cargo test --benches` runs it) it is a smoke run: N = 3, once, report to
@@ -761,7 +761,7 @@ struct Summary {
     create_by_operation: BTreeMap<String, f64>,
     resync_by_operation: BTreeMap<String, f64>,
     resync_workload_by_operation: BTreeMap<String, f64>,
-    /// The restart's whole window W (the average steady resync), per integration.
+    /// The restart's whole window W (each integration checked once), per integration.
     window_by_operation: BTreeMap<String, f64>,
     window_workload_by_operation: BTreeMap<String, f64>,
     delete_by_operation: BTreeMap<String, f64>,
@@ -1056,7 +1056,7 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
             |s: &Summary| &s.resync_workload_by_operation,
         ),
         (
-            "The restart's window W (the average steady resync)",
+            "The restart's window W (each integration checked once)",
             |s: &Summary| &s.window_by_operation,
         ),
         ("The restart's window W, as the workload", |s: &Summary| {
