@@ -155,10 +155,18 @@ fn check(run: &Run) {
         run.window,
         run.window_workload
     );
-    assert!(
-        run.window_reconciles > 0.0,
-        "nothing was checked in the window: {run:?}"
+    assert_eq!(
+        run.steady.mutating + run.steady_workload.mutating,
+        0.0,
+        "the steady window wrote: {:?} {:?}",
+        run.steady,
+        run.steady_workload
     );
+    assert!(
+        run.window_reconciles > 0.0 && run.steady_reconciles > 0.0,
+        "nothing was checked in a window: {run:?}"
+    );
+    assert_eq!(run.peak_rss_by_phase.len(), 4, "{run:?}");
     assert!(
         run.resync.per_integration > 0.0,
         "the resync read nothing: {:?}",
@@ -210,9 +218,18 @@ struct Run {
     window_workload: Calls,
     /// Reconciles in the window, per integration (1.0: each checked once).
     window_reconciles: f64,
+    /// The next window W of the same process: the steady state, its full bucket reads at their
+    /// sixth (each integration's settings phase point passes once in 6 W).
+    steady: Calls,
+    steady_workload: Calls,
+    steady_reconciles: f64,
     window_seconds: f64,
     delete_seconds: f64,
     peak_rss_mib: f64,
+    /// Peak RSS of each of the run's operator processes, by what it did: create (and 10 s
+    /// idle), resync (the restart without the spread), window (the restart with the spread and
+    /// the steady window after it), delete.
+    peak_rss_by_phase: BTreeMap<String, f64>,
     /// Operator CPU over the whole run (both processes).
     operator_cpu_seconds: f64,
     /// Operator CPU per wall second over 10 s after convergence (1.0 = one core busy).
@@ -579,7 +596,8 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let mut cpu = cpu_seconds(pid);
-    let mut rss = peak_rss_mib(pid);
+    let resync_rss = peak_rss_mib(pid);
+    let mut rss = resync_rss;
 
     // A restart with the spread, over one whole resync window: the production cadence scaled
     // down (a window W for the hour, 6 W for the bucket settings' 6 h), so that every
@@ -598,8 +616,13 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     let first_sixth = Snapshot::take(&operator).await;
     tokio::time::sleep(window.saturating_sub(started.elapsed())).await;
     let window_end = Snapshot::take(&operator).await;
+    // The same process's next window: every integration checked once more, each bucket's full
+    // read due when its settings phase point passed since the last one (a sixth of them).
+    tokio::time::sleep((2 * window).saturating_sub(started.elapsed())).await;
+    let steady_end = Snapshot::take(&operator).await;
     cpu += cpu_seconds(pid);
-    rss = rss.max(peak_rss_mib(pid));
+    let window_rss = peak_rss_mib(pid);
+    rss = rss.max(window_rss);
 
     // Delete everything (at the raised rate again, the spread pushed out of the way so the
     // steady checks do not mix in) and wait until the finalizers let go.
@@ -630,7 +653,8 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     let delete_seconds = delete_start.elapsed().as_secs_f64();
     let deleted = Snapshot::take(&operator).await;
     cpu += cpu_seconds(pid);
-    rss = rss.max(peak_rss_mib(pid));
+    let delete_rss = peak_rss_mib(pid);
+    rss = rss.max(delete_rss);
     drop(operator);
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
@@ -639,7 +663,7 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
     // The processes' counters, summed (each starts from zero).
     let total = |f: fn(&Snapshot) -> &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
         let mut sum = f(&first_final).clone();
-        for (k, v) in f(&resynced).iter().chain(f(&window_end)).chain(f(&deleted)) {
+        for (k, v) in f(&resynced).iter().chain(f(&steady_end)).chain(f(&deleted)) {
             *sum.entry(k.clone()).or_default() += v;
         }
         sum
@@ -659,11 +683,20 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         window: Calls::between(&window_start, &window_end, n),
         window_workload: Calls::workload_between(&window_start, &window_end, n),
         window_reconciles: (window_end.reconciles - window_start.reconciles) / n as f64,
+        steady: Calls::between(&window_end, &steady_end, n),
+        steady_workload: Calls::workload_between(&window_end, &steady_end, n),
+        steady_reconciles: (steady_end.reconciles - window_end.reconciles) / n as f64,
         window_seconds: window.as_secs_f64(),
         validation_calls_per_integration: Calls::workload_between(&start, &converged, n).per_integration,
         resync_workload: Calls::workload_between(&restarted, &resynced, n),
         delete_seconds,
         peak_rss_mib: first_rss.max(rss),
+        peak_rss_by_phase: BTreeMap::from([
+            ("create".to_string(), first_rss),
+            ("resync".to_string(), resync_rss),
+            ("window".to_string(), window_rss),
+            ("delete".to_string(), delete_rss),
+        ]),
         operator_cpu_seconds: first_cpu + cpu,
         idle_cpu_cores,
         kubernetes_requests,
@@ -680,7 +713,7 @@ async fn run_once(bed: &TestBed, client: &Client, args: &Args, n: usize) -> Run 
         aws_request_seconds: seconds.values().sum(),
         rate_limit_wait_seconds: first_final.rate_limit_wait
             + resynced.rate_limit_wait
-            + window_end.rate_limit_wait
+            + steady_end.rate_limit_wait
             + deleted.rate_limit_wait,
         emulator_cpu_seconds: emulator_pid.map(cpu_seconds).unwrap_or(0.0) - emulator_cpu_start,
         apiserver_cpu_seconds: apiserver_pid.map(cpu_seconds).unwrap_or(0.0) - apiserver_cpu_start,
@@ -764,6 +797,7 @@ struct Summary {
     /// The restart's whole window W (each integration checked once), per integration.
     window_by_operation: BTreeMap<String, f64>,
     window_workload_by_operation: BTreeMap<String, f64>,
+    steady_by_operation: BTreeMap<String, f64>,
     delete_by_operation: BTreeMap<String, f64>,
 }
 
@@ -807,14 +841,25 @@ impl Summary {
             "restart_window_calls",
             figure(&|r| r.restart_window.per_integration + r.restart_window_workload.per_integration),
         );
+        figures.insert("steady_reconciles", figure(&|r| r.steady_reconciles));
+        figures.insert("steady_calls", figure(&|r| r.steady.per_integration));
+        figures.insert("steady_reads", figure(&|r| r.steady.reads));
+        figures.insert(
+            "steady_workload_calls",
+            figure(&|r| r.steady_workload.per_integration),
+        );
+        figures.insert(
+            "steady_writes",
+            figure(&|r| r.steady.mutating + r.steady_workload.mutating),
+        );
         figures.insert(
             "restart_window_share",
-            figure(&|r| (r.window.per_integration + r.window_workload.per_integration) / 6.0),
+            figure(&|r| (r.steady.per_integration + r.steady_workload.per_integration) / 6.0),
         );
         figures.insert(
             "restart_window_ratio",
             figure(&|r| {
-                let share = (r.window.per_integration + r.window_workload.per_integration) / 6.0;
+                let share = (r.steady.per_integration + r.steady_workload.per_integration) / 6.0;
                 (r.restart_window.per_integration + r.restart_window_workload.per_integration)
                     / share.max(f64::MIN_POSITIVE)
             }),
@@ -827,6 +872,17 @@ impl Summary {
             figure(&|r| r.validation_calls_per_integration),
         );
         figures.insert("peak_rss_mib", figure(&|r| r.peak_rss_mib));
+        for (phase, key) in [
+            ("create", "peak_rss_create_mib"),
+            ("resync", "peak_rss_resync_mib"),
+            ("window", "peak_rss_window_mib"),
+            ("delete", "peak_rss_delete_mib"),
+        ] {
+            figures.insert(
+                key,
+                figure(&|r| r.peak_rss_by_phase.get(phase).copied().unwrap_or(0.0)),
+            );
+        }
         figures.insert("operator_cpu_seconds", figure(&|r| r.operator_cpu_seconds));
         figures.insert("idle_cpu_cores", figure(&|r| r.idle_cpu_cores));
         figures.insert("emulator_cpu_seconds", figure(&|r| r.emulator_cpu_seconds));
@@ -866,6 +922,7 @@ impl Summary {
             resync_workload_by_operation: by_operation(&|r| &r.resync_workload.by_operation),
             window_by_operation: by_operation(&|r| &r.window.by_operation),
             window_workload_by_operation: by_operation(&|r| &r.window_workload.by_operation),
+            steady_by_operation: by_operation(&|r| &r.steady.by_operation),
             delete_by_operation: by_operation(&|r| &r.delete.by_operation),
         }
     }
@@ -906,7 +963,7 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
         .collect();
     let _ = writeln!(out, "| figure | {} |", header.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
-    let rows: [(&str, &str, usize); 38] = [
+    let rows: &[(&str, &str, usize)] = &[
         ("batch_seconds", "whole batch, first create to last Ready (s)", 1),
         ("ready_p50_seconds", "create to Ready, p50 (s)", 2),
         ("ready_p95_seconds", "create to Ready, p95 (s)", 2),
@@ -965,13 +1022,30 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
         ),
         ("window_writes", "… writes in W, either identity", 2),
         (
+            "steady_reconciles",
+            "the same process's next window W (the steady state): checks per integration",
+            2,
+        ),
+        (
+            "steady_calls",
+            "… AWS calls per integration, operator's identity (the average no-op resync)",
+            3,
+        ),
+        ("steady_reads", "… of which reads", 3),
+        (
+            "steady_workload_calls",
+            "… AWS calls per integration, as the workload",
+            2,
+        ),
+        ("steady_writes", "… writes, either identity", 2),
+        (
             "restart_window_calls",
             "… AWS calls per integration in W's first sixth (the restart's first 10 minutes), both identities",
             3,
         ),
         (
             "restart_window_share",
-            "… W's calls spread over the same sixth",
+            "… the steady window's calls spread over the same sixth",
             3,
         ),
         ("restart_window_ratio", "… first sixth / share", 2),
@@ -979,6 +1053,18 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
         ("delete_mutating", "… of which mutating", 2),
         ("delete_reads", "… of which reads", 2),
         ("peak_rss_mib", "operator peak RSS (MiB)", 1),
+        (
+            "peak_rss_create_mib",
+            "… the process that created them (and idled 10 s)",
+            1,
+        ),
+        ("peak_rss_resync_mib", "… the restart without the spread", 1),
+        (
+            "peak_rss_window_mib",
+            "… the restart with the spread, both windows",
+            1,
+        ),
+        ("peak_rss_delete_mib", "… the process that deleted them", 1),
         ("operator_cpu_seconds", "operator CPU, whole run (s)", 2),
         ("idle_cpu_cores", "operator idle CPU after convergence (cores)", 4),
         ("kubernetes_requests", "API server requests by the operator", 0),
@@ -994,7 +1080,7 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
         ("apiserver_cpu_seconds", "kube-apiserver + etcd CPU (s)", 1),
         ("rate_limit_wait_seconds", "IAM rate-limit wait, summed (s)", 1),
     ];
-    for (key, label, digits) in rows {
+    for &(key, label, digits) in rows {
         let cells: Vec<String> = report
             .summaries
             .iter()
@@ -1014,14 +1100,14 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
     let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
     let targets: [(&str, &str, f64, usize); 4] = [
         (
-            "window_calls",
-            "a no-op resync over W, operator's identity, both services: ≤ 2 AWS calls per integration on average (W undercounts the full bucket reads)",
+            "steady_calls",
+            "a no-op resync over the steady window, operator's identity, both services: ≤ 2 AWS calls per integration on average",
             2.0,
             3,
         ),
         (
-            "window_writes",
-            "writes in a steady window, either identity: 0",
+            "steady_writes",
+            "writes in the steady window, either identity: 0",
             0.0,
             2,
         ),
@@ -1061,6 +1147,9 @@ fn markdown(report: &Report, json: &std::path::Path) -> String {
         ),
         ("The restart's window W, as the workload", |s: &Summary| {
             &s.window_workload_by_operation
+        }),
+        ("The steady window (the average no-op resync)", |s: &Summary| {
+            &s.steady_by_operation
         }),
         ("Delete", |s: &Summary| &s.delete_by_operation),
     ] {
