@@ -106,6 +106,9 @@ async fn main() {
             "build": "release (cargo bench profile)",
             "steady_iam_requests_per_second": args.steady_iam_requests_per_second,
             "cadence": "production defaults (iam bulk reads, bucket settings every 6 resync intervals, read-only validation on steady resyncs); resync 1h, and W (resync_window) in the restart's window",
+            // The operator's allocator settings when an experiment set them (tests/common passes
+            // GLIBC_TUNABLES through); null: glibc's defaults.
+            "glibc_tunables": std::env::var("GLIBC_TUNABLES").ok(),
         }),
         summaries: args
             .sizes

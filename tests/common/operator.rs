@@ -98,6 +98,7 @@ impl Operator {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .envs(std::env::var("GLIBC_TUNABLES").map(|t| ("GLIBC_TUNABLES", t)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
