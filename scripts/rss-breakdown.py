@@ -7,8 +7,8 @@ Run it beside `make bench-scale` to see which part of the operator's RSS grows (
 
 Each line is one sample of one `bucketwire run` process, in MiB, from /proc/PID/smaps:
 `bin` the executable's mapped pages (a fixed part: the code the run touched), `heap` the main
-thread's malloc arena (brk), `anon` anonymous mappings (the other threads' malloc arenas and
-large allocations), `other` shared libraries and stacks; `hwm` is VmHWM, the peak so far.
+thread's malloc arena (brk), `anon` anonymous mappings (the other threads' malloc arenas, large
+allocations and thread stacks), `other` shared libraries and stacks; `hwm` is VmHWM, the peak so far.
 """
 
 import argparse
