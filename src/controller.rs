@@ -67,14 +67,16 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         instance: None,
     };
 
-    let (integrations, config_maps): (Api<BucketIntegration>, Api<PartialObjectMeta<ConfigMap>>) =
-        match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let (integrations, config_maps): (
+        Api<PartialObjectMeta<BucketIntegration>>,
+        Api<PartialObjectMeta<ConfigMap>>,
+    ) = match &settings.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
     // Fail fast with a clear message when the CRD is missing.
     integrations.list(&kube::api::ListParams::default().limit(1)).await.map_err(|e| {
         format!("cannot list BucketIntegrations ({e}); is the CRD installed? `bucketwire crd | kubectl apply -f -`")
@@ -156,7 +158,10 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
     info!("bucketwire controller starting");
     // Status writes must not trigger reconciles: only spec (generation), annotations (on-demand
     // validation) and finalizers (deletion) do. The periodic resync covers everything else.
-    // The cache keeps no managedFields (often the largest part of an object we never read).
+    // The cache holds each integration's metadata only, without managedFields: that is all the
+    // triggers read, and it is what the operator keeps per integration while idle (a full
+    // object, with its status' conditions, is several times larger; at 10,000 integrations the
+    // difference is most of the memory budget). Each reconcile reads its integration afresh.
     let (reader, writer) = reflector::store();
     let triggers = watcher(integrations, watcher::Config::default().page_size(page_size))
         .default_backoff()
@@ -284,7 +289,24 @@ async fn shutdown_signal() {
     }
 }
 
+/// Reads the integration the cache's metadata names, as it is now, then reconciles it.
 async fn reconcile(
+    meta: Arc<PartialObjectMeta<BucketIntegration>>,
+    ctx: Arc<Context>,
+) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
+    let api: Api<BucketIntegration> =
+        Api::namespaced(ctx.client.clone(), &meta.namespace().unwrap_or_default());
+    match api.get_opt(&meta.name_any()).await {
+        Ok(Some(bi)) => reconcile_integration(Arc::new(bi), ctx).await,
+        // Deleted since the event (its finalizer was already gone): nothing is left to do.
+        Ok(None) => Ok(Action::await_change()),
+        Err(err) => Err(kube::runtime::finalizer::Error::ApplyFailed(Error::kube(
+            "read the integration",
+        )(err))),
+    }
+}
+
+async fn reconcile_integration(
     bi: Arc<BucketIntegration>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<Error>> {
@@ -296,7 +318,7 @@ async fn reconcile(
                 .map(|c| (c.type_.clone(), c.status.clone()))
                 .collect()
         });
-        ctx.metrics.set_conditions(&object_key(&bi), conditions);
+        ctx.metrics.set_conditions(&object_key(bi.as_ref()), conditions);
         info!(name = %bi.name_any(), namespace = ?bi.namespace(), first_check_in = ?delay,
             "steady integration: first check at its phase of the restart spread");
         return Ok(Action::requeue(delay));
@@ -321,7 +343,7 @@ async fn reconcile(
         ctx.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&object_key(&bi_key));
+            .remove(&object_key(bi_key.as_ref()));
     }
     let label = match &result {
         Ok(_) => "success".to_string(),
@@ -342,7 +364,7 @@ async fn reconcile(
 }
 
 fn error_policy(
-    bi: Arc<BucketIntegration>,
+    bi: Arc<PartialObjectMeta<BucketIntegration>>,
     err: &kube::runtime::finalizer::Error<Error>,
     ctx: Arc<Context>,
 ) -> Action {
@@ -351,7 +373,7 @@ fn error_policy(
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_terminal(),
         _ => false,
     };
-    let key = object_key(&bi);
+    let key = object_key(bi.as_ref());
     let failures = {
         let mut all = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = all.entry(key).or_default();
@@ -387,7 +409,7 @@ fn first_check_delay(bi: &BucketIntegration, ctx: &Context) -> Option<Duration> 
     (!delay.is_zero()).then_some(delay)
 }
 
-fn object_key(bi: &BucketIntegration) -> String {
+fn object_key(bi: &impl ResourceExt) -> String {
     format!("{}/{}", bi.namespace().unwrap_or_default(), bi.name_any())
 }
 

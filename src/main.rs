@@ -133,6 +133,27 @@ async fn kube_client(context: Option<String>) -> Result<kube::Client, String> {
 /// Worker threads of `bucketwire run`.
 const RUN_WORKER_THREADS: usize = 2;
 
+/// glibc gives each thread that contends for the allocator an arena of its own (up to eight per
+/// core), and memory freed in one is not reused by another: the operator's threads, which hand
+/// each other response buffers, kept a growing few MiB in them. One arena is enough for threads
+/// that mostly wait on the network (issue 18; docs/benchmarks.md has the measurement). Must run
+/// before the runtime starts its threads. An arena count given in the environment
+/// (`GLIBC_TUNABLES=glibc.malloc.arena_max=N`) is left as it is.
+#[allow(unsafe_code)] // the crate's one exception (Cargo.toml's lints)
+fn one_malloc_arena() {
+    let chosen = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("malloc.arena_max"));
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !chosen {
+        // SAFETY: an FFI call with two integers and no pointers; mallopt takes the allocator's
+        // own lock, and runs here before the runtime's threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = chosen;
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -175,6 +196,7 @@ fn main() -> ExitCode {
         }
         Command::Run(settings) => {
             init_logging(settings.log_format);
+            one_malloc_arena();
             // The operator waits on the network almost all the time: two worker threads are
             // plenty, and (unlike one per core, tokio's default) keep memory flat on big nodes.
             let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,6 +1,6 @@
 //! Prometheus metrics, served on `/metrics` in the text exposition format.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -51,12 +51,53 @@ pub struct ConditionLabels {
     pub status: String,
 }
 
+/// Each integration's conditions as indices into the few (condition, status) pairs there are
+/// (a condition type per step, three statuses): an index a condition, not two strings.
+#[derive(Default)]
+struct ConditionCounts {
+    labels: Vec<ConditionLabels>,
+    by_integration: HashMap<Box<str>, Box<[usize]>>,
+}
+
+impl ConditionCounts {
+    /// Records an integration's conditions; returns the pairs it no longer has and the ones it
+    /// now has (each pair both gone and come back is in both, which nets out in the gauge).
+    fn set(
+        &mut self,
+        integration: &str,
+        conditions: Option<BTreeMap<String, String>>,
+    ) -> (Box<[usize]>, Box<[usize]>) {
+        let came: Box<[usize]> = conditions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(condition, status)| self.index(ConditionLabels { condition, status }))
+            .collect();
+        let gone = if came.is_empty() {
+            self.by_integration.remove(integration)
+        } else {
+            self.by_integration.insert(integration.into(), came.clone())
+        };
+        (gone.unwrap_or_default(), came)
+    }
+
+    fn index(&mut self, labels: ConditionLabels) -> usize {
+        match self.labels.iter().position(|l| *l == labels) {
+            Some(at) => at,
+            None => {
+                self.labels.push(labels);
+                self.labels.len() - 1
+            }
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Integrations by condition and status, recomputed from `integration_conditions`.
     pub integrations: Family<ConditionLabels, Gauge>,
-    /// The latest conditions of each integration (namespace/name -> type -> status).
-    integration_conditions: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// The latest conditions of each integration, kept small: at 10,000 integrations this map
+    /// is one of the few things the operator holds per integration (issue 18).
+    integration_conditions: Mutex<ConditionCounts>,
     pub aws_calls: CallFamily,
     /// Alibaba Cloud's: RAM, STS and ACK (`ram`, `sts`, `cs`), OSS's own API (`oss`) and its
     /// S3-compatible API (`oss-s3`, with S3's operation names).
@@ -153,27 +194,24 @@ impl Metrics {
         })
     }
 
-    /// Records an integration's current conditions (`None`: it is gone) and recomputes the gauge.
+    /// Records an integration's current conditions (`None`: it is gone) and updates the gauge
+    /// for the pairs that changed (not a recount of every integration: this runs on every
+    /// reconcile).
     pub fn set_conditions(&self, integration: &str, conditions: Option<BTreeMap<String, String>>) {
-        let mut all = self
+        let mut counts = self
             .integration_conditions
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        match conditions {
-            Some(c) => all.insert(integration.to_string(), c),
-            None => all.remove(integration),
-        };
-        let mut counts: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for conditions in all.values() {
-            for (condition, status) in conditions {
-                *counts.entry((condition.clone(), status.clone())).or_default() += 1;
+        let (gone, came) = counts.set(integration, conditions);
+        for index in gone {
+            let labels = &counts.labels[index];
+            if self.integrations.get_or_create(labels).dec() == 1 {
+                // The last one: the series goes, as it would from a recount.
+                self.integrations.remove(labels);
             }
         }
-        self.integrations.clear();
-        for ((condition, status), n) in counts {
-            self.integrations
-                .get_or_create(&ConditionLabels { condition, status })
-                .set(n);
+        for index in came {
+            self.integrations.get_or_create(&counts.labels[index]).inc();
         }
     }
 
@@ -208,5 +246,34 @@ mod tests {
         m.set_conditions("ns/b", None);
         let text = m.encode();
         assert!(!text.contains(r#"status="False""#), "{text}");
+    }
+
+    /// The gauge is kept by difference, not recounted: an integration recorded again with the
+    /// same conditions is not counted twice, and one that changes moves between the series.
+    #[test]
+    fn recording_an_integration_again_moves_it_between_series() {
+        let m = Metrics::new();
+        let conditions = |ready: &str, validated: &str| {
+            Some(BTreeMap::from([
+                ("Ready".to_string(), ready.to_string()),
+                ("Validated".to_string(), validated.to_string()),
+            ]))
+        };
+        m.set_conditions("ns/a", conditions("True", "True"));
+        m.set_conditions("ns/a", conditions("True", "True"));
+        m.set_conditions("ns/b", conditions("True", "True"));
+        m.set_conditions("ns/b", conditions("False", "True"));
+        let text = m.encode();
+        for series in [
+            r#"bucketwire_integrations{condition="Ready",status="True"} 1"#,
+            r#"bucketwire_integrations{condition="Ready",status="False"} 1"#,
+            r#"bucketwire_integrations{condition="Validated",status="True"} 2"#,
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+        m.set_conditions("ns/a", None);
+        m.set_conditions("ns/b", None);
+        let text = m.encode();
+        assert!(!text.contains("bucketwire_integrations{"), "{text}");
     }
 }
