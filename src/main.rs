@@ -134,9 +134,9 @@ async fn kube_client(context: Option<String>) -> Result<kube::Client, String> {
 const RUN_WORKER_THREADS: usize = 2;
 
 /// glibc gives each thread that contends for the allocator an arena of its own (up to eight per
-/// core), and memory freed in one is not reused by another: the operator's threads, which hand
-/// each other response buffers, kept a growing few MiB in them. One arena is enough for threads
-/// that mostly wait on the network (issue 18; docs/benchmarks.md has the measurement). Must run
+/// core), and what one arena frees the others do not reuse: in the scale bench those arenas grew
+/// while the number of integrations stood still. One arena is enough for threads that mostly
+/// wait on the network (issue 18; docs/benchmarks.md has the measurement). Must run
 /// before the runtime starts its threads. An arena count given in the environment
 /// (`GLIBC_TUNABLES=glibc.malloc.arena_max=N`) is left as it is.
 #[allow(unsafe_code)] // the crate's one exception (Cargo.toml's lints)

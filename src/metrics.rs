@@ -93,7 +93,7 @@ impl ConditionCounts {
 
 pub struct Metrics {
     registry: Registry,
-    /// Integrations by condition and status, recomputed from `integration_conditions`.
+    /// Integrations by condition and status, kept in step with `integration_conditions`.
     pub integrations: Family<ConditionLabels, Gauge>,
     /// The latest conditions of each integration, kept small: at 10,000 integrations this map
     /// is one of the few things the operator holds per integration (issue 18).
