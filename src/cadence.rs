@@ -30,6 +30,16 @@ pub fn phase(uid: &str, period: Duration) -> Duration {
     Duration::from_millis(u64::from_be_bytes(first) % millis)
 }
 
+/// Pure: what the process's per-integration maps key an integration by: 16 bytes of its uid's
+/// SHA-256, instead of the 36-character uid (a `String` of 24 bytes and a 48-byte allocation),
+/// in maps that hold every integration. A collision needs about 2^64 uids.
+pub fn uid_key(uid: &str) -> u128 {
+    let digest = Sha256::digest(uid.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(first)
+}
+
 /// Pure: the integration's most recent phase point at or before `now` (milliseconds since the
 /// Unix epoch): the latest `t <= now` with `t ≡ phase(uid, period) (mod period)`.
 pub fn latest_phase_point(now_ms: u64, uid: &str, period: Duration) -> u64 {
@@ -70,7 +80,8 @@ pub fn now_ms() -> u64 {
 /// The process's memory of when each integration (by uid) last read all its bucket settings.
 pub struct BucketReads {
     started_ms: u64,
-    last_full: Mutex<HashMap<String, u64>>,
+    /// By `uid_key`.
+    last_full: Mutex<HashMap<u128, u64>>,
 }
 
 impl Default for BucketReads {
@@ -89,7 +100,7 @@ impl BucketReads {
             .last_full
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(uid)
+            .get(&uid_key(uid))
             .copied();
         full_bucket_read_due(
             now_ms(),
@@ -106,7 +117,7 @@ impl BucketReads {
         self.last_full
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(uid.to_string(), now_ms());
+            .insert(uid_key(uid), now_ms());
     }
 
     /// Forgets an integration that is gone.
@@ -114,7 +125,7 @@ impl BucketReads {
         self.last_full
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(uid);
+            .remove(&uid_key(uid));
     }
 }
 
@@ -138,6 +149,27 @@ mod tests {
         }
         assert!(quarters.iter().all(|q| (200..300).contains(q)), "{quarters:?}");
         assert_eq!(phase("x", Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn uid_keys_are_stable_and_distinct() {
+        let keys: std::collections::HashSet<u128> =
+            (0..10_000).map(|i| uid_key(&format!("uid-{i}"))).collect();
+        assert_eq!(keys.len(), 10_000);
+        assert_eq!(uid_key("uid-1"), uid_key("uid-1"));
+    }
+
+    #[test]
+    fn a_forgotten_integration_counts_as_read_when_the_process_started() {
+        let reads = BucketReads::default();
+        let (six_hours, hour) = (6 * HOUR, HOUR);
+        reads.record_full("uid-1");
+        assert!(!reads.full_due("uid-1", six_hours, hour), "just read");
+        reads.forget("uid-1");
+        assert_eq!(
+            reads.full_due("uid-1", six_hours, hour),
+            full_bucket_read_due(now_ms(), "uid-1", six_hours, hour, None, reads.started_ms)
+        );
     }
 
     #[test]

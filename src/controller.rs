@@ -165,7 +165,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
     let (reader, writer) = reflector::store();
     let triggers = watcher(integrations, watcher::Config::default().page_size(page_size))
         .default_backoff()
-        .modify(|bi| bi.managed_fields_mut().clear())
+        .modify(trim_cached_metadata)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -212,6 +212,19 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         return Err("lost the leadership Lease; exiting so that a restart starts over as a candidate".into());
     }
     Ok(())
+}
+
+/// The annotation `kubectl apply` keeps the last applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the integrations' cache leaves out of each one's metadata: its managedFields, and the
+/// copy of the whole applied object that `kubectl apply` (and Argo CD's default sync) keep in
+/// an annotation, about as large as the rest of the metadata together. That copy changes only
+/// with the spec, which bumps the generation, so no trigger needs it; the reconcile reads the
+/// integration afresh.
+fn trim_cached_metadata(bi: &mut PartialObjectMeta<BucketIntegration>) {
+    bi.managed_fields_mut().clear();
+    bi.annotations_mut().remove(LAST_APPLIED);
 }
 
 /// The values ConfigMaps the operator wrote (by label), as metadata only: an owned ConfigMap
@@ -401,7 +414,7 @@ fn first_check_delay(bi: &BucketIntegration, ctx: &Context) -> Option<Duration> 
         .seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(uid.clone());
+        .insert(crate::cadence::uid_key(&uid));
     if !first || bi.metadata.deletion_timestamp.is_some() || !reconcile::steady(bi) {
         return None;
     }
@@ -564,6 +577,35 @@ mod tests {
         }
         assert!(requests[0].0.query().unwrap_or_default().contains("limit=100"));
         assert!(requests[1].0.query().unwrap_or_default().contains("watch=true"));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_triggers_annotations_but_not_kubectls_copy_of_the_object() {
+        let mut bi = PartialObjectMeta::<BucketIntegration> {
+            metadata: ObjectMeta {
+                annotations: Some(
+                    [
+                        (LAST_APPLIED, "{\"spec\":{}}"),
+                        (crate::api::VALIDATE_ANNOTATION, "now"),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+                ),
+                managed_fields: Some(vec![entry("kubectl", 1)]),
+                generation: Some(3),
+                ..Default::default()
+            },
+            types: None,
+            _phantom: std::marker::PhantomData,
+        };
+        trim_cached_metadata(&mut bi);
+        assert_eq!(bi.managed_fields(), &[]);
+        assert_eq!(
+            bi.annotations().keys().collect::<Vec<_>>(),
+            [crate::api::VALIDATE_ANNOTATION],
+            "the on-demand validation annotation (a trigger) stays"
+        );
+        assert_eq!(bi.metadata.generation, Some(3));
     }
 
     #[test]

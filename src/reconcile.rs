@@ -50,9 +50,9 @@ pub struct Context {
     pub iam_view: iam_view::SharedView,
     /// When each integration last read all its bucket's settings.
     pub bucket_reads: crate::cadence::BucketReads,
-    /// Integrations (by uid) this process has seen: a steady one seen for the first time waits
-    /// for its phase of the restart spread.
-    pub seen: Mutex<HashSet<String>>,
+    /// Integrations (by `cadence::uid_key`) this process has seen: a steady one seen for the
+    /// first time waits for its phase of the restart spread.
+    pub seen: Mutex<HashSet<u128>>,
     /// Alibaba Cloud (`provider: alibaba`): its clients and the operator's credentials, or why
     /// there are none.
     pub alibaba: Result<Alibaba, String>,
@@ -424,8 +424,8 @@ pub fn steady(bi: &BucketIntegration) -> bool {
 }
 
 /// How old IAM's bulk view may be: a quarter of the resync interval, so drift made right after
-/// one read is seen within 1.25 intervals, for four bulk reads per interval (a page per thousand
-/// roles and policies each).
+/// one read is seen within 1.25 intervals, for four bulk reads per interval (a page per 250 roles
+/// and policies each).
 pub fn iam_view_max_age(settings: &Settings) -> Duration {
     settings.resync_interval / 4
 }
@@ -767,9 +767,10 @@ async fn run_steps(bi: &BucketIntegration, ctx: &Context, report: &mut Report) -
         arn: role_arn,
         boundary_set_by_us,
     } = match view.as_ref().and_then(|v| v.role_unchanged(&desired_role)) {
+        // The view matched the desired ARN exactly.
         Some(seen) => iam::RoleReport {
-            outcome: Outcome::up_to_date(format!("role {} matches (IAM's bulk view)", seen.arn)),
-            arn: seen.arn.clone(),
+            outcome: Outcome::up_to_date(format!("role {} matches (IAM's bulk view)", desired_role.arn)),
+            arn: desired_role.arn.clone(),
             boundary_set_by_us: iam::boundary_kept(seen.boundary.as_deref(), &desired_role),
         },
         None => iam::reconcile_role(&iam_client, &desired_role).await?,
@@ -1681,6 +1682,10 @@ pub async fn publish(
 pub async fn cleanup(bi: &BucketIntegration, ctx: &Context) -> Result<(), Error> {
     if let Some(uid) = bi.uid() {
         ctx.bucket_reads.forget(&uid);
+        ctx.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&crate::cadence::uid_key(&uid));
     }
     if crd_being_deleted(ctx).await {
         // An uninstall, not a user's decision to clean up: every Milvus keeps its bucket, role,

@@ -110,7 +110,7 @@ pub struct Settings {
     #[arg(long, env = "BUCKETWIRE_IAM_REQUESTS_PER_SECOND", default_value = "10")]
     pub iam_requests_per_second: NonZeroU32,
 
-    /// Steady resyncs read IAM in bulk (GetAccountAuthorizationDetails, a page per thousand
+    /// Steady resyncs read IAM in bulk (GetAccountAuthorizationDetails, a page per 250
     /// roles and policies) and per resource only where that view shows drift. Needs
     /// `iam:GetAccountAuthorizationDetails` on `*` (the published policy's `ReadIamInBulk`);
     /// off, or refused, each role and policy is read on every resync.
