@@ -14,7 +14,9 @@ use serde_json::json;
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
 use common::aws::{get_object, put_object, unique_bucket};
-use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
+use common::integration::{
+    condition, create, events, events_once_there_is, ready_status, wait_condition, wait_ready,
+};
 use common::operator::{AwsProxy, Operator};
 use common::{aws, setup, wait_for};
 
@@ -324,7 +326,7 @@ async fn failures_are_reported_in_status_with_precise_reasons() {
         message.contains("eksctl utils associate-iam-oidc-provider"),
         "{message}"
     );
-    let warnings: Vec<_> = events(&client, &ns, "noprovider")
+    let warnings: Vec<_> = events_once_there_is(&client, &ns, "noprovider", "OIDCProviderNotFound")
         .await
         .into_iter()
         .map(|(r, _)| r)
