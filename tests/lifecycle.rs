@@ -14,9 +14,7 @@ use serde_json::json;
 use bucketwire::api::BucketIntegration;
 use bucketwire::documents::{canonical, parse_document};
 use common::aws::{get_object, put_object, unique_bucket};
-use common::integration::{
-    condition, create, events, events_once_there_is, ready_status, wait_condition, wait_ready,
-};
+use common::integration::{condition, create, events, ready_status, wait_condition, wait_ready};
 use common::operator::{AwsProxy, Operator};
 use common::{aws, setup, wait_for};
 
@@ -326,11 +324,23 @@ async fn failures_are_reported_in_status_with_precise_reasons() {
         message.contains("eksctl utils associate-iam-oidc-provider"),
         "{message}"
     );
-    let warnings: Vec<_> = events_once_there_is(&client, &ns, "noprovider", "OIDCProviderNotFound")
-        .await
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    // The Warning is published after the status write the condition came in: wait for it.
+    let warnings: Vec<String> = wait_for(
+        "the OIDCProviderNotFound Warning",
+        Duration::from_secs(30),
+        || async {
+            let reasons: Vec<String> = events(&client, &ns, "noprovider")
+                .await
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect();
+            reasons
+                .iter()
+                .any(|r| r == "OIDCProviderNotFound")
+                .then_some(reasons)
+        },
+    )
+    .await;
     assert!(
         warnings.contains(&"OIDCProviderNotFound".to_string()),
         "{warnings:?}"

@@ -82,25 +82,6 @@ pub async fn events(client: &Client, ns: &str, name: &str) -> Vec<(String, Strin
         .collect()
 }
 
-/// The integration's Events once one with `reason` is among them: the operator publishes a
-/// Warning after it writes the status that names the same reason, so a test that has seen the
-/// condition waits for the Event rather than reading once.
-pub async fn events_once_there_is(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    reason: &str,
-) -> Vec<(String, String)> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = events(client, ns, name).await;
-        if all.iter().any(|(r, _)| r == reason) || std::time::Instant::now() > deadline {
-            return all;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Waits for Ready and returns the status.
 pub async fn ready_status(
     client: &Client,
